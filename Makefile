@@ -1,0 +1,27 @@
+# The two commands a new user runs: `make demo` and `make test`.
+PY ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+export XAUDIT_HOME ?= $(CURDIR)/workspace
+
+.PHONY: setup demo test bench clean
+
+$(BIN)/xaudit: requirements.txt pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install --disable-pip-version-check -q -r requirements.txt
+	$(BIN)/pip install --disable-pip-version-check -q --no-deps -e .
+	touch $(BIN)/xaudit
+
+setup: $(BIN)/xaudit
+
+demo: setup
+	$(BIN)/xaudit demo
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+bench: setup
+	for f in bench/*.py; do $(BIN)/python $$f || exit 1; done
+
+clean:
+	rm -rf $(VENV) workspace

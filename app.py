@@ -1,0 +1,32 @@
+"""xaudit dashboard entry point: page config, navigation and the shared sidebar.
+
+Run with ``streamlit run app.py``; ``XAUDIT_HOME`` (default ./workspace) picks the workspace.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from xai_core.config import database_url, device, home
+
+st.set_page_config(page_title="xaudit", page_icon="🩻", layout="wide")
+
+PAGES = [
+    st.Page("pages/overview.py", title="Overview", icon="🏠", default=True),
+    st.Page("pages/data.py", title="Data", icon="🧠"),
+    st.Page("pages/models.py", title="Models", icon="🧮"),
+    st.Page("pages/explain.py", title="Explain", icon="🔥"),
+    st.Page("pages/benchmark.py", title="Benchmark", icon="🎯"),
+    st.Page("pages/drift.py", title="Drift", icon="🧭"),
+]
+
+navigation = st.navigation(PAGES)
+
+with st.sidebar:
+    st.caption("Workspace")
+    st.code(str(home()), language=None)
+    url = database_url()
+    st.caption("Database: " + ("SQLite in the workspace" if url.startswith("sqlite") else "DATABASE_URL"))
+    st.caption(f"Compute device: `{device()}`")
+
+navigation.run()

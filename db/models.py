@@ -1,0 +1,170 @@
+"""SQLAlchemy 2.0 typed models. Every schema change ships with an Alembic migration."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any, Optional
+
+from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class Dataset(Base):
+    """A benchmark built by the generator or a folder of the user's own labelled images."""
+
+    __tablename__ = "datasets"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    kind: Mapped[str] = mapped_column(String(20))  # "synthetic" | "imported"
+    root: Mapped[str] = mapped_column(String(1000))
+    params: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    class_names: Mapped[list[Any]] = mapped_column(default=list)
+    image_size: Mapped[int] = mapped_column(Integer)
+    n_samples: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+
+    samples: Mapped[list["Sample"]] = relationship(
+        back_populates="dataset", cascade="all, delete-orphan", order_by="Sample.id"
+    )
+
+
+class Sample(Base):
+    """One image of a dataset, its label, split and (when known) lesion mask."""
+
+    __tablename__ = "samples"
+    __table_args__ = (UniqueConstraint("dataset_id", "sample_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"), index=True)
+    sample_id: Mapped[str] = mapped_column(String(200))
+    split: Mapped[str] = mapped_column(String(10), index=True)
+    label: Mapped[int] = mapped_column(Integer)
+    image_path: Mapped[str] = mapped_column(String(1000))
+    mask_path: Mapped[Optional[str]] = mapped_column(String(1000), nullable=True)
+    lesion_area: Mapped[int] = mapped_column(Integer, default=0)
+    n_lesions: Mapped[int] = mapped_column(Integer, default=0)
+
+    dataset: Mapped[Dataset] = relationship(back_populates="samples")
+
+
+class Checkpoint(Base):
+    """A trained network: its architecture, pre-training, fine-tuning degree, phase and lineage."""
+
+    __tablename__ = "checkpoints"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(300), unique=True)
+    arch: Mapped[str] = mapped_column(String(50), index=True)
+    width: Mapped[float] = mapped_column(Float, default=1.0)
+    num_classes: Mapped[int] = mapped_column(Integer)
+    in_chans: Mapped[int] = mapped_column(Integer, default=1)
+    input_size: Mapped[int] = mapped_column(Integer)
+    pretrain: Mapped[str] = mapped_column(String(50), index=True)  # imagenet | natural | mri | none | external
+    degree: Mapped[Optional[str]] = mapped_column(String(10), nullable=True)  # tl 1conv .. all
+    phase: Mapped[str] = mapped_column(String(10), index=True)  # pretrain | tl | ft | epoch | external
+    epoch: Mapped[Optional[int]] = mapped_column(Integer, nullable=True)
+    parent_id: Mapped[Optional[int]] = mapped_column(
+        ForeignKey("checkpoints.id", ondelete="SET NULL"), nullable=True
+    )
+    dataset_id: Mapped[Optional[int]] = mapped_column(
+        ForeignKey("datasets.id", ondelete="SET NULL"), nullable=True
+    )
+    path: Mapped[str] = mapped_column(String(1000))
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    history: Mapped[list[Any]] = mapped_column(default=list)
+    train_time_s: Mapped[float] = mapped_column(Float, default=0.0)
+    device: Mapped[str] = mapped_column(String(20), default="cpu")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+
+    parent: Mapped[Optional["Checkpoint"]] = relationship(remote_side=[id])
+
+
+class Prediction(Base):
+    """A checkpoint's prediction on one sample (selects correct samples and true positives)."""
+
+    __tablename__ = "predictions"
+    __table_args__ = (UniqueConstraint("checkpoint_id", "sample_pk"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    checkpoint_id: Mapped[int] = mapped_column(ForeignKey("checkpoints.id", ondelete="CASCADE"), index=True)
+    sample_pk: Mapped[int] = mapped_column(ForeignKey("samples.id", ondelete="CASCADE"), index=True)
+    pred: Mapped[int] = mapped_column(Integer)
+    prob: Mapped[float] = mapped_column(Float)
+    correct: Mapped[bool] = mapped_column(Boolean)
+
+
+class AttributionMap(Base):
+    """Index of one stored attribution map: (checkpoint sha256, method, parameter hash, sample)."""
+
+    __tablename__ = "attribution_maps"
+    __table_args__ = (UniqueConstraint("checkpoint_id", "method", "params_hash", "sample_pk"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    checkpoint_id: Mapped[int] = mapped_column(ForeignKey("checkpoints.id", ondelete="CASCADE"), index=True)
+    method: Mapped[str] = mapped_column(String(50), index=True)
+    params_hash: Mapped[str] = mapped_column(String(64))
+    params: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    sample_pk: Mapped[int] = mapped_column(ForeignKey("samples.id", ondelete="CASCADE"), index=True)
+    target: Mapped[int] = mapped_column(Integer)
+    store_path: Mapped[str] = mapped_column(String(1000))  # chunk file, relative to the workspace
+    store_index: Mapped[int] = mapped_column(Integer)  # row inside the chunk
+    seconds: Mapped[float] = mapped_column(Float, default=0.0)  # compute time per map
+    device: Mapped[str] = mapped_column(String(20), default="cpu")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+
+
+class GroundTruthMetric(Base):
+    """Ground-truth metrics of one map against its sample's lesion mask."""
+
+    __tablename__ = "gt_metrics"
+    __table_args__ = (UniqueConstraint("checkpoint_id", "method", "params_hash", "sample_pk"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    checkpoint_id: Mapped[int] = mapped_column(ForeignKey("checkpoints.id", ondelete="CASCADE"), index=True)
+    method: Mapped[str] = mapped_column(String(50), index=True)  # also "baseline_random", "baseline_sobel"
+    params_hash: Mapped[str] = mapped_column(String(64))
+    sample_pk: Mapped[int] = mapped_column(ForeignKey("samples.id", ondelete="CASCADE"), index=True)
+    selection: Mapped[str] = mapped_column(String(12))  # correct | all | incorrect
+    correct: Mapped[bool] = mapped_column(Boolean)
+    precision: Mapped[float] = mapped_column(Float)
+    mass_accuracy: Mapped[float] = mapped_column(Float)
+    pointing_game: Mapped[float] = mapped_column(Float)
+    roc_auc: Mapped[float] = mapped_column(Float)
+    average_precision: Mapped[float] = mapped_column(Float)
+    emd_score: Mapped[float] = mapped_column(Float)
+    constant_map: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class DriftMetric(Base):
+    """Drift between two maps of the same sample (checkpoint A, e.g. TL, vs checkpoint B, e.g. FT)."""
+
+    __tablename__ = "drift_metrics"
+    __table_args__ = (
+        UniqueConstraint("checkpoint_a_id", "checkpoint_b_id", "method", "params_hash", "sample_pk"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    checkpoint_a_id: Mapped[int] = mapped_column(ForeignKey("checkpoints.id", ondelete="CASCADE"), index=True)
+    checkpoint_b_id: Mapped[int] = mapped_column(ForeignKey("checkpoints.id", ondelete="CASCADE"), index=True)
+    method: Mapped[str] = mapped_column(String(50), index=True)
+    params_hash: Mapped[str] = mapped_column(String(64))
+    sample_pk: Mapped[int] = mapped_column(ForeignKey("samples.id", ondelete="CASCADE"), index=True)
+    selection: Mapped[str] = mapped_column(String(20))  # true_positive | all
+    com_displacement: Mapped[float] = mapped_column(Float)
+    peak_displacement: Mapped[float] = mapped_column(Float)
+    iou_top10: Mapped[float] = mapped_column(Float)
+    iou_top20: Mapped[float] = mapped_column(Float)
+    pearson: Mapped[float] = mapped_column(Float)
+    spearman: Mapped[float] = mapped_column(Float)
+    gini_change: Mapped[float] = mapped_column(Float)
+    entropy_change: Mapped[float] = mapped_column(Float)

@@ -1,0 +1,1 @@
+"""Dashboard helpers shared by the pages (the only package besides pages/ that imports streamlit)."""

@@ -1,0 +1,53 @@
+"""Where things live (the workspace) and which device computes: each decided in one place."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from xai_core.errors import WorkspaceError
+
+
+def home() -> Path:
+    """The workspace root: ``$XAUDIT_HOME`` or ``./workspace``."""
+    return Path(os.environ.get("XAUDIT_HOME", "workspace")).expanduser().resolve()
+
+
+def workspace_dir(*parts: str, create: bool = True) -> Path:
+    """A folder inside the workspace (``datasets``, ``checkpoints``, ...), created on demand."""
+    path = home().joinpath(*parts)
+    if create:
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise WorkspaceError(
+                f"cannot create workspace folder {path} ({exc.strerror}); "
+                "set XAUDIT_HOME to a writable directory"
+            ) from None
+        if not os.access(path, os.W_OK):
+            raise WorkspaceError(
+                f"workspace folder {path} is not writable; set XAUDIT_HOME to a writable directory"
+            )
+    return path
+
+
+def database_url() -> str:
+    """``$DATABASE_URL`` when set, else the workspace's SQLite file."""
+    url = os.environ.get("DATABASE_URL")
+    if url:
+        return url
+    return f"sqlite:///{workspace_dir() / 'xaudit.db'}"
+
+
+def device(preference: str | None = None) -> torch.device:
+    """The compute device: ``preference`` or ``$XAUDIT_DEVICE`` if given, else cuda > mps > cpu."""
+    choice = preference or os.environ.get("XAUDIT_DEVICE") or "auto"
+    if choice != "auto":
+        return torch.device(choice)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
