@@ -1,0 +1,88 @@
+"""Overview (landing page): what the workspace holds, the demo build's progress, headline findings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from ui.common import user_errors
+from xai_core.config import home
+from xai_core.findings import headline_findings
+from xai_core.inventory import inventory
+from xai_core.report import write_report
+from xai_core.status import read_status
+
+st.title("xaudit — can these heatmaps be trusted?")
+st.markdown(
+    "Audits attribution maps of medical-image classifiers two ways: against **ground-truth lesion "
+    "masks** on a benchmark of artificial lesions on real MRI anatomy (Oliveira et al. 2024), and "
+    "by the **drift** of the maps between a transfer-learning checkpoint and its fine-tuned "
+    "successor (Elangovan & Ting 2026)."
+)
+
+
+@st.fragment(run_every=5)
+def build_progress() -> None:
+    status = read_status()
+    if status is None:
+        return
+    st.subheader("Demo build" + (" — complete" if status.finished else " — in progress"))
+    rows = [{"stage": s.title, "state": s.state,
+             "progress": f"{s.done}/{s.total}" if s.total else "",
+             "seconds": s.seconds, "details": s.message} for s in status.stages]
+    st.dataframe(pd.DataFrame(rows), hide_index=True, use_container_width=True)
+    running = [s for s in status.stages if s.state == "running" and s.total]
+    for stage in running:
+        st.progress(min(1.0, stage.done / stage.total), text=f"{stage.title}: {stage.message}")
+    with st.expander(f"Demo settings ({status.preset}); `xaudit demo` builds the full size"):
+        st.json(status.settings)
+
+
+@st.cache_data(show_spinner="Computing headline findings…")
+def cached_findings(_home: str, stamp: tuple[int, ...]) -> pd.DataFrame:
+    return pd.DataFrame([f.__dict__ for f in headline_findings()])
+
+
+with user_errors():
+    build_progress()
+    parts = inventory()
+    st.subheader("This workspace")
+    st.caption(f"`{home()}`")
+    st.dataframe(
+        pd.DataFrame([{"part": p.name, "count": p.count,
+                       "details": p.detail if p.present else f"missing — run `{p.command}`"}
+                      for p in parts]),
+        hide_index=True, use_container_width=True,
+    )
+    if not parts[0].present:
+        st.info("No data yet. Build the demo workspace with `make demo` (or `xaudit demo`), "
+                "or a benchmark with `xaudit data build --name mri-lesions`.")
+
+    st.subheader("Headline findings on this workspace")
+    findings = cached_findings(str(home()), tuple(p.count for p in parts))
+    st.dataframe(findings, hide_index=True, use_container_width=True,
+                 column_config={"evidence": st.column_config.TextColumn(width="large")})
+
+    st.subheader("Report")
+    st.caption("A self-contained HTML report with the figures and both studies' tables "
+               "(`xaudit report` writes it with its CSV tables).")
+    if st.button("Write report"):
+        path = write_report()
+        st.session_state["report_path"] = str(path)
+    if "report_path" in st.session_state:
+        report_file = Path(st.session_state["report_path"])
+        st.download_button("Download report.html", report_file.read_bytes(), file_name="xaudit-report.html",
+                           mime="text/html")
+        st.caption(f"written to `{report_file.parent}` with its CSV tables")
+
+    st.subheader("Where next")
+    cols = st.columns(5)
+    for col, (page, label) in zip(cols, [
+        ("pages/data.py", "Browse the benchmark"), ("pages/models.py", "Models and training"),
+        ("pages/explain.py", "Explain an image"), ("pages/benchmark.py", "Precision tables"),
+        ("pages/drift.py", "TL→FT drift"),
+    ], strict=True):
+        with col:
+            st.page_link(page, label=label)

@@ -1,0 +1,72 @@
+"""``xaudit demo`` (build the embedded workspace and serve the dashboard) and ``xaudit report``."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import typer
+
+from xai_core.cli.base import app
+from xai_core.config import home
+from xai_core.progress import TqdmProgress
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def serve(port: int = 8501) -> subprocess.Popen:
+    """Start ``streamlit run app.py`` on ``port`` for the current workspace (in the background)."""
+    cmd = [sys.executable, "-m", "streamlit", "run", str(REPO / "app.py"),
+           "--server.port", str(port), "--server.headless", "true"]
+    typer.echo(f"dashboard: http://localhost:{port}  (workspace {home()})")
+    return subprocess.Popen(cmd, cwd=REPO, env={**os.environ, "XAUDIT_HOME": str(home())})
+
+
+@app.command()
+def demo(
+    quick: bool = typer.Option(False, "--quick", help="Small complete workspace (≈2 min) instead of the full demo."),
+    no_serve: bool = typer.Option(False, "--no-serve", help="Build only; do not start the dashboard."),
+    port: int = typer.Option(8501, help="Dashboard port."),
+) -> None:
+    """Build the demo workspace stage by stage (resuming what exists) and serve the dashboard.
+
+    The dashboard starts as soon as the benchmark data exist and fills in as stages complete.
+    """
+    from xai_core.demo import STAGES, build_demo
+
+    bar = TqdmProgress("demo")
+    server = None
+    try:
+        build_demo(quick=quick, only=("data",), progress=bar)
+        if not no_serve:
+            server = serve(port)
+        rest = tuple(name for name, _, _ in STAGES if name != "data")
+        build_demo(quick=quick, only=rest, progress=bar)
+    except BaseException:
+        if server is not None:
+            server.send_signal(signal.SIGTERM)
+        raise
+    finally:
+        bar.close()
+    typer.echo(f"demo workspace complete: {home()}")
+    if server is not None:
+        typer.echo(f"serving on http://localhost:{port} — Ctrl-C to stop")
+        try:
+            server.wait()
+        except KeyboardInterrupt:
+            server.send_signal(signal.SIGTERM)
+            server.wait(timeout=10)
+
+
+@app.command()
+def report(
+    out: Path = typer.Option(None, "--out", help="Output folder (default: $XAUDIT_HOME/reports/<timestamp>)."),
+) -> None:
+    """Write the self-contained HTML report and its CSV tables."""
+    from xai_core.report import write_report
+
+    path = write_report(out)
+    typer.echo(str(path))

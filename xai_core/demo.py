@@ -1,0 +1,205 @@
+"""The embedded demo workspace, built stage by stage: data → pre-training → grid → maps →
+ground-truth metrics → drift → report.
+
+Every stage calls the same job function the CLI exposes, so a second run skips what is stored.
+Progress goes to ``build_status.json`` (read by the Overview page) and to the caller's callback.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from xai_core.progress import Progress, silent
+from xai_core.status import BuildStatus, StageStatus, StageTracker, read_status, write_status
+
+DATASET = "mri-lesions"
+ARCH = "vgg16"
+SOURCES = ("natural", "mri")
+
+
+@dataclass(frozen=True)
+class DemoSettings:
+    """Sizes of the demo build; ``FULL`` is what ``make demo`` builds, ``QUICK`` the tests' version."""
+
+    preset: str
+    n_images: int  # all splits
+    size: int  # px
+    width: float  # vgg16 channel multiplier
+    degrees: tuple[str, ...]
+    pretrain_steps: int
+    epochs: int | None  # None = the training defaults
+    maps_per_checkpoint: int  # test images explained per checkpoint and method
+    method_params: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "dataset": f"{DATASET}: {self.n_images} images of {self.size}×{self.size} px",
+            "models": f"{ARCH} width {self.width:g}, pre-training {' and '.join(SOURCES)}, "
+                      f"degrees {', '.join(self.degrees)}",
+            "pre-training steps": self.pretrain_steps,
+            "epochs": self.epochs or "training default (early stopping)",
+            "test images explained per checkpoint": self.maps_per_checkpoint,
+            "method settings": self.method_params,
+        }
+
+
+_DEMO_METHOD_PARAMS: dict[str, dict[str, Any]] = {
+    "integrated_gradients": {"n_steps": 16},
+    "gradient_shap": {"n_samples": 8},
+    "smoothgrad": {"n_samples": 8},
+    "occlusion": {"window": 16, "stride": 8},
+}
+
+FULL = DemoSettings(
+    preset="full", n_images=2000, size=128, width=0.125,
+    degrees=("tl", "1conv", "2conv", "3conv", "4conv", "all"),
+    pretrain_steps=300, epochs=None, maps_per_checkpoint=100,
+    method_params=_DEMO_METHOD_PARAMS,
+)
+QUICK = DemoSettings(
+    preset="quick", n_images=160, size=64, width=0.125, degrees=("tl", "all"),
+    pretrain_steps=30, epochs=3, maps_per_checkpoint=12,
+    method_params={"integrated_gradients": {"n_steps": 8}, "gradient_shap": {"n_samples": 4},
+                   "smoothgrad": {"n_samples": 4}, "occlusion": {"window": 16, "stride": 16}},
+)
+
+
+def settings_for(quick: bool) -> DemoSettings:
+    return QUICK if quick else FULL
+
+
+# ------------------------------------------------------------------------------------------
+# stages
+# ------------------------------------------------------------------------------------------
+def stage_data(s: DemoSettings, progress: Progress) -> str:
+    from xai_core.data import build_dataset, dataset_exists
+
+    if dataset_exists(DATASET):
+        return "already built"
+    build_dataset(DATASET, n=s.n_images, size=s.size, seed=0, progress=progress)
+    return f"{s.n_images} images"
+
+
+def stage_pretrain(s: DemoSettings, progress: Progress) -> str:
+    from models.pretraining import ensure_pretrained
+
+    for i, source in enumerate(SOURCES):
+        progress(i, len(SOURCES), f"pre-training on {source}")
+        ensure_pretrained(source, ARCH, s.width, size=s.size, steps=s.pretrain_steps)
+    progress(len(SOURCES), len(SOURCES), "done")
+    return ", ".join(SOURCES)
+
+
+def stage_train(s: DemoSettings, progress: Progress) -> str:
+    from models import train_grid
+
+    cells = train_grid(DATASET, archs=(ARCH,), pretrains=SOURCES, degrees=s.degrees, width=s.width,
+                       epochs=s.epochs, progress=progress)
+    accs = ", ".join(f"{c['pretrain']}/{c['degree']} {c['accuracy']:.2f}" for c in cells
+                     if c.get("accuracy") is not None)
+    return f"{len(cells)} checkpoints ({accs})"
+
+
+def demo_checkpoints() -> list[int]:
+    """The grid's TL and FT checkpoints of the demo dataset, oldest first."""
+    from sqlalchemy import select
+
+    from db import Checkpoint, Dataset, session_scope
+
+    with session_scope() as session:
+        return list(session.scalars(
+            select(Checkpoint.id).join(Dataset, Checkpoint.dataset_id == Dataset.id)
+            .where(Dataset.name == DATASET, Checkpoint.phase.in_(("tl", "ft")))
+            .order_by(Checkpoint.id)
+        ).all())
+
+
+def stage_explain(s: DemoSettings, progress: Progress) -> str:
+    from models import get_architecture
+    from xai_core.attribution import capabilities, explain_checkpoint, list_methods
+
+    caps = capabilities(get_architecture(ARCH).name)
+    methods = [m for m in list_methods() if caps.get(m) is True]
+    jobs = [(c, m) for c in demo_checkpoints() for m in methods]
+    computed = 0
+    for i, (ckpt, method) in enumerate(jobs):
+        progress(i, len(jobs), f"{method} on checkpoint {ckpt}")
+        result = explain_checkpoint(ckpt, method, split="test", limit=s.maps_per_checkpoint,
+                                    params=dict(s.method_params.get(method, {})))
+        computed += result.computed
+    progress(len(jobs), len(jobs), "done")
+    return f"{len(methods)} methods × {len(jobs) // max(1, len(methods))} checkpoints ({computed} new maps)"
+
+
+def stage_evaluate(s: DemoSettings, progress: Progress) -> str:
+    from xai_core.metrics import evaluate
+
+    results = evaluate(demo_checkpoints(), selection="correct", progress=progress)
+    return f"{sum(r.rows for r in results)} new metric rows"
+
+
+def stage_drift(s: DemoSettings, progress: Progress) -> str:
+    from xai_core.metrics import drift
+
+    results = drift(progress=progress)
+    return f"{sum(r.rows for r in results)} new drift rows"
+
+
+def stage_report(s: DemoSettings, progress: Progress) -> str:
+    from xai_core.report import write_report
+
+    path = write_report(progress=progress)
+    return str(path)
+
+
+Stage = Callable[[DemoSettings, Progress], str]
+STAGES: list[tuple[str, str, Stage]] = [
+    ("data", "Benchmark data", stage_data),
+    ("pretrain", "Pre-training (natural, mri)", stage_pretrain),
+    ("train", "Fine-tuning grid", stage_train),
+    ("explain", "Attribution maps", stage_explain),
+    ("evaluate", "Ground-truth metrics", stage_evaluate),
+    ("drift", "TL→FT drift", stage_drift),
+    ("report", "Report", stage_report),
+]
+
+
+def _new_status(s: DemoSettings) -> BuildStatus:
+    previous = read_status()
+    if previous is not None and previous.preset == s.preset:
+        return replace(previous, finished=False)
+    stages = [StageStatus(name=n, title=t) for n, t, _ in STAGES]
+    return BuildStatus(preset=s.preset, settings=s.describe(), stages=stages)
+
+
+def build_demo(quick: bool = False, only: tuple[str, ...] | None = None,
+               progress: Progress = silent) -> BuildStatus:
+    """Build (or complete) the demo workspace; ``only`` restricts to some stages by name.
+
+    Each stage's job skips what is already stored, so a second run is fast.
+    """
+    s = settings_for(quick)
+    status = _new_status(s)
+    names = [n for n, _, _ in STAGES if only is None or n in only]
+    for index, (name, _title, run) in enumerate(s for s in STAGES if s[0] in names):
+        tracker = StageTracker(status, name)
+        tracker.start()
+        t0 = time.perf_counter()
+
+        def report(done: int, total: int, message: str, _i: int = index, _n: str = name) -> None:
+            tracker(done, total, message)
+            progress(_i, len(names), f"{_n}: {message}")
+
+        try:
+            summary = run(s, report)
+        except BaseException as exc:
+            tracker.finish("failed", f"{type(exc).__name__}: {exc}")
+            raise
+        tracker.finish("done", f"{summary} in {time.perf_counter() - t0:.0f} s")
+    status.finished = all(st.state == "done" for st in status.stages)
+    write_status(status)
+    progress(len(names), len(names), "demo built")
+    return status

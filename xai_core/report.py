@@ -1,0 +1,143 @@
+"""``xaudit report``: one self-contained HTML file (plotly figures embedded) plus CSV tables.
+
+It carries the MRI study's comparisons (precision by method × pre-training × degree; accuracy vs
+precision with the accuracy-controlled effect), the chest X-ray study's drift tables with the
+ranking-reversal check, and a plain statement of which findings this workspace reproduces.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+import shutil
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+import plotly.io as pio
+
+from xai_core.config import home, workspace_dir
+from xai_core.errors import WorkspaceError
+from xai_core.findings import headline_findings
+from xai_core.metrics import BASELINE_METHODS, summarise
+from xai_core.metrics.figures import accuracy_scatter, ci_bars, drift_box, metric_box
+from xai_core.metrics.queries import DRIFT_KEYS, accuracy_frame, drift_frame, gt_frame, reversal_table, write_frame
+from xai_core.progress import Progress, silent
+
+GT_SHOWN = ("precision", "mass_accuracy", "pointing_game", "roc_auc")
+
+
+def _table_html(frame: pd.DataFrame, floatfmt: str = "{:.3f}") -> str:
+    if frame.empty:
+        return "<p><em>no rows</em></p>"
+    return frame.to_html(index=False, float_format=floatfmt.format, border=0, classes="t")
+
+
+def _figure_html(fig, first: list[bool]) -> str:
+    include = "inline" if first[0] else False
+    first[0] = False
+    return pio.to_html(fig, include_plotlyjs=include, full_html=False)
+
+
+def _wide_ci(summary: pd.DataFrame) -> pd.DataFrame:
+    """method × (pre-training / degree) table of 'mean [low, high]'."""
+    text = summary.assign(cell=[f"{m:.3f} [{lo:.3f}, {hi:.3f}]" for m, lo, hi in
+                                zip(summary["mean"], summary["ci_low"], summary["ci_high"], strict=True)])
+    wide = text.pivot_table(index="method", columns=["pretrain", "degree"], values="cell", aggfunc="first")
+    wide.columns = [f"{p} / {d}" for p, d in wide.columns]
+    return wide.reset_index()
+
+
+def build_sections(tables: dict[str, pd.DataFrame]) -> list[str]:
+    """The report's HTML sections; fills ``tables`` with the CSV tables it shows."""
+    first = [True]
+    parts: list[str] = []
+    findings = pd.DataFrame([f.__dict__ for f in headline_findings()])
+    tables["findings"] = findings
+    parts.append("<h2>Findings on this workspace</h2>" + _table_html(findings))
+
+    gt = gt_frame("correct")
+    parts.append("<h2>Explanation performance (Oliveira et al. 2024)</h2>")
+    if gt.empty:
+        parts.append("<p>No ground-truth metrics yet: run <code>xaudit explain</code> then "
+                     "<code>xaudit evaluate</code>.</p>")
+    else:
+        summary = summarise(gt, ["method", "pretrain", "degree"], list(GT_SHOWN), n_boot=1000)
+        tables["benchmark"] = summary
+        precision = summary[summary["metric"] == "precision"]
+        parts.append("<p>Mean explanation precision on correctly classified test images, 95% "
+                     f"bootstrap CI; baselines: {', '.join(BASELINE_METHODS)}.</p>")
+        parts.append(_table_html(_wide_ci(precision)))
+        parts.append(_figure_html(metric_box(gt, "precision"), first))
+        accuracy = []
+        for method in sorted(set(gt["method"]) - set(BASELINE_METHODS)):
+            acc = accuracy_frame(method, "precision").dropna(subset=["accuracy"])
+            if len(acc) < 2:
+                continue
+            fig, fit, why = accuracy_scatter(acc, "precision")
+            fig.update_layout(title=f"{method}: accuracy vs precision")
+            accuracy.append(acc.assign(method=method))
+            effect = _table_html(fit["effects"]) if fit is not None else f"<p>no fit: {html.escape(why)}</p>"
+            parts.append(f"<h3>{html.escape(method)}</h3>" + _figure_html(fig, first) + effect)
+        if accuracy:
+            tables["accuracy"] = pd.concat(accuracy, ignore_index=True)
+
+    drift = drift_frame()
+    parts.append("<h2>TL→FT drift (Elangovan &amp; Ting 2026)</h2>")
+    if drift.empty:
+        parts.append("<p>No drift rows yet: run <code>xaudit drift</code>.</p>")
+    else:
+        dsum = summarise(drift, ["arch", "method"], list(DRIFT_KEYS), n_boot=1000)
+        tables["drift-summary"] = dsum
+        parts.append(_table_html(dsum))
+        iou = dsum[dsum["metric"] == "iou_top20"]
+        parts.append(_figure_html(ci_bars(iou, "method", "arch", "top-20% IoU, TL vs FT (95% CI)"), first))
+        parts.append(_figure_html(drift_box(drift, "pearson"), first))
+        ranking, agreement = reversal_table("iou_top20")
+        tables["rankings"], tables["reversals"] = ranking, agreement
+        parts.append("<h3>Ranking reversal check (architectures ranked by top-20% IoU)</h3>")
+        parts.append(_table_html(ranking) + _table_html(agreement))
+    return parts
+
+
+PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>xaudit report</title>
+<style>body{{font-family:sans-serif;margin:2em;max-width:1200px}} table.t{{border-collapse:collapse;
+font-size:13px;margin:1em 0}} table.t td,table.t th{{padding:3px 8px;border-bottom:1px solid #ddd}}
+code{{background:#f4f4f4;padding:1px 4px}}</style></head><body>
+<h1>xaudit report</h1><p>Workspace <code>{workspace}</code>, written {when}.</p>
+{body}
+</body></html>
+"""
+
+
+def write_report(out: str | Path | None = None, progress: Progress = silent) -> Path:
+    """Write ``report.html`` and the CSV tables into ``out`` (default: a new folder under
+    ``$XAUDIT_HOME/reports``), atomically (built in a temp folder, then renamed). Returns the HTML
+    file's path."""
+    stamp = datetime.now(timezone.utc)
+    target = Path(out) if out else workspace_dir("reports") / stamp.strftime("%Y%m%d-%H%M%S")
+    if target.exists() and any(target.iterdir()):
+        raise WorkspaceError(f"report folder {target} is not empty; choose another --out")
+    progress(0, 2, "computing tables")
+    tables: dict[str, pd.DataFrame] = {}
+    body = "\n".join(build_sections(tables))
+    progress(1, 2, "writing files")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".report-", dir=target.parent))
+    except OSError as exc:
+        raise WorkspaceError(f"cannot write the report to {target} ({exc.strerror}); choose a writable --out") from None
+    try:
+        (tmp / "report.html").write_text(PAGE.format(workspace=html.escape(str(home())),
+                                                     when=stamp.strftime("%Y-%m-%d %H:%M UTC"), body=body))
+        for name, frame in tables.items():
+            write_frame(frame, tmp / f"{name}.csv")
+        if target.exists():
+            target.rmdir()
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+    progress(2, 2, "done")
+    return target / "report.html"
