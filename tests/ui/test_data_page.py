@@ -1,0 +1,86 @@
+"""AppTest of the Data page on a tiny real workspace (a benchmark built in the test)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+from streamlit.testing.v1 import AppTest
+
+from xai_core.data import build_dataset, load_dataset
+
+PAGE = str(Path(__file__).resolve().parents[2] / "pages" / "data.py")
+
+
+def _figures(at: AppTest) -> list[dict]:
+    return [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+
+
+def _array(value: object) -> np.ndarray:
+    """A plotly JSON array: a list, or a typed array ``{"dtype", "bdata", "shape"}`` (base64)."""
+    if isinstance(value, dict):
+        flat = np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"])
+        shape = value.get("shape")
+        if isinstance(shape, str):
+            shape = [int(x) for x in shape.split(",")]
+        return flat.reshape(shape) if shape else flat
+    return np.asarray(value)
+
+
+def test_empty_workspace_shows_the_build_command(workspace: Path) -> None:
+    at = AppTest.from_file(PAGE, default_timeout=120).run()
+    assert not at.exception, at.exception
+    assert any("xaudit data build --name mri-lesions" in i.value for i in at.info)
+    # the anatomy browser still shows the MNI152 template (197 x 233 x 189 voxels, 1 mm)
+    assert any("shape (197, 233, 189)" in c.value for c in at.caption)
+    assert len(at.get("plotly_chart")) == 1
+
+
+def test_sample_view_filters_histograms_and_slice_browser(workspace: Path) -> None:
+    build_dataset("tiny", n=8, size=32, seed=2)
+    data = load_dataset("tiny")
+    at = AppTest.from_file(PAGE, default_timeout=120).run()
+    assert not at.exception, at.exception
+    assert at.selectbox(key="dataset").options == ["tiny"]
+    assert any("synthetic dataset, 8 images of 32 px; regular: 4, irregular: 4; 8 shown" in c.value for c in at.caption)
+    figs = _figures(at)
+    assert len(figs) == 4  # image + contour, class counts, lesion-area histogram, anatomy slice
+    image_fig = figs[0]
+    assert [t["type"] for t in image_fig["data"]] == ["heatmap", "contour"]
+    np.testing.assert_allclose(_array(image_fig["data"][0]["z"]).astype(np.float32), data.images[0], rtol=1e-6)
+    np.testing.assert_array_equal(_array(image_fig["data"][1]["z"]) > 0.5, data.masks[0])
+    assert image_fig["layout"]["title"]["text"] == data.sample_ids[0]
+    assert _array(figs[1]["data"][0]["y"]).tolist() == [4, 4]  # images per class
+
+    # only the irregular class, third sample of it
+    at.selectbox(key="class").set_value("irregular").run()
+    at.number_input(key="sample").set_value(3).run()
+    assert not at.exception, at.exception
+    irregular = [i for i, lab in enumerate(data.labels) if lab == 1]
+    k = irregular[2]
+    caption = next(c.value for c in at.caption if c.value.startswith("Sample "))
+    assert caption == (f"Sample {data.sample_ids[k]} · label irregular · split {data.splits[k]} · "
+                       f"lesion area {int(data.masks[k].sum())} px")
+
+    # test split only: as many images as load_dataset gives for it
+    at.selectbox(key="class").set_value("all").run()
+    at.selectbox(key="split").set_value("test").run()
+    n_test = len(load_dataset("tiny", "test"))
+    assert any(f"; {n_test} shown" in c.value for c in at.caption)
+
+    # slice browser: the coronal slice 100 of the template
+    at.radio(key="plane").set_value("coronal").run()
+    at.slider(key="slice").set_value(100).run()
+    assert _figures(at)[-1]["layout"]["title"]["text"].endswith("coronal slice 100")
+
+
+def test_missing_files_show_one_error_line(workspace: Path) -> None:
+    build_dataset("gone", n=6, size=32, seed=0)
+    shutil.rmtree(workspace / "datasets" / "gone")
+    at = AppTest.from_file(PAGE, default_timeout=120).run()
+    assert not at.exception, at.exception
+    assert [e.value for e in at.error] == [
+        "files of dataset 'gone' are missing (" + str(workspace / "datasets" / "gone") + "); rebuild it with --overwrite"]
