@@ -1,0 +1,136 @@
+"""Benchmark: ground-truth explanation metrics by method x pre-training x degree, with chance baselines."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import plotly.express as px
+import plotly.graph_objects as go
+import streamlit as st
+
+from ui.common import user_errors
+from xai_core.config import home
+from xai_core.errors import XAuditError
+from xai_core.metrics import jobs, queries
+from xai_core.metrics.baselines import BASELINE_METHODS
+from xai_core.metrics.ground_truth import GROUND_TRUTH_KEYS
+from xai_core.metrics.statistics import accuracy_controlled_effect, summarise
+
+FILL_COMMANDS = """xaudit demo --quick --no-serve                  # data, checkpoints, maps and metrics in one go
+# or step by step:
+xaudit train-grid --dataset mri-lesions         # pre-training x fine-tuning degree grid
+xaudit explain --checkpoint NAME --methods saliency,integrated_gradients   # per checkpoint
+xaudit evaluate                                 # ground-truth metrics + chance baselines"""
+
+LABELS = {
+    "precision": "explanation precision (top-n pixels inside the lesion)",
+    "mass_accuracy": "relevance mass inside the lesion",
+    "pointing_game": "pointing game (maximum inside the lesion)",
+    "roc_auc": "ROC-AUC of the map as lesion classifier",
+    "average_precision": "average precision of the map as lesion classifier",
+    "emd_score": "1 - EMD / diagonal between map and lesion",
+}
+
+
+@st.cache_data(show_spinner=False)
+def _gt(selection: str, _home: str, _rows: int) -> pd.DataFrame:
+    return queries.gt_frame(selection)
+
+
+@st.cache_data(show_spinner=False)
+def _acc(method: str, metric: str, selection: str, _home: str, _rows: int) -> pd.DataFrame:
+    return queries.accuracy_frame(method, metric, selection)
+
+
+def _ci_text(row: pd.Series) -> str:
+    return f"{row['mean']:.3f} [{row['ci_low']:.3f}, {row['ci_high']:.3f}]"
+
+
+st.title("Benchmark: are the explanations right?")
+st.caption(
+    "Ground-truth metrics of each attribution method against the exact lesion masks, per pre-training "
+    "source and fine-tuning degree; bootstrap 95% CIs; random-map and Sobel-edge baselines show chance."
+)
+
+with user_errors():
+    counts = jobs.count_rows()
+    if counts["gt_metrics"] == 0:
+        st.info("No ground-truth metrics in this workspace yet. Fill it with:")
+        st.code(FILL_COMMANDS, language="bash")
+        st.stop()
+
+    col1, col2 = st.columns(2)
+    selection = col1.selectbox("Samples", ["correct", "all", "incorrect"], index=0,
+                               help="Correctly classified test samples (the MRI study's choice), all, or only errors.")
+    metric = col2.selectbox("Metric", list(GROUND_TRUTH_KEYS), format_func=lambda k: LABELS[k])
+    df = _gt(selection, str(home()), counts["gt_metrics"])
+    if df.empty:
+        st.warning(f"No stored metrics for the '{selection}' selection; run `xaudit evaluate --selection {selection}`.")
+        st.stop()
+
+    summary = summarise(df, ["method", "pretrain", "degree"], [metric], n_boot=1000)
+    summary["mean [95% CI]"] = summary.apply(_ci_text, axis=1)
+    st.subheader(f"Mean {metric} by method × pre-training × degree")
+    wide = summary.pivot_table(index="method", columns=["pretrain", "degree"], values="mean [95% CI]", aggfunc="first")
+    wide.columns = [f"{p} / {d}" for p, d in wide.columns]
+    st.dataframe(wide, use_container_width=True)
+    chance = queries.chance_precision(selection)
+    base = summary[summary["method"].isin(BASELINE_METHODS)]
+    if not base.empty:
+        base_means = df[df["method"].isin(BASELINE_METHODS)].groupby("method")[metric].mean()
+        text = "; ".join(f"{name} = {value:.3f}" for name, value in base_means.items())
+        if metric == "precision" and np.isfinite(chance):
+            text += f"; expected precision of a random ranking (mean lesion share) = {chance:.3f}"
+        st.caption("Chance: " + text)
+    with st.expander("Long table (n, mean, median, CI)"):
+        st.dataframe(summary.drop(columns=["mean [95% CI]"]), use_container_width=True)
+
+    st.subheader("Distributions")
+    fig = px.box(df, x="method", y=metric, color="pretrain", facet_col="degree", points=False)
+    st.plotly_chart(fig, use_container_width=True)
+
+    st.subheader("Accuracy vs explanation performance")
+    real_methods = sorted(m for m in df["method"].unique() if m not in BASELINE_METHODS)
+    if real_methods:
+        method = st.selectbox("Method", real_methods, key="acc_method")
+        acc = _acc(method, metric, selection, str(home()), counts["gt_metrics"]).dropna(subset=["accuracy"])
+        if len(acc) >= 2:
+            scatter = px.scatter(acc, x="accuracy", y=metric, color="pretrain", symbol="degree",
+                                 hover_data=["checkpoint", "n"])
+            try:
+                fit = accuracy_controlled_effect(acc, performance=metric)
+                xs = np.linspace(acc["accuracy"].min(), acc["accuracy"].max(), 20)
+                for source, intercept in fit["intercepts"].items():
+                    scatter.add_trace(go.Scatter(x=xs, y=intercept + fit["slope"] * xs, mode="lines",
+                                                 name=f"fit {source}", line={"dash": "dash"}))
+                st.plotly_chart(scatter, use_container_width=True)
+                if not fit["effects"].empty:
+                    st.caption("Pre-training effect at matched accuracy (OLS: metric ~ accuracy + source):")
+                    st.dataframe(fit["effects"], use_container_width=True)
+            except (XAuditError, np.linalg.LinAlgError, ValueError) as exc:  # too few checkpoints: points only
+                st.plotly_chart(scatter, use_container_width=True)
+                st.caption(f"No regression: {exc}")
+        else:
+            st.caption("At least two evaluated checkpoints with predictions are needed for the scatter.")
+
+        st.subheader("Inspect a sample")
+        ck_names = sorted(df["checkpoint"].unique())
+        ck = st.selectbox("Checkpoint", ck_names, key="ck")
+        rows = df[(df["checkpoint"] == ck) & (df["method"] == method)].sort_values(metric, kind="stable")
+        if rows.empty:
+            st.caption(f"No {method} rows for {ck}.")
+        else:
+            options = rows.index.tolist()
+            pick = st.selectbox(
+                "Sample (sorted by the metric, worst first)", options,
+                format_func=lambda i: f"{rows.loc[i, 'sample_id']}  {metric}={rows.loc[i, metric]:.3f}", key="sample",
+            )
+            chosen = rows.loc[pick]
+            params = {"checkpoint": str(int(chosen["checkpoint_id"])), "sample": str(int(chosen["sample_pk"])), "method": method}
+            st.dataframe(chosen[list(GROUND_TRUTH_KEYS)].to_frame().T, use_container_width=True)
+            try:
+                st.page_link("pages/explain.py", label="Open this sample on the Explain page", icon="🔥", query_params=params)
+            except Exception:  # page not registered (page run on its own): plain link
+                st.markdown(f"[Open this sample on the Explain page](/explain?checkpoint={params['checkpoint']}"
+                            f"&sample={params['sample']}&method={method})")
+            st.caption(f"Explain page link: ?checkpoint={params['checkpoint']}&sample={params['sample']}&method={method}")

@@ -1,0 +1,105 @@
+"""Drift: did fine-tuning change the evidence? TL vs FT maps, drift table with CIs, ranking reversals."""
+
+from __future__ import annotations
+
+import pandas as pd
+import plotly.express as px
+import streamlit as st
+
+from ui.common import user_errors
+from xai_core.config import home
+from xai_core.metrics import jobs, queries
+from xai_core.metrics.jobs import read_stored_maps, split_drift_label
+from xai_core.metrics.statistics import STABILITY_DIRECTION, ranking_agreement, stability_ranking, summarise
+
+FILL_COMMANDS = """xaudit demo --quick --no-serve                  # everything in one go
+# or step by step:
+xaudit train --dataset mri-lesions --arch resnet50 --protocol tl-ft   # a TL checkpoint and its FT successor
+xaudit explain --checkpoint NAME --methods gradcam_plus_plus,layercam  # for both checkpoints
+xaudit drift                                    # TL -> FT drift on samples correct for both"""
+
+DESCRIPTIONS = {
+    "com_displacement": "centre-of-mass shift / image diagonal",
+    "peak_displacement": "peak shift / image diagonal",
+    "iou_top10": "IoU of the top-10% pixels",
+    "iou_top20": "IoU of the top-20% pixels",
+    "pearson": "Pearson correlation of the maps",
+    "spearman": "Spearman correlation of the maps",
+    "gini_change": "Gini coefficient, FT minus TL (>0: more concentrated)",
+    "entropy_change": "normalised entropy, FT minus TL (>0: more spread)",
+}
+
+
+@st.cache_data(show_spinner=False)
+def _drift(_home: str, _rows: int) -> pd.DataFrame:
+    return queries.drift_frame()
+
+
+st.title("Drift: did fine-tuning change the evidence?")
+st.caption(
+    "Reference-free drift between the maps of a transfer-learning checkpoint (A) and its fine-tuned "
+    "successor (B) on the same samples, per architecture and attribution method."
+)
+
+with user_errors():
+    counts = jobs.count_rows()
+    if counts["drift_metrics"] == 0:
+        st.info("No drift metrics in this workspace yet. Fill it with:")
+        st.code(FILL_COMMANDS, language="bash")
+        st.stop()
+    df = _drift(str(home()), counts["drift_metrics"])
+
+    st.subheader("Architecture × method drift (mean [95% CI])")
+    metrics = list(queries.DRIFT_KEYS)
+    summary = summarise(df, ["arch", "method"], metrics, n_boot=1000)
+    summary["value"] = summary.apply(lambda r: f"{r['mean']:.3f} [{r['ci_low']:.3f}, {r['ci_high']:.3f}]", axis=1)
+    wide = summary.pivot_table(index=["arch", "method"], columns="metric", values="value", aggfunc="first")
+    wide = wide[[m for m in metrics if m in wide.columns]]
+    n_per = df.groupby(["arch", "method"]).size().rename("n")
+    st.dataframe(wide.join(n_per), use_container_width=True)
+    st.caption("; ".join(f"{k}: {v}" for k, v in DESCRIPTIONS.items()))
+
+    st.subheader("Ranking reversals")
+    rank_metric = st.selectbox("Stability metric", list(STABILITY_DIRECTION), index=list(STABILITY_DIRECTION).index("iou_top20"))
+    ranking = stability_ranking(df, metric=rank_metric)
+    agree = ranking_agreement(ranking)
+    left, right = st.columns(2)
+    left.caption("Architecture rank per method (1 = most stable)")
+    left.dataframe(ranking.pivot(index="arch", columns="method", values="rank"), use_container_width=True)
+    right.caption("Kendall's tau between methods' rankings")
+    if agree.empty:
+        right.write("Needs at least two methods on at least two architectures.")
+    else:
+        right.dataframe(agree, use_container_width=True)
+        flagged = agree[agree["reversal"]]
+        if not flagged.empty:
+            st.warning(
+                "Ranking reversal: "
+                + "; ".join(f"{r.method_a} vs {r.method_b} (tau = {r.kendall_tau:.2f}; {r.reversed_pairs})" for r in flagged.itertuples())
+                + " — which architecture looks stable depends on the attribution method."
+            )
+
+    st.subheader("Distributions")
+    dist_metric = st.selectbox("Metric", metrics, index=metrics.index("iou_top20"), key="dist_metric")
+    st.plotly_chart(px.box(df, x="arch", y=dist_metric, color="method", points=False), use_container_width=True)
+
+    st.subheader("TL and FT maps of one sample")
+    pairs = df[["checkpoint_a_id", "checkpoint_a", "checkpoint_b_id", "checkpoint_b"]].drop_duplicates()
+    pair_labels = {f"{r.checkpoint_a} → {r.checkpoint_b}": (int(r.checkpoint_a_id), int(r.checkpoint_b_id)) for r in pairs.itertuples()}
+    pair_label = st.selectbox("Checkpoint pair", list(pair_labels))
+    a_id, b_id = pair_labels[pair_label]
+    sub = df[(df["checkpoint_a_id"] == a_id) & (df["checkpoint_b_id"] == b_id)]
+    method = st.selectbox("Method", sorted(sub["method"].unique()), key="pair_method")
+    rows = sub[sub["method"] == method].sort_values("iou_top20", kind="stable")
+    pick = st.selectbox("Sample (largest drift first)", rows.index.tolist(),
+                        format_func=lambda i: f"{rows.loc[i, 'sample_id']}  IoU20={rows.loc[i, 'iou_top20']:.2f}")
+    row = rows.loc[pick]
+    sides = split_drift_label(method, row["params_hash"])
+    maps = [read_stored_maps(ck, m, h, [int(row["sample_pk"])])[0] for ck, (m, h) in zip((a_id, b_id), sides)]
+    c1, c2 = st.columns(2)
+    titles = (f"A (TL): {row['checkpoint_a']} · {sides[0][0]}", f"B (FT): {row['checkpoint_b']} · {sides[1][0]}")
+    for col, title, m in ((c1, titles[0], maps[0]), (c2, titles[1], maps[1])):
+        fig = px.imshow(abs(m), color_continuous_scale="inferno", title=title)
+        fig.update_layout(coloraxis_showscale=False, margin={"l": 0, "r": 0, "t": 40, "b": 0})
+        col.plotly_chart(fig, use_container_width=True)
+    st.dataframe(row[metrics].to_frame().T, use_container_width=True)

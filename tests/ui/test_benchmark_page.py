@@ -1,0 +1,75 @@
+"""AppTest of the Benchmark page on a tiny real workspace."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from xai_core.metrics import explanation_precision, random_maps
+from xai_core.metrics.testing import add_checkpoint, add_dataset_rows, add_gt_rows
+
+PAGE = str(Path(__file__).resolve().parents[2] / "pages" / "benchmark.py")
+
+
+def _seed() -> dict[str, float]:
+    rng = np.random.default_rng(0)
+    n, h = 8, 16
+    masks = np.zeros((n, h, h), bool)
+    masks[:, 4:8, 4:10] = True
+    labels = [i % 2 for i in range(n)]
+    pks = add_dataset_rows("tiny", masks, labels)
+    means = {}
+    for k, (pretrain, degree, quality) in enumerate(
+        [("imagenet", "tl", 0.2), ("imagenet", "all", 0.5), ("mri", "tl", 0.6), ("mri", "all", 0.9)]
+    ):
+        preds = [y if i < 6 + k % 2 else 1 - y for i, y in enumerate(labels)]
+        ck = add_checkpoint(f"vgg-{pretrain}-{degree}", "vgg16", pretrain, degree, degree, pks, preds, labels)
+        maps = rng.random((n, h, h)).astype(np.float32) + 3 * quality * masks
+        correct = [p == y for p, y in zip(preds, labels)]
+        add_gt_rows(ck, "saliency", pks, maps, masks, correct)
+        add_gt_rows(ck, "baseline_random", pks, random_maps(np.asarray(pks), h, h), masks, correct)
+        sel = np.asarray(correct)
+        means[f"{pretrain}/{degree}"] = float(explanation_precision(maps[sel], masks[sel]).mean())
+    return means
+
+
+def test_empty_workspace_shows_fill_commands(workspace: Path) -> None:
+    at = AppTest.from_file(PAGE, default_timeout=60).run()
+    assert not at.exception
+    assert any("No ground-truth metrics" in i.value for i in at.info)
+    assert any("xaudit evaluate" in c.value for c in at.code)
+
+
+def test_tables_chart_and_click_through(workspace: Path) -> None:
+    means = _seed()
+    at = AppTest.from_file(PAGE, default_timeout=60).run()
+    assert not at.exception, at.exception
+    wide = at.dataframe[0].value
+    assert list(wide.index) == ["baseline_random", "saliency"]
+    cell = wide.loc["saliency", "mri / all"]
+    assert cell.startswith(f"{means['mri/all']:.3f} [")
+    assert wide.loc["saliency", "imagenet / tl"].startswith(f"{means['imagenet/tl']:.3f}")
+    assert any("Chance: baseline_random" in c.value for c in at.caption)
+    assert len(at.get("plotly_chart")) >= 2  # box plot and accuracy scatter
+    link = [c.value for c in at.caption if "Explain page link" in c.value]
+    assert link and "&method=saliency" in link[0] and "?checkpoint=" in link[0]
+    # switching the metric re-renders the table with that metric
+    at.selectbox[1].set_value("mass_accuracy").run()
+    assert not at.exception
+    assert "Mean mass_accuracy" in " ".join(s.value for s in at.subheader)
+
+
+def test_incorrect_selection_and_user_error(workspace: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _seed()
+    at = AppTest.from_file(PAGE, default_timeout=60).run()
+    at.selectbox[0].set_value("incorrect").run()
+    assert not at.exception
+    wide = at.dataframe[0].value
+    assert "saliency" in wide.index
+    monkeypatch.setenv("DATABASE_URL", "sqlite:////nonexistent-dir/x/xaudit.db")
+    at = AppTest.from_file(PAGE, default_timeout=60).run()
+    assert not at.exception
+    assert at.error and "cannot open the database" in at.error[0].value

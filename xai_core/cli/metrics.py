@@ -1,0 +1,94 @@
+"""``xaudit evaluate``, ``xaudit drift`` and ``xaudit export``: metric jobs and table export."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+from xai_core.cli.base import app
+from xai_core.errors import ConfigError
+from xai_core.progress import TqdmProgress
+
+
+def _split(values: Optional[list[str]]) -> list[str] | None:
+    """Accept repeated options and comma-separated lists alike."""
+    if not values:
+        return None
+    out = [v.strip() for item in values for v in item.split(",") if v.strip()]
+    return out or None
+
+
+@app.command()
+def evaluate(
+    checkpoint: Optional[list[str]] = typer.Option(None, "--checkpoint", "-c", help="Checkpoint id or name (repeatable; default: all with stored maps)."),
+    methods: Optional[list[str]] = typer.Option(None, "--methods", "-m", help="Attribution methods (comma-separated or repeated; default: all stored)."),
+    selection: str = typer.Option("correct", help="Samples: correct | all | incorrect (stored with the results)."),
+    baselines: bool = typer.Option(True, "--baselines/--no-baselines", help="Also score random and Sobel edge maps (chance baselines)."),
+    chunk_size: int = typer.Option(256, min=1, help="Maps per chunk (one DB transaction each)."),
+) -> None:
+    """Ground-truth metrics (precision, mass accuracy, pointing game, ROC-AUC, AP, EMD) of stored maps."""
+    from xai_core.metrics.jobs import evaluate as run
+
+    bar = TqdmProgress("evaluate")
+    try:
+        results = run(_split(checkpoint), _split(methods), selection, baselines, bar, chunk_size=chunk_size)
+    finally:
+        bar.close()
+    computed = sum(r.computed for r in results)
+    skipped = sum(r.skipped for r in results)
+    for r in results:
+        if r.note:
+            typer.echo(f"checkpoint {r.checkpoint_id}  {r.note}")
+            continue
+        typer.echo(f"checkpoint {r.checkpoint_id}  {r.method:<18} computed {r.computed:>6}  already stored {r.skipped:>6}")
+    typer.echo(f"evaluated {computed} maps ({skipped} already stored), selection={selection}")
+
+
+@app.command()
+def drift(
+    pair: Optional[list[str]] = typer.Option(None, "--pair", "-p", help="A:B checkpoint ids or names (repeatable; default: every TL->FT pair)."),
+    methods: Optional[list[str]] = typer.Option(
+        None, "--methods", "-m",
+        help="Attribution methods (default: all stored for both); M_A:M_B compares two methods (A may equal B).",
+    ),
+    selection: str = typer.Option("true_positive", help="Samples: true_positive (correct for both) | all."),
+    chunk_size: int = typer.Option(256, min=1, help="Map pairs per chunk (one DB transaction each)."),
+) -> None:
+    """Drift metrics (displacement, top-p% IoU, correlations, concentration change) between checkpoints."""
+    from xai_core.metrics.jobs import drift as run
+
+    pairs = None
+    if pair:
+        pairs = []
+        for item in _split(pair) or []:
+            parts = item.split(":")
+            if len(parts) != 2 or not all(parts):
+                raise ConfigError(f"--pair {item!r} must look like A:B (two checkpoint ids or names)")
+            pairs.append((parts[0], parts[1]))
+    bar = TqdmProgress("drift")
+    try:
+        results = run(pairs, _split(methods), selection, bar, chunk_size=chunk_size)
+    finally:
+        bar.close()
+    for r in results:
+        typer.echo(f"{r.checkpoint_a_id}->{r.checkpoint_b_id}  {r.method:<18} computed {r.computed:>6}  already stored {r.skipped:>6}")
+    typer.echo(f"drift: {sum(r.computed for r in results)} pairs computed ({sum(r.skipped for r in results)} already stored)")
+
+
+@app.command()
+def export(
+    table: str = typer.Argument(..., help="gt-metrics | drift-metrics | benchmark | drift-summary | rankings | reversals | accuracy"),
+    output: str = typer.Argument(..., help="Output file ending in .csv or .parquet."),
+    selection: str = typer.Option("correct", help="Sample selection for summary tables."),
+    metric: Optional[str] = typer.Option(None, help="Metric for rankings/reversals (default iou_top20) or accuracy (default precision)."),
+    n_boot: int = typer.Option(1000, min=100, help="Bootstrap resamples for CIs."),
+) -> None:
+    """Export a metrics table as CSV or Parquet."""
+    from xai_core.metrics.queries import export_table
+
+    options = {"selection": selection, "n_boot": n_boot}
+    if metric:
+        options["metric"] = metric
+    path, n = export_table(table, output, **options)
+    typer.echo(f"wrote {n} rows to {path}")

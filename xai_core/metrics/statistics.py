@@ -1,0 +1,227 @@
+"""Aggregation and statistics behind the result tables.
+
+* :func:`bootstrap_ci` / :func:`summarise`: mean, median and percentile-bootstrap 95% CI
+  (Efron & Tibshirani 1993) per group.
+* :func:`stability_ranking` / :func:`ranking_agreement`: per-method ranking of architectures by
+  drift stability, Kendall's tau-b between two methods' rankings and reversal flags (the chest
+  X-ray study's "architecture-dependent" finding: the most stable architecture under one method
+  is not under another).
+* :func:`accuracy_controlled_effect`: the MRI study's accuracy-controlled comparison — OLS of a
+  checkpoint's mean explanation performance on its test accuracy and pre-training source;
+  the source coefficient is the pre-training effect at matched accuracy, with a t-based CI.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from itertools import combinations
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from xai_core.errors import ConfigError, InvalidValueError
+
+# +1: higher is more stable; -1: lower is more stable; 0: closer to zero is more stable.
+STABILITY_DIRECTION = {
+    "com_displacement": -1,
+    "peak_displacement": -1,
+    "iou_top10": 1,
+    "iou_top20": 1,
+    "pearson": 1,
+    "spearman": 1,
+    "gini_change": 0,
+    "entropy_change": 0,
+}
+
+
+def bootstrap_ci(
+    values: Any, n_boot: int = 2000, confidence: float = 0.95, seed: int = 0, statistic: str = "mean"
+) -> tuple[float, float]:
+    """Percentile bootstrap CI of the mean (or median) of ``values``; NaNs are dropped.
+
+    Resamples are drawn at once as an ``(n_boot, n)`` index matrix. One value gives ``(x, x)``;
+    none gives ``(nan, nan)``.
+    """
+    x = np.asarray(values, dtype=np.float64)
+    x = x[np.isfinite(x)]
+    if x.size == 0:
+        return (float("nan"), float("nan"))
+    if x.size == 1 or np.all(x == x[0]):
+        return (float(x[0]), float(x[0]))
+    if not 0 < confidence < 1:
+        raise ConfigError(f"confidence must lie in (0, 1), got {confidence}")
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, x.size, size=(n_boot, x.size))
+    samples = x[idx]
+    stat = samples.mean(axis=1) if statistic == "mean" else np.median(samples, axis=1)
+    alpha = (1 - confidence) / 2
+    lo, hi = np.quantile(stat, [alpha, 1 - alpha])
+    return (float(lo), float(hi))
+
+
+def summarise(
+    frame: pd.DataFrame,
+    by: Sequence[str],
+    metrics: Sequence[str],
+    n_boot: int = 2000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Long table: one row per (group, metric) with ``n, mean, median, ci_low, ci_high``."""
+    missing = [c for c in [*by, *metrics] if c not in frame.columns]
+    if missing:
+        raise ConfigError(f"unknown column(s) {missing}; available: {sorted(frame.columns)}")
+    rows: list[dict[str, Any]] = []
+    if frame.empty:
+        return pd.DataFrame(columns=[*by, "metric", "n", "mean", "median", "ci_low", "ci_high"])
+    for key, group in frame.groupby(list(by), sort=True, dropna=False):  # loop over groups, not samples
+        key = key if isinstance(key, tuple) else (key,)
+        for metric in metrics:
+            vals = group[metric].to_numpy(dtype=np.float64)
+            vals = vals[np.isfinite(vals)]
+            lo, hi = bootstrap_ci(vals, n_boot=n_boot, confidence=confidence, seed=seed)
+            rows.append(
+                {
+                    **dict(zip(by, key)),
+                    "metric": metric,
+                    "n": int(vals.size),
+                    "mean": float(vals.mean()) if vals.size else float("nan"),
+                    "median": float(np.median(vals)) if vals.size else float("nan"),
+                    "ci_low": lo,
+                    "ci_high": hi,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def stability_ranking(
+    frame: pd.DataFrame, metric: str = "iou_top20", item: str = "arch", by: str = "method"
+) -> pd.DataFrame:
+    """Per ``by`` (method), rank the ``item``s (architectures) by mean ``metric``; rank 1 = most
+    stable (direction from :data:`STABILITY_DIRECTION`; change metrics: smallest |mean|).
+
+    Returns columns ``by, item, mean, rank`` (average ranks for ties).
+    """
+    if metric not in STABILITY_DIRECTION:
+        raise ConfigError(f"unknown drift metric {metric!r}; choose one of {sorted(STABILITY_DIRECTION)}")
+    if frame.empty:
+        return pd.DataFrame(columns=[by, item, "mean", "rank"])
+    means = frame.groupby([by, item], sort=True)[metric].mean().reset_index(name="mean")
+    direction = STABILITY_DIRECTION[metric]
+    score = -means["mean"] * direction if direction else means["mean"].abs()
+    means["rank"] = score.groupby(means[by]).rank(method="average", ascending=True)
+    return means
+
+
+def ranking_agreement(ranking: pd.DataFrame, item: str = "arch", by: str = "method") -> pd.DataFrame:
+    """Kendall's tau-b between every two methods' architecture rankings, with reversal flags.
+
+    ``reversal`` is True when tau < 0 or the most stable item under one method is the least
+    stable under the other; ``reversed_pairs`` lists item pairs ordered oppositely.
+    """
+    cols = ["method_a", "method_b", "n_items", "kendall_tau", "p_value", "n_discordant", "reversed_pairs", "reversal"]
+    if ranking.empty:
+        return pd.DataFrame(columns=cols)
+    wide = ranking.pivot(index=item, columns=by, values="rank")
+    rows = []
+    for ma, mb in combinations(list(wide.columns), 2):
+        pair = wide[[ma, mb]].dropna()
+        if len(pair) < 2:
+            continue
+        ra, rb = pair[ma].to_numpy(), pair[mb].to_numpy()
+        tau, p = stats.kendalltau(ra, rb)
+        da = np.sign(ra[:, None] - ra[None, :])
+        db = np.sign(rb[:, None] - rb[None, :])
+        disc = np.triu((da * db) < 0, k=1)
+        names = pair.index.to_numpy()
+        ii, jj = np.nonzero(disc)
+        reversed_pairs = [f"{names[i]}/{names[j]}" for i, j in zip(ii, jj)]
+        best_a, worst_a = pair[ma].idxmin(), pair[ma].idxmax()
+        best_b, worst_b = pair[mb].idxmin(), pair[mb].idxmax()
+        flip = (best_a == worst_b) or (best_b == worst_a)
+        tau_f = float(tau) if np.isfinite(tau) else 0.0
+        rows.append(
+            {
+                "method_a": ma,
+                "method_b": mb,
+                "n_items": int(len(pair)),
+                "kendall_tau": tau_f,
+                "p_value": float(p) if np.isfinite(p) else float("nan"),
+                "n_discordant": int(disc.sum()),
+                "reversed_pairs": ", ".join(reversed_pairs),
+                "reversal": bool(tau_f < 0 or flip),
+            }
+        )
+    return pd.DataFrame(rows, columns=cols)
+
+
+def accuracy_controlled_effect(
+    frame: pd.DataFrame,
+    performance: str = "precision",
+    accuracy: str = "accuracy",
+    source: str = "pretrain",
+    reference: str | None = None,
+    confidence: float = 0.95,
+) -> dict[str, Any]:
+    """OLS ``performance = b0 + b1·accuracy + Σ_s c_s·[source = s] + ε`` over checkpoints.
+
+    ``c_s`` is the difference in explanation performance between source ``s`` and ``reference``
+    (default: alphabetically first source) at matched accuracy, with CI
+    ``c_s ± t_{df, 1−α/2}·SE`` (classical OLS standard errors, ``df = n − p``).
+    Returns ``{"effects": DataFrame(source, reference, effect, se, ci_low, ci_high, p_value),
+    "slope", "intercepts": {source: intercept}, "r2", "n", "df"}``.
+    """
+    df = frame[[performance, accuracy, source]].dropna()
+    sources = sorted(df[source].astype(str).unique())
+    if len(sources) < 1 or len(df) < 2:
+        raise InvalidValueError(
+            f"need at least 2 checkpoints with {performance} and {accuracy} to fit the accuracy-controlled model; "
+            "evaluate more checkpoints first"
+        )
+    ref = reference if reference is not None else sources[0]
+    if ref not in sources:
+        raise ConfigError(f"reference source {ref!r} not among {sources}")
+    others = [s for s in sources if s != ref]
+    src = df[source].astype(str).to_numpy()
+    x = np.column_stack([np.ones(len(df)), df[accuracy].to_numpy(float), *[(src == s).astype(float) for s in others]])
+    y = df[performance].to_numpy(float)
+    coef, *_ = np.linalg.lstsq(x, y, rcond=None)
+    resid = y - x @ coef
+    n, p = x.shape
+    dof = n - np.linalg.matrix_rank(x)
+    ss_tot = float(((y - y.mean()) ** 2).sum())
+    r2 = 1 - float(resid @ resid) / ss_tot if ss_tot > 0 else float("nan")
+    if dof > 0:
+        sigma2 = float(resid @ resid) / dof
+        cov = sigma2 * np.linalg.pinv(x.T @ x)
+        se = np.sqrt(np.clip(np.diag(cov), 0, None))
+        tcrit = float(stats.t.ppf(0.5 + confidence / 2, dof))
+    else:
+        se = np.full(p, np.nan)
+        tcrit = float("nan")
+    rows = []
+    for j, s in enumerate(others, start=2):
+        t_stat = coef[j] / se[j] if se[j] > 0 else np.nan
+        rows.append(
+            {
+                "source": s,
+                "reference": ref,
+                "effect": float(coef[j]),
+                "se": float(se[j]),
+                "ci_low": float(coef[j] - tcrit * se[j]),
+                "ci_high": float(coef[j] + tcrit * se[j]),
+                "p_value": float(2 * stats.t.sf(abs(t_stat), dof)) if np.isfinite(t_stat) else float("nan"),
+            }
+        )
+    intercepts = {ref: float(coef[0])} | {s: float(coef[0] + coef[j]) for j, s in enumerate(others, start=2)}
+    return {
+        "effects": pd.DataFrame(rows, columns=["source", "reference", "effect", "se", "ci_low", "ci_high", "p_value"]),
+        "slope": float(coef[1]),
+        "slope_se": float(se[1]),
+        "intercepts": intercepts,
+        "r2": r2,
+        "n": int(n),
+        "df": int(dof),
+    }

@@ -1,0 +1,84 @@
+"""Seed a workspace with metric-ready rows from arrays: for tests, benchmarks and demos.
+
+Inserts ``Checkpoint``, ``Prediction`` and ``AttributionMap`` rows for samples that already exist
+(or ``Dataset``/``Sample`` rows when asked) and writes the maps with the attribution store's own
+chunk writer, so ``evaluate``/``drift`` read them exactly as they read maps made by ``explain``.
+No model weights are involved; checkpoint files are not needed by the metric jobs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+
+
+def add_dataset_rows(name: str, masks: np.ndarray, labels: Sequence[int], split: str = "test") -> list[int]:
+    """``Dataset`` + ``Sample`` rows (lesion areas from ``masks``); returns the sample pks."""
+    from db import Dataset, Sample, session_scope
+
+    masks = np.asarray(masks, bool)
+    with session_scope() as session:
+        ds = Dataset(name=name, kind="synthetic", root=f"datasets/{name}", params={}, class_names=["regular", "irregular"],
+                     image_size=int(masks.shape[-1]), n_samples=len(masks))
+        session.add(ds)
+        session.flush()
+        rows = [Sample(dataset_id=ds.id, sample_id=f"{name}-{i:04d}", split=split, label=int(labels[i]),
+                       image_path=f"datasets/{name}/img{i}", mask_path=f"datasets/{name}/mask{i}",
+                       lesion_area=int(masks[i].sum()), n_lesions=1) for i in range(len(masks))]
+        session.add_all(rows)
+        session.flush()
+        return [r.id for r in rows]
+
+
+def add_checkpoint(name: str, arch: str, pretrain: str, degree: str | None, phase: str, sample_pks: Sequence[int],
+                   preds: Sequence[int], labels: Sequence[int], parent_id: int | None = None,
+                   dataset_id: int | None = None, input_size: int = 32) -> int:
+    """A ``Checkpoint`` row and its ``Prediction`` rows (``correct = pred == label``); returns its id."""
+    from db import Checkpoint, Prediction, session_scope
+
+    with session_scope() as session:
+        ck = Checkpoint(name=name, arch=arch, width=1.0, num_classes=2, in_chans=1, input_size=input_size,
+                        pretrain=pretrain, degree=degree, phase=phase, parent_id=parent_id, dataset_id=dataset_id,
+                        path=f"checkpoints/{name}.safetensors", sha256=hashlib.sha256(name.encode()).hexdigest())
+        session.add(ck)
+        session.flush()
+        session.add_all(Prediction(checkpoint_id=ck.id, sample_pk=int(pk), pred=int(p), prob=0.9, correct=int(p) == int(y))
+                        for pk, p, y in zip(sample_pks, preds, labels, strict=True))
+        return int(ck.id)
+
+
+def add_maps(checkpoint_id: int, method: str, sample_pks: Sequence[int], maps: np.ndarray,
+             params: dict[str, Any] | None = None) -> str:
+    """Store ``maps`` for (checkpoint, method) through the attribution store; returns the params hash."""
+    from sqlalchemy import select
+
+    from db import AttributionMap, Checkpoint, session_scope
+    from xai_core.attribution.registry import params_hash
+    from xai_core.attribution.store import _rel, store_dir, write_chunk
+
+    phash = params_hash(method, params or {})
+    with session_scope() as session:
+        sha = session.scalar(select(Checkpoint.sha256).where(Checkpoint.id == checkpoint_id))
+    path = write_chunk(store_dir(sha, method, phash), np.asarray(maps, np.float32))
+    with session_scope() as session:
+        session.add_all(
+            AttributionMap(checkpoint_id=checkpoint_id, method=method, params_hash=phash, params=params or {},
+                           sample_pk=int(pk), target=0, store_path=_rel(path), store_index=i)
+            for i, pk in enumerate(sample_pks)
+        )
+    return phash
+
+
+def add_gt_rows(checkpoint_id: int, method: str, sample_pks: Sequence[int], maps: np.ndarray, masks: np.ndarray,
+                correct: Sequence[bool], selection: str = "correct", params_hash: str = "seeded") -> None:
+    """``GroundTruthMetric`` rows computed from arrays with :func:`ground_truth_metrics` (one transaction)."""
+    from db import GroundTruthMetric
+    from xai_core.metrics.jobs import _gt_rows, _insert
+
+    preds = {int(pk): (0, bool(c)) for pk, c in zip(sample_pks, correct, strict=True)}
+    _insert(GroundTruthMetric, _gt_rows(checkpoint_id, method, params_hash, selection, list(sample_pks), preds,
+                                        np.asarray(maps, np.float32), np.asarray(masks, bool), 8))
