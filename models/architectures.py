@@ -1,0 +1,469 @@
+"""Architecture registry: builders plus what each network's "conv blocks", head and CAM layer are.
+
+One registry, the way ``torchvision.models`` does it: ``@register(ArchSpec(...))`` adds a builder
+with its metadata; :func:`build`, :func:`list_architectures` and :func:`get_architecture` read it.
+
+Every network is split into exactly five **conv blocks** (first to last) plus a **head**:
+
+============  ===============================================================================
+arch          blocks (module names, first to last)                      head / CAM layer
+============  ===============================================================================
+vgg16         features[0:7], [7:14], [14:24], [24:34], [34:44]          classifier / features.42
+              (torchvision vgg16_bn, cfg "D": 2,2,3,3,3 conv+BN+ReLU, each block ends with max-pool)
+vgg16_plain   features[0:5], [5:10], [10:17], [17:24], [24:31]          classifier / features.29
+              (torchvision vgg16 without BN: the paper's exact layer stack)
+resnet18/50   stem (conv1,bn1,relu,maxpool), layer1, layer2, layer3,    fc / layer4
+              layer4
+resnet50v2    stem, stages.0, stages.1, stages.2, stages.3 + norm       head / norm
+densenet*     stem (conv0..pool0), denseblock1+transition1,             classifier / features.relu5
+              denseblock2+transition2, denseblock3+transition3,
+              denseblock4+norm5+relu5
+inception_v3  stem (Conv2d_1a..maxpool2), Mixed_5b-5d, Mixed_6a-6c,     fc / Mixed_7c
+              Mixed_6d-6e, Mixed_7a-7c
+============  ===============================================================================
+
+Fine-tuning degree ``tl`` trains the head only, ``kconv`` (k = 1..4) the head and the last k
+blocks, ``all`` every parameter (Oliveira et al. 2024, "1conv ... all"; Elangovan & Ting: TL then
+full fine-tuning).
+
+The CAM layer is the last convolutional stage's activation (the tensor global pooling reads),
+i.e. Keras' ``block5_conv3``/``relu``/``post_relu``/``mixed10`` in the two studies.
+
+Why ``vgg16`` carries batch normalisation: on the 128 px lesion benchmark the BN-free stack
+(``vgg16_plain``) at width 0.125 stayed at chance (loss 0.693) for 8+ epochs from random
+initialisation on the 2-core VM (bench/RESULTS_models.md); with BN it trains within the demo's
+budget. ``vgg16_plain`` remains registered (ImageNet file ``vgg16-397923af.pth``) for fidelity.
+
+All activations are made out-of-place (``inplace=False``) so forward/backward hooks and
+attribution rules see unmodified tensors. No weights are ever downloaded here (``weights=None``);
+ImageNet weights come from :mod:`models.pretraining`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+import torchvision
+from torch import nn
+
+from xai_core.errors import ConfigError, UnknownNameError, UnsupportedError
+
+DEGREES: tuple[str, ...] = ("tl", "1conv", "2conv", "3conv", "4conv", "all")
+N_BLOCKS = 5
+
+
+@dataclass(frozen=True)
+class ImageNetWeights:
+    """Where the real ImageNet weights of an architecture come from (see models.pretraining)."""
+
+    file: str  # file name expected in torch.hub.get_dir()/checkpoints/
+    url: str  # where the user downloads it from
+    library: str  # "torchvision" | "timm"
+
+
+@dataclass(frozen=True)
+class ArchSpec:
+    """Metadata of one registered architecture.
+
+    ``blocks`` holds, per conv block, the dotted module names that make it up (in forward order);
+    ``head`` the names of the classifier modules; ``cam`` the CAM-target module name;
+    ``first_conv`` the input convolution (adapted to ``in_chans``).
+    """
+
+    name: str
+    family: str  # vgg | resnet | densenet | inception
+    builder: Callable[[int, int, float], nn.Module] = field(repr=False)
+    blocks: tuple[tuple[str, ...], ...]
+    head: tuple[str, ...]
+    cam: str
+    first_conv: str
+    min_input_size: int
+    default_input_size: int
+    supports_width: bool
+    imagenet: ImageNetWeights | None
+    description: str
+    # callable(model) -> module mapping the last block's output to logits
+    head_chain: Callable[[nn.Module], nn.Module] = field(repr=False, default=None)  # type: ignore[assignment]
+
+    # --- views on a built model -------------------------------------------------------------
+    def conv_blocks(self, model: nn.Module) -> list[nn.Module]:
+        """The five conv blocks of ``model`` in forward order (each an ``nn.Sequential`` view
+        sharing the model's modules)."""
+        return [nn.Sequential(*[model.get_submodule(n) for n in names]) for names in self.blocks]
+
+    def block_module_names(self, index: int) -> tuple[str, ...]:
+        return self.blocks[index]
+
+    def cam_layer(self, model: nn.Module) -> nn.Module:
+        """The penultimate convolutional layer (CAM target): last conv stage's activation."""
+        return model.get_submodule(self.cam)
+
+    def head_modules(self, model: nn.Module) -> list[nn.Module]:
+        return [model.get_submodule(n) for n in self.head]
+
+    def chain(self, model: nn.Module) -> list[nn.Module]:
+        """``[block1, ..., block5, head]`` whose composition equals ``model.forward`` (eval mode).
+
+        Used to cache the outputs of frozen blocks once and train only the rest.
+        """
+        return [*self.conv_blocks(model), self.head_chain(model)]
+
+
+_REGISTRY: dict[str, ArchSpec] = {}
+
+
+def register(spec: ArchSpec) -> ArchSpec:
+    """Add ``spec`` to the registry (a later registration of the same name replaces it)."""
+    _REGISTRY[spec.name] = spec
+    return spec
+
+
+def list_architectures() -> list[str]:
+    """Registered architecture names, sorted."""
+    return sorted(_REGISTRY)
+
+
+def get_architecture(arch: str) -> ArchSpec:
+    """The :class:`ArchSpec` of ``arch``; unknown names raise :class:`UnknownNameError`."""
+    try:
+        return _REGISTRY[arch]
+    except KeyError:
+        raise UnknownNameError(
+            f"unknown architecture {arch!r}; choose one of {', '.join(list_architectures())}"
+        ) from None
+
+
+def _no_inplace(model: nn.Module) -> nn.Module:
+    for module in model.modules():
+        if isinstance(getattr(module, "inplace", None), bool):
+            module.inplace = False  # type: ignore[attr-defined]
+    return model
+
+
+def build(arch: str, num_classes: int, in_chans: int = 1, width: float = 1.0) -> nn.Module:
+    """A freshly initialised ``arch`` network for ``num_classes`` classes and ``in_chans`` input
+    channels (1 for the MRI benchmarks, 3 for RGB). ``width`` scales VGG's channel counts."""
+    spec = get_architecture(arch)
+    if int(num_classes) < 2:
+        raise ConfigError(f"num_classes must be at least 2 (got {num_classes}); a classifier needs two classes")
+    if int(in_chans) not in (1, 3):
+        raise ConfigError(f"in_chans must be 1 or 3 (got {in_chans})")
+    if not (0.0 < float(width) <= 4.0):
+        raise ConfigError(f"width must be in (0, 4] (got {width})")
+    if not spec.supports_width and float(width) != 1.0:
+        raise UnsupportedError(f"architecture {arch} has no width multiplier; use --width 1.0 (only vgg16 scales)")
+    model = spec.builder(int(num_classes), int(in_chans), float(width))
+    return _no_inplace(model)
+
+
+def _set_requires_grad(modules: Sequence[nn.Module], flag: bool) -> None:
+    for module in modules:
+        for p in module.parameters():
+            p.requires_grad_(flag)
+
+
+def trainable_blocks(degree: str) -> int:
+    """Number of trainable conv blocks (counted from the last) for ``degree``."""
+    if degree not in DEGREES:
+        raise UnknownNameError(f"unknown fine-tuning degree {degree!r}; choose one of {', '.join(DEGREES)}")
+    if degree == "tl":
+        return 0
+    if degree == "all":
+        return N_BLOCKS
+    return int(degree[0])
+
+
+def frozen_blocks(degree: str) -> int:
+    """Number of leading conv blocks that ``degree`` freezes."""
+    return N_BLOCKS - trainable_blocks(degree)
+
+
+def freeze_for_degree(model: nn.Module, arch: str, degree: str) -> nn.Module:
+    """Set ``requires_grad``: head always trainable, plus the last k blocks (``kconv``), none
+    (``tl``) or everything (``all``). Returns ``model``."""
+    spec = get_architecture(arch)
+    k = trainable_blocks(degree)
+    if degree == "all":
+        _set_requires_grad([model], True)
+        return model
+    _set_requires_grad([model], False)
+    _set_requires_grad(spec.head_modules(model), True)
+    blocks = spec.conv_blocks(model)
+    if k:
+        _set_requires_grad(blocks[N_BLOCKS - k :], True)
+    return model
+
+
+def set_train_mode(model: nn.Module, arch: str, degree: str) -> nn.Module:
+    """``model.train()`` but frozen blocks stay in eval mode (BatchNorm statistics untouched)."""
+    spec = get_architecture(arch)
+    model.train()
+    n_frozen = frozen_blocks(degree)
+    for block in spec.conv_blocks(model)[:n_frozen]:
+        block.eval()
+    return model
+
+
+# ------------------------------------------------------------------------------------------
+# VGG-16
+# ------------------------------------------------------------------------------------------
+VGG16_CFG: tuple[int | str, ...] = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M",
+                                    512, 512, 512, "M", 512, 512, 512, "M")  # fmt: skip
+
+
+class VGG16(nn.Module):
+    """torchvision's VGG-16 feature layout (``vgg16_bn`` with ``batch_norm=True``, ``vgg16``
+    without; ``features`` indices identical to torchvision's, so ImageNet weights load at width
+    1.0) with a size-agnostic head: global average pooling, then
+    ``Flatten -> Linear(c5, h) -> ReLU -> Dropout -> Linear(h, classes)``, h = max(32, 512*width)."""
+
+    def __init__(self, num_classes: int, in_chans: int = 1, width: float = 1.0, batch_norm: bool = True,
+                 dropout: float = 0.3) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        channels = in_chans
+        for v in VGG16_CFG:
+            if v == "M":
+                layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
+            else:
+                out = max(4, int(round(int(v) * width)))
+                layers.append(nn.Conv2d(channels, out, kernel_size=3, padding=1))
+                if batch_norm:
+                    layers.append(nn.BatchNorm2d(out))
+                layers.append(nn.ReLU(inplace=False))
+                channels = out
+        self.features = nn.Sequential(*layers)
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        hidden = max(32, int(round(512 * width)))
+        self.classifier = nn.Sequential(
+            nn.Flatten(1),
+            nn.Linear(channels, hidden),
+            nn.ReLU(inplace=False),
+            nn.Dropout(dropout),
+            nn.Linear(hidden, num_classes),
+        )
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+                nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.Linear):
+                nn.init.kaiming_uniform_(m.weight, a=5**0.5)
+                nn.init.zeros_(m.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.avgpool(self.features(x)))
+
+
+def _vgg_blocks(batch_norm: bool) -> tuple[tuple[str, ...], ...]:
+    """Module names of the five blocks: (conv[, bn], relu) per conv, then the block's max-pool."""
+    per_conv = 3 if batch_norm else 2
+    blocks: list[tuple[str, ...]] = []
+    current: list[str] = []
+    index = 0
+    for v in VGG16_CFG:
+        if v == "M":
+            current.append(f"features.{index}")
+            index += 1
+            blocks.append(tuple(current))
+            current = []
+        else:
+            current += [f"features.{index + j}" for j in range(per_conv)]
+            index += per_conv
+    return tuple(blocks)
+
+
+for _name, _bn, _file, _cam, _desc in (
+    ("vgg16", True, "vgg16_bn-6c64b313.pth", "features.42",
+     "VGG-16 (Simonyan & Zisserman 2015) with batch normalisation (torchvision vgg16_bn layout); width multiplier"),
+    ("vgg16_plain", False, "vgg16-397923af.pth", "features.29",
+     "VGG-16 without batch normalisation (torchvision vgg16 / Keras VGG16 layer stack of Oliveira et al. 2024)"),
+):
+    register(
+        ArchSpec(
+            name=_name,
+            family="vgg",
+            builder=(lambda bn: (lambda c, i, w: VGG16(c, i, w, batch_norm=bn)))(_bn),
+            blocks=_vgg_blocks(_bn),
+            head=("classifier",),
+            cam=_cam,
+            first_conv="features.0",
+            min_input_size=32,
+            default_input_size=224,
+            supports_width=True,
+            imagenet=ImageNetWeights(_file, f"https://download.pytorch.org/models/{_file}", "torchvision"),
+            description=_desc,
+            head_chain=lambda m: nn.Sequential(m.avgpool, m.classifier),
+        )
+    )
+
+
+# ------------------------------------------------------------------------------------------
+# ResNet (torchvision)
+# ------------------------------------------------------------------------------------------
+def _adapt_conv(conv: nn.Conv2d, in_chans: int) -> nn.Conv2d:
+    if conv.in_channels == in_chans:
+        return conv
+    return nn.Conv2d(in_chans, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,  # type: ignore[arg-type]
+                     bias=conv.bias is not None)
+
+
+def _resnet(name: str) -> Callable[[int, int, float], nn.Module]:
+    def builder(num_classes: int, in_chans: int, _width: float) -> nn.Module:
+        model = getattr(torchvision.models, name)(weights=None, num_classes=num_classes)
+        model.conv1 = _adapt_conv(model.conv1, in_chans)
+        nn.init.kaiming_normal_(model.conv1.weight, mode="fan_out", nonlinearity="relu")
+        return model
+
+    return builder
+
+
+_RESNET_BLOCKS = (("conv1", "bn1", "relu", "maxpool"), ("layer1",), ("layer2",), ("layer3",), ("layer4",))
+for _name, _file in (("resnet18", "resnet18-f37072fd.pth"), ("resnet50", "resnet50-0676ba61.pth")):
+    register(
+        ArchSpec(
+            name=_name,
+            family="resnet",
+            builder=_resnet(_name),
+            blocks=_RESNET_BLOCKS,
+            head=("fc",),
+            cam="layer4",
+            first_conv="conv1",
+            min_input_size=32,
+            default_input_size=224,
+            supports_width=False,
+            imagenet=ImageNetWeights(_file, f"https://download.pytorch.org/models/{_file}", "torchvision"),
+            description=f"torchvision {_name} (He et al. 2016)",
+            head_chain=lambda m: nn.Sequential(m.avgpool, nn.Flatten(1), m.fc),
+        )
+    )
+
+
+# ------------------------------------------------------------------------------------------
+# ResNet50-V2 (timm resnetv2_50, pre-activation)
+# ------------------------------------------------------------------------------------------
+def _resnetv2(num_classes: int, in_chans: int, _width: float) -> nn.Module:
+    import timm
+
+    return timm.create_model("resnetv2_50", pretrained=False, num_classes=num_classes, in_chans=in_chans)
+
+
+register(
+    ArchSpec(
+        name="resnet50v2",
+        family="resnet",
+        builder=_resnetv2,
+        blocks=(("stem",), ("stages.0",), ("stages.1",), ("stages.2",), ("stages.3", "norm")),
+        head=("head",),
+        cam="norm",
+        first_conv="stem.conv",
+        min_input_size=32,
+        default_input_size=224,
+        supports_width=False,
+        imagenet=ImageNetWeights(
+            "resnetv2_50.a1h_in1k.safetensors",
+            "https://huggingface.co/timm/resnetv2_50.a1h_in1k/resolve/main/model.safetensors",
+            "timm",
+        ),
+        description="timm resnetv2_50 (He et al. 2016, pre-activation), as ResNet50V2 in Elangovan & Ting",
+        head_chain=lambda m: m.head,
+    )
+)
+
+
+# ------------------------------------------------------------------------------------------
+# DenseNet (torchvision), with the final ReLU as a module (CAM target, hook-friendly)
+# ------------------------------------------------------------------------------------------
+class DenseNetX(torchvision.models.DenseNet):
+    """torchvision DenseNet whose final ReLU is the module ``features.relu5`` (no functional
+    in-place ReLU in ``forward``)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.adaptive_avg_pool2d(self.features(x), (1, 1))
+        return self.classifier(torch.flatten(out, 1))
+
+
+def _densenet(name: str) -> Callable[[int, int, float], nn.Module]:
+    def builder(num_classes: int, in_chans: int, _width: float) -> nn.Module:
+        model = getattr(torchvision.models, name)(weights=None, num_classes=num_classes)
+        model.__class__ = DenseNetX
+        model.features.add_module("relu5", nn.ReLU(inplace=False))
+        model.features.conv0 = _adapt_conv(model.features.conv0, in_chans)
+        nn.init.kaiming_normal_(model.features.conv0.weight)
+        return model
+
+    return builder
+
+
+_DENSE_BLOCKS = (
+    ("features.conv0", "features.norm0", "features.relu0", "features.pool0"),
+    ("features.denseblock1", "features.transition1"),
+    ("features.denseblock2", "features.transition2"),
+    ("features.denseblock3", "features.transition3"),
+    ("features.denseblock4", "features.norm5", "features.relu5"),
+)
+for _name, _file in (("densenet121", "densenet121-a639ec97.pth"), ("densenet201", "densenet201-c1103571.pth")):
+    register(
+        ArchSpec(
+            name=_name,
+            family="densenet",
+            builder=_densenet(_name),
+            blocks=_DENSE_BLOCKS,
+            head=("classifier",),
+            cam="features.relu5",
+            first_conv="features.conv0",
+            min_input_size=32,
+            default_input_size=224,
+            supports_width=False,
+            imagenet=ImageNetWeights(_file, f"https://download.pytorch.org/models/{_file}", "torchvision"),
+            description=f"torchvision {_name} (Huang et al. 2017)",
+            head_chain=lambda m: nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(1), m.classifier),
+        )
+    )
+
+
+# ------------------------------------------------------------------------------------------
+# Inception-v3 (torchvision; no auxiliary head, no ImageNet input transform)
+# ------------------------------------------------------------------------------------------
+def _inception(num_classes: int, in_chans: int, _width: float) -> nn.Module:
+    from torchvision.models.inception import BasicConv2d
+
+    model = torchvision.models.inception_v3(
+        weights=None, num_classes=num_classes, aux_logits=False, transform_input=False, init_weights=True
+    )
+    if in_chans != 3:
+        model.Conv2d_1a_3x3 = BasicConv2d(in_chans, 32, kernel_size=3, stride=2)
+    return model
+
+
+register(
+    ArchSpec(
+        name="inception_v3",
+        family="inception",
+        builder=_inception,
+        blocks=(
+            ("Conv2d_1a_3x3", "Conv2d_2a_3x3", "Conv2d_2b_3x3", "maxpool1", "Conv2d_3b_1x1", "Conv2d_4a_3x3",
+             "maxpool2"),
+            ("Mixed_5b", "Mixed_5c", "Mixed_5d"),
+            ("Mixed_6a", "Mixed_6b", "Mixed_6c"),
+            ("Mixed_6d", "Mixed_6e"),
+            ("Mixed_7a", "Mixed_7b", "Mixed_7c"),
+        ),
+        head=("fc",),
+        cam="Mixed_7c",
+        first_conv="Conv2d_1a_3x3.conv",
+        min_input_size=75,
+        default_input_size=299,
+        supports_width=False,
+        imagenet=ImageNetWeights("inception_v3_google-0cc3c7bd.pth",
+                                 "https://download.pytorch.org/models/inception_v3_google-0cc3c7bd.pth",
+                                 "torchvision"),
+        description="torchvision inception_v3 (Szegedy et al. 2016), no auxiliary classifier",
+        head_chain=lambda m: nn.Sequential(m.avgpool, m.dropout, nn.Flatten(1), m.fc),
+    )
+)

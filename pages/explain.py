@@ -1,0 +1,140 @@
+"""Explain: one sample, one or several attribution methods side by side over the image and lesion."""
+
+from __future__ import annotations
+
+import numpy as np
+import plotly.graph_objects as go
+import streamlit as st
+import torch
+from sqlalchemy import select
+
+import models
+from ui.common import user_errors
+from xai_core.attribution import capabilities, explain_samples_info, get_method, list_methods
+from xai_core.attribution.store import select_samples
+from xai_core.config import device, home
+from xai_core.metrics import explanation_precision
+
+COLORMAPS = ["Jet", "Hot", "Inferno", "Viridis", "RdBu_r", "Turbo"]
+FILL_COMMANDS = """xaudit data build --name mri-lesions          # a benchmark dataset
+xaudit train --dataset mri-lesions --arch vgg16 # a checkpoint to explain"""
+
+
+@st.cache_resource(show_spinner="Loading the checkpoint…")
+def _model(checkpoint_id: int, sha256: str) -> tuple[torch.nn.Module, dict]:
+    """The loaded checkpoint (kept across reruns; keyed by id and file hash)."""
+    return models.load(checkpoint_id)
+
+
+@st.cache_data(show_spinner=False)
+def _samples(_home: str, dataset: str, split: str | None) -> list[tuple[int, str, int, str]]:
+    """(pk, sample_id, label, split) of a dataset's samples."""
+    from db import Dataset, Sample, session_scope
+
+    with session_scope() as session:
+        query = select(Sample.id, Sample.sample_id, Sample.label, Sample.split).join(
+            Dataset, Sample.dataset_id == Dataset.id).where(Dataset.name == dataset).order_by(Sample.id)
+        if split:
+            query = query.where(Sample.split == split)
+        return [tuple(r) for r in session.execute(query).all()]  # type: ignore[misc]
+
+
+def _overlay(image: np.ndarray, attribution: np.ndarray, mask: np.ndarray | None, *, opacity: float,
+             colormap: str, top_percent: float, title: str) -> go.Figure:
+    """Grey image, attribution heat map (only the top-k% pixels) and the lesion contour."""
+    shown = attribution.astype(np.float32).copy()
+    if top_percent < 100:
+        cut = np.percentile(shown, 100 - top_percent)
+        shown[shown < cut] = np.nan  # transparent
+    fig = go.Figure()
+    fig.add_trace(go.Heatmap(z=image, colorscale="gray", showscale=False, hoverinfo="skip", name="image"))
+    fig.add_trace(go.Heatmap(z=shown, colorscale=colormap, opacity=opacity, showscale=True, name="attribution",
+                             colorbar={"thickness": 10, "len": 0.8}))
+    if mask is not None and mask.any():
+        fig.add_trace(go.Contour(z=mask.astype(np.float32), showscale=False, name="lesion", hoverinfo="skip",
+                                 contours={"start": 0.5, "end": 0.5, "size": 1, "coloring": "none"},
+                                 line={"color": "lime", "width": 2}))
+    fig.update_layout(title=title, margin={"l": 0, "r": 0, "t": 30, "b": 0}, height=360,
+                      xaxis={"visible": False, "constrain": "domain"},
+                      yaxis={"visible": False, "autorange": "reversed", "scaleanchor": "x"})
+    return fig
+
+
+st.title("Explain")
+st.caption("Attribution maps of one sample, computed on demand (GPU when present) and stored; "
+           "the lesion contour is the ground truth the benchmark knows.")
+
+with user_errors():
+    checkpoints = models.list_checkpoints()
+    if not checkpoints:
+        st.info("No checkpoints in this workspace yet. Create one with:")
+        st.code(FILL_COMMANDS, language="bash")
+        st.stop()
+
+    labels = {c["id"]: f"{c['name']}  ({c['arch']}, {c['phase']}, {c['dataset'] or 'no dataset'})" for c in checkpoints}
+    left, right = st.columns([2, 1])
+    ckpt_id = left.selectbox("Checkpoint", list(labels), format_func=labels.get)
+    ckpt = next(c for c in checkpoints if c["id"] == ckpt_id)
+    dataset = ckpt["dataset"]
+    if dataset is None:
+        st.warning("This checkpoint has no dataset on record, so there are no samples to explain.")
+        st.stop()
+    split = right.selectbox("Split", ["test", "val", "train", "all"])
+    samples = _samples(str(home()), dataset, None if split == "all" else split)
+    if not samples:
+        st.info(f"Dataset {dataset} has no {split} samples.")
+        st.stop()
+    sample_labels = {pk: f"{sid}  (label {lab}, {sp})" for pk, sid, lab, sp in samples}
+    pk = st.selectbox("Sample", list(sample_labels), format_func=sample_labels.get)
+
+    caps = capabilities(ckpt["arch"])
+    st.write("Methods")
+    chosen: list[str] = []
+    columns = st.columns(5)
+    for i, name in enumerate(list_methods()):
+        spec = get_method(name)
+        supported = caps[name] is True
+        if columns[i % 5].checkbox(spec.title, value=(name == "saliency" and supported), key=f"method-{name}",
+                                   disabled=not supported,
+                                   help=(spec.doc.splitlines()[0] if supported else str(caps[name]))):
+            chosen.append(name)
+
+    c1, c2, c3 = st.columns(3)
+    opacity = c1.slider("Opacity", 0.0, 1.0, 0.55, 0.05)
+    colormap = c2.selectbox("Colour map", COLORMAPS)
+    top_percent = c3.slider("Show top-k% of pixels", 1, 100, 100)
+
+    model, meta = _model(int(ckpt_id), ckpt["sha256"])
+    batch = select_samples(dataset, sample_pks=[int(pk)])
+    image = batch.images[0]
+    mask = None if batch.masks is None else batch.masks[0].astype(bool)
+    with torch.no_grad():
+        probs = torch.softmax(model(torch.from_numpy(image[None, None].astype(np.float32))), dim=1)[0].numpy()
+    class_names = meta.get("class_names") or [str(i) for i in range(len(probs))]
+    pred = int(probs.argmax())
+    m1, m2, m3 = st.columns(3)
+    m1.metric("Prediction", class_names[pred], help="the class the attribution explains (predicted target)")
+    m2.metric("Probability", f"{probs[pred]:.3f}")
+    m3.metric("True label", class_names[int(batch.labels[0])] if int(batch.labels[0]) < len(class_names)
+              else str(int(batch.labels[0])))
+
+    if not chosen:
+        st.info("Tick one or more methods above.")
+        st.stop()
+    figures = st.columns(min(len(chosen), 3))
+    for i, name in enumerate(chosen):
+        with st.spinner(f"{get_method(name).title}…"):
+            result = explain_samples_info(int(ckpt_id), [int(pk)], name, model=model)
+        attribution = result.maps[0]
+        col = figures[i % len(figures)]
+        col.plotly_chart(_overlay(image, attribution, mask, opacity=opacity, colormap=colormap,
+                                  top_percent=top_percent, title=get_method(name).title),
+                         width="stretch", key=f"fig-{name}")
+        origin = "from the store" if result.from_cache else "computed now"
+        text = (f"{origin} in {result.seconds:.2f} s · compute {result.compute_seconds:.2f} s on "
+                f"{result.device} · explains class {class_names[int(result.targets[0])]}")
+        if mask is not None and mask.any():
+            precision = float(explanation_precision(attribution[None], mask[None])[0])
+            text += f" · precision {precision:.3f}"
+        col.caption(text)
+    st.caption(f"Dashboard compute device: `{device()}`")

@@ -1,0 +1,277 @@
+"""The batched attribution engine: validate, canonicalise once, run a method over batches on the
+device (halving the batch on out-of-memory), post-process to ``(N, H, W)`` float32 maps."""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from xai_core.attribution import methods as _methods  # noqa: F401  (registers the methods)
+from xai_core.attribution.canonical import Prepared, last_conv_name, module_name, prepare
+from xai_core.attribution.capabilities import check_supported
+from xai_core.attribution.methods import MethodContext
+from xai_core.attribution.registry import MethodSpec, get_method
+from xai_core.config import device as choose_device
+from xai_core.errors import InvalidValueError, ShapeError, UnsupportedError
+from xai_core.progress import Progress, silent
+
+TargetLike = None | str | int | Sequence[int] | np.ndarray | torch.Tensor
+
+DEFAULT_BATCH = {"cpu": 16, "cuda": 64, "mps": 32}
+
+
+@dataclass
+class Explanation:
+    """Maps plus what produced them."""
+
+    maps: np.ndarray  # (N, H, W) float32
+    targets: np.ndarray  # (N,) int64 class explained per image
+    seconds: float  # wall time of the computation (all images)
+    device: str
+    method: str
+    params: dict[str, Any] = field(default_factory=dict)  # resolved parameters
+    batch_size: int = 0  # final batch size (after any out-of-memory halving)
+
+
+def as_batch(images: Any) -> torch.Tensor:
+    """``images`` (N,C,H,W) or (N,H,W), numpy or torch, as a float32 CPU tensor (N,C,H,W)."""
+    x = images if isinstance(images, torch.Tensor) else torch.as_tensor(np.asarray(images))
+    x = x.detach()
+    if not (x.is_floating_point() or x.dtype in (torch.uint8, torch.int16, torch.int32, torch.int64, torch.bool)):
+        raise InvalidValueError(f"images must be numeric (got dtype {x.dtype})")
+    if x.ndim == 3:
+        x = x[:, None]
+    if x.ndim != 4:
+        raise ShapeError(f"images must be (N, H, W) or (N, C, H, W); got shape {tuple(x.shape)}")
+    if x.shape[0] == 0:
+        raise ShapeError("no images to explain (N = 0)")
+    x = x.to(torch.float32)
+    finite = torch.isfinite(x).flatten(1).all(dim=1)
+    if not bool(finite.all()):
+        bad = torch.nonzero(~finite)[:, 0].tolist()
+        shown = ", ".join(map(str, bad[:5])) + (" ..." if len(bad) > 5 else "")
+        raise InvalidValueError(f"image(s) {shown} contain NaN or Inf values; fix or drop them before explaining")
+    return x.cpu()
+
+
+def expected_in_chans(model: nn.Module) -> int | None:
+    """Input channels of the first convolution (None for conv-less models)."""
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d):
+            return int(module.in_channels)
+    return None
+
+
+def _check_shape(x: torch.Tensor, model: nn.Module, arch: str | None, input_size: int | None) -> None:
+    n, c, h, w = x.shape
+    want = expected_in_chans(model)
+    if want is not None and c != want:
+        raise ShapeError(f"images have {c} channel(s) but the model expects {want}; "
+                         f"pass (N, {want}, H, W) images" + (" or (N, H, W) grey images" if want == 1 else ""))
+    if input_size is not None and (h, w) != (int(input_size), int(input_size)):
+        raise ShapeError(f"images are {h}x{w} but the model was trained at {input_size}x{input_size}; "
+                         f"resize them to {input_size}x{input_size}")
+    if arch is not None:
+        import models
+
+        spec = models.get_architecture(arch)
+        if min(h, w) < spec.min_input_size:
+            raise ShapeError(f"images are {h}x{w} but {arch} needs at least "
+                             f"{spec.min_input_size}x{spec.min_input_size}; use larger images")
+
+
+def _targets(target: TargetLike, n: int) -> torch.Tensor | None:
+    if target is None or (isinstance(target, str) and target == "predicted"):
+        return None
+    if isinstance(target, str):
+        raise InvalidValueError(f"target must be None/'predicted', a class index or one index per image "
+                                f"(got {target!r}); for the true class pass the labels")
+    t = torch.as_tensor(np.asarray(target.cpu() if isinstance(target, torch.Tensor) else target))
+    if t.is_floating_point():
+        if not bool(torch.all(t == t.round())):
+            raise InvalidValueError("target must hold integer class indices")
+    t = t.to(torch.int64)
+    if t.ndim == 0:
+        t = t.expand(n).clone()
+    if t.ndim != 1 or t.shape[0] != n:
+        raise ShapeError(f"target must be one class index or {n} indices (one per image); got shape {tuple(t.shape)}")
+    return t
+
+
+def _check_target_range(t: torch.Tensor | None, num_classes: int) -> None:
+    if t is None:
+        return
+    bad = (t < 0) | (t >= num_classes)
+    if bool(bad.any()):
+        value = int(t[bad][0])
+        raise InvalidValueError(f"target class {value} is outside the model's classes 0..{num_classes - 1}")
+
+
+def postprocess(a: torch.Tensor, sign: str, reduce: str) -> torch.Tensor:
+    """(B, C, H, W) signed attributions -> (B, H, W): ``sign`` then channel ``reduce``.
+
+    abs: ``reduce(|a|)`` (Simonyan's max-of-abs with reduce=max); signed/positive/negative:
+    ``reduce(a)`` then identity / ``max(., 0)`` / ``max(-., 0)``; l2: ``||a||_2`` over channels.
+    """
+    if sign == "abs":
+        a = a.abs()
+    if reduce == "sum":
+        r = a.sum(dim=1)
+    elif reduce == "mean":
+        r = a.mean(dim=1)
+    elif reduce == "max":
+        r = a.amax(dim=1)
+    elif reduce == "l2":
+        r = torch.linalg.vector_norm(a, dim=1)
+    else:
+        raise ValueError(reduce)
+    if sign == "positive":
+        r = r.clamp(min=0)
+    elif sign == "negative":
+        r = (-r).clamp(min=0)
+    return r
+
+
+def _is_oom(exc: BaseException) -> bool:
+    if isinstance(exc, torch.OutOfMemoryError):
+        return True
+    text = str(exc).lower()
+    return isinstance(exc, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text
+                                               or "failed to allocate" in text)
+
+
+def _sync(dev: torch.device) -> None:
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+
+
+def resolve_cam_name(model: nn.Module, arch: str | None, cam_layer: str | nn.Module | None) -> str | None:
+    """The CAM layer's qualified name: explicit, else the architecture's, else the last Conv2d."""
+    if isinstance(cam_layer, nn.Module):
+        name = module_name(model, cam_layer)
+        if name is None:
+            raise InvalidValueError("cam_layer is not a submodule of the model")
+        return name
+    if isinstance(cam_layer, str):
+        try:
+            model.get_submodule(cam_layer)
+        except AttributeError:
+            raise InvalidValueError(f"the model has no submodule {cam_layer!r} for cam_layer") from None
+        return cam_layer
+    if arch is not None:
+        import models
+
+        return models.get_architecture(arch).cam
+    return last_conv_name(model)
+
+
+def explain_with_info(
+    model: nn.Module,
+    images: Any,
+    method: str,
+    target: TargetLike = None,
+    *,
+    arch: str | None = None,
+    cam_layer: str | nn.Module | None = None,
+    device: str | torch.device | None = None,
+    batch_size: int | None = None,
+    input_size: int | None = None,
+    progress: Progress = silent,
+    **params: Any,
+) -> Explanation:
+    """Like :func:`explain` but also returns targets, timing, device and the resolved parameters."""
+    spec: MethodSpec = get_method(method)
+    check_supported(method, arch)
+    resolved = spec.resolve(params)
+    x = as_batch(images)
+    _check_shape(x, model, arch, input_size)
+    t = _targets(target, x.shape[0])
+    if resolved.get("baseline") == "mean" and resolved.get("baseline_value") is None:
+        resolved["baseline_value"] = round(float(x.mean()), 6)
+    dev = choose_device(str(device) if device is not None else None)
+    cam_name = resolve_cam_name(model, arch, cam_layer) if spec.model_kind == "cam" else None
+    if spec.model_kind == "cam" and cam_name is None:
+        raise UnsupportedError(f"{method} needs a convolutional layer but the model has none; use a gradient method")
+    try:
+        prepared: Prepared = prepare(model, spec.model_kind, x[:1], dev, cam_name)
+    except RuntimeError as exc:
+        raise ShapeError(f"the model cannot process {tuple(x.shape[1:])} images ({str(exc).splitlines()[0][:160]}); "
+                         "check the image size and channel count") from None
+    _check_target_range(t, prepared.num_classes)
+    bs = int(batch_size or DEFAULT_BATCH.get(dev.type, 16))
+    if bs < 1:
+        raise InvalidValueError(f"batch_size must be >= 1 (got {bs})")
+    n = x.shape[0]
+    out = np.empty((n, x.shape[2], x.shape[3]), dtype=np.float32)
+    used = np.empty((n,), dtype=np.int64)
+    seconds = 0.0
+    start = 0
+    ibs = resolved.get("internal_batch_size")
+    progress(0, n, method)
+    with torch.enable_grad(), warnings.catch_warnings():
+        # Captum warns on every call that it sets hooks on activations; the canonical copy is ours.
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"captum\..*")
+        warnings.filterwarnings("ignore", message=r".*(hooks|backward hook|non-full backward).*")
+        while start < n:
+            stop = min(start + bs, n)
+            xb = x[start:stop].to(dev)
+            tb = None if t is None else t[start:stop].to(dev)
+            ctx = MethodContext(prepared=prepared, device=dev, batch_size=bs)
+            run_params = dict(resolved)
+            if "internal_batch_size" in run_params:
+                run_params["internal_batch_size"] = ibs
+            tic = time.perf_counter()
+            try:
+                attr, tused = spec.fn(ctx, xb, tb, run_params)
+                if spec.output == "input":
+                    attr = postprocess(attr, resolved["sign"], resolved["reduce"])
+                maps = attr.to(torch.float32).cpu().numpy()
+                _sync(dev)
+            except Exception as exc:
+                if _is_oom(exc) and (bs > 1 or (ibs or 1) > 1):
+                    if dev.type == "cuda":
+                        torch.cuda.empty_cache()
+                    bs = max(1, bs // 2)
+                    ibs = None if ibs is None else max(1, int(ibs) // 2)
+                    continue
+                if _is_oom(exc):
+                    raise UnsupportedError(f"{method} runs out of memory on {dev} even for one image; lower "
+                                           "--param internal_batch_size or use a smaller input") from None
+                raise
+            seconds += time.perf_counter() - tic
+            out[start:stop] = maps
+            used[start:stop] = tused.detach().cpu().numpy()
+            start = stop
+            progress(start, n, method)
+    return Explanation(out, used, seconds, str(dev), method, resolved, bs)
+
+
+def explain(
+    model: nn.Module,
+    images: Any,
+    method: str,
+    target: TargetLike = None,
+    **params: Any,
+) -> np.ndarray:
+    """Attribution maps of ``model`` for ``images`` with ``method``: ``(N, H, W)`` float32.
+
+    - ``images``: ``(N, C, H, W)`` or ``(N, H, W)`` (numpy or torch); NaN/Inf raise
+      :class:`InvalidValueError`, a wrong channel count or size :class:`ShapeError`;
+    - ``target``: ``None``/``"predicted"`` (the predicted class), one class index, or one per image;
+      outside the model's classes raises :class:`InvalidValueError`;
+    - ``method``: a name from :func:`list_methods` (unknown: :class:`UnknownNameError`);
+    - engine options: ``arch`` (registered architecture: capability check, CAM layer, minimum
+      size), ``cam_layer`` (module or name), ``device`` (default ``xai_core.config.device()``),
+      ``batch_size`` (images per pass, halved on out-of-memory), ``input_size`` (expected side);
+    - every other keyword is a method parameter (see ``get_method(method).params``).
+
+    The model is never modified: a canonical copy is prepared once and cached.
+    """
+    return explain_with_info(model, images, method, target, **params).maps

@@ -1,0 +1,198 @@
+"""The attribution-method registry: one decorator registers a method with typed, documented
+parameters; :func:`list_methods` / :func:`get_method` read it (like ``torchvision.models``).
+
+A method is a function ``fn(ctx, x, target, params) -> (attributions, targets)`` where ``x`` is
+an ``(B, C, H, W)`` batch on the device, ``target`` a ``(B,)`` long tensor or ``None`` (= the
+predicted class, which the method then returns), and ``attributions`` either ``(B, C, H, W)``
+(input-space methods, post-processed by the engine: sign, channel reduction) or ``(B, H, W)``
+(CAMs, already at input resolution).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from xai_core.errors import ConfigError, InvalidValueError, UnknownNameError
+
+
+@dataclass(frozen=True)
+class Param:
+    """One typed method parameter.
+
+    ``affects_result=False`` marks execution knobs (batch sizes) that are left out of the
+    parameter hash: two runs that differ only in them share stored maps.
+    """
+
+    name: str
+    type: type
+    default: Any
+    doc: str
+    choices: tuple[Any, ...] | None = None
+    minimum: float | None = None
+    maximum: float | None = None
+    optional: bool = False  # ``None`` allowed
+    affects_result: bool = True
+
+    def coerce(self, method: str, value: Any) -> Any:
+        """``value`` converted to this parameter's type and checked (strings from the CLI too)."""
+        if value is None or (isinstance(value, str) and value.lower() in ("none", "null") and self.optional):
+            if self.optional:
+                return None
+            raise ConfigError(f"parameter {self.name!r} of {method} cannot be empty; default is {self.default!r}")
+        try:
+            if self.type is bool:
+                if isinstance(value, str):
+                    low = value.strip().lower()
+                    if low not in ("true", "false", "1", "0", "yes", "no"):
+                        raise ValueError(value)
+                    value = low in ("true", "1", "yes")
+                else:
+                    value = bool(value)
+            elif self.type is int:
+                if isinstance(value, float) and not value.is_integer():
+                    raise ValueError(value)
+                value = int(value)
+            elif self.type is float:
+                value = float(value)
+            else:
+                value = self.type(value)
+        except (TypeError, ValueError):
+            raise ConfigError(
+                f"parameter {self.name!r} of {method} must be a {self.type.__name__} (got {value!r})"
+            ) from None
+        if self.choices is not None and value not in self.choices:
+            raise ConfigError(
+                f"parameter {self.name!r} of {method} must be one of {', '.join(map(str, self.choices))} "
+                f"(got {value!r})"
+            )
+        if self.minimum is not None and value < self.minimum:
+            raise InvalidValueError(f"parameter {self.name!r} of {method} must be >= {self.minimum} (got {value})")
+        if self.maximum is not None and value > self.maximum:
+            raise InvalidValueError(f"parameter {self.name!r} of {method} must be <= {self.maximum} (got {value})")
+        if isinstance(value, float) and value != value:
+            raise InvalidValueError(f"parameter {self.name!r} of {method} is NaN")
+        return value
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """A registered attribution method and its metadata."""
+
+    name: str
+    title: str
+    fn: Callable[..., Any] = field(repr=False)
+    params: tuple[Param, ...]
+    group: str  # gradient | path | propagation | perturbation | cam
+    library: str  # captum | pytorch-grad-cam | captum/zennit
+    model_kind: str  # canonicalisation kind: grad | lrp | cam
+    deterministic: bool
+    output: str  # "input" (B,C,H,W, post-processed) | "cam" (B,H,W in [0,1])
+    paper: str
+    doc: str
+
+    @property
+    def param_names(self) -> list[str]:
+        return [p.name for p in self.params]
+
+    def param(self, name: str) -> Param:
+        for p in self.params:
+            if p.name == name:
+                return p
+        raise ConfigError(
+            f"{self.name} has no parameter {name!r}; its parameters are {', '.join(self.param_names) or '(none)'}"
+        )
+
+    def defaults(self) -> dict[str, Any]:
+        return {p.name: p.default for p in self.params}
+
+    def resolve(self, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Defaults filled in, values coerced and checked; unknown names raise ConfigError."""
+        out = self.defaults()
+        for key, value in (params or {}).items():
+            out[key] = self.param(key).coerce(self.name, value)
+        return out
+
+    def hashed_params(self, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """The resolved parameters that change the result (what the hash covers)."""
+        resolved = self.resolve(params)
+        return {p.name: resolved[p.name] for p in self.params if p.affects_result}
+
+
+_REGISTRY: dict[str, MethodSpec] = {}
+
+
+def register_method(
+    name: str,
+    *,
+    title: str,
+    params: tuple[Param, ...] = (),
+    group: str,
+    library: str,
+    model_kind: str = "grad",
+    deterministic: bool = True,
+    output: str = "input",
+    paper: str = "",
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Decorator: register ``fn`` as attribution method ``name`` (docstring = its documentation)."""
+
+    def decorator(fn: Callable[..., Any]) -> Callable[..., Any]:
+        names = [p.name for p in params]
+        if len(set(names)) != len(names):
+            raise ValueError(f"duplicate parameter names in {name}: {names}")
+        _REGISTRY[name] = MethodSpec(
+            name=name, title=title, fn=fn, params=tuple(params), group=group, library=library,
+            model_kind=model_kind, deterministic=deterministic, output=output, paper=paper,
+            doc=(fn.__doc__ or "").strip(),
+        )
+        return fn
+
+    return decorator
+
+
+def list_methods() -> list[str]:
+    """Registered method names, in registration order (the two studies' methods first)."""
+    return list(_REGISTRY)
+
+
+def get_method(name: str) -> MethodSpec:
+    """The :class:`MethodSpec` of ``name``; unknown names raise :class:`UnknownNameError`."""
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise UnknownNameError(
+            f"unknown attribution method {name!r}; choose one of {', '.join(list_methods())}"
+        ) from None
+
+
+TARGET_CHOICES = ("predicted", "true")
+
+
+def split_target(params: Mapping[str, Any] | None) -> tuple[dict[str, Any], str]:
+    """``params`` without its optional ``target`` entry, and that entry (default ``predicted``)."""
+    rest = dict(params or {})
+    target = str(rest.pop("target", "predicted") or "predicted")
+    if target not in TARGET_CHOICES:
+        raise ConfigError(f"parameter 'target' must be predicted or true (got {target!r})")
+    return rest, target
+
+
+def params_hash(method: str, params: Mapping[str, Any] | None = None) -> str:
+    """SHA-256 (hex) of the method name and its resolved, result-affecting parameters.
+
+    Canonical: defaults are filled in first, so ``{}`` and the explicit defaults hash the same,
+    and execution knobs (``affects_result=False``) are left out. ``params`` may hold
+    ``target`` (``predicted``, the default, or ``true``: explain the labelled class), which is
+    part of what a stored map means and therefore of the hash when it is not the default.
+    """
+    spec = get_method(method)
+    rest, target = split_target(params)
+    hashed = spec.hashed_params(rest)
+    if target != "predicted":
+        hashed["target"] = target
+    payload = json.dumps({"method": spec.name, "params": hashed}, sort_keys=True,
+                         separators=(",", ":"), default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()
