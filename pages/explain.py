@@ -65,27 +65,32 @@ st.caption("Attribution maps of one sample, computed on demand (GPU when present
            "the lesion contour is the ground truth the benchmark knows.")
 
 with user_errors():
-    checkpoints = models.list_checkpoints()
+    checkpoints = [c for c in models.list_checkpoints() if c["dataset"] is not None]
     if not checkpoints:
-        st.info("No checkpoints in this workspace yet. Create one with:")
+        st.info("No checkpoints trained on a dataset in this workspace yet. Create one with:")
         st.code(FILL_COMMANDS, language="bash")
         st.stop()
 
-    labels = {c["id"]: f"{c['name']}  ({c['arch']}, {c['phase']}, {c['dataset'] or 'no dataset'})" for c in checkpoints}
+    # ?checkpoint=<id>&sample=<Sample.id>&method=<name> (links from the Benchmark and Drift pages)
+    query = st.query_params
+    labels = {c["id"]: f"{c['name']}  ({c['arch']}, {c['phase']}, {c['dataset']})" for c in checkpoints}
+    ids = list(labels)
+    wanted = int(query["checkpoint"]) if query.get("checkpoint", "").isdigit() else None
     left, right = st.columns([2, 1])
-    ckpt_id = left.selectbox("Checkpoint", list(labels), format_func=labels.get)
+    ckpt_id = left.selectbox("Checkpoint", ids, format_func=labels.get,
+                             index=ids.index(wanted) if wanted in ids else len(ids) - 1)
     ckpt = next(c for c in checkpoints if c["id"] == ckpt_id)
     dataset = ckpt["dataset"]
-    if dataset is None:
-        st.warning("This checkpoint has no dataset on record, so there are no samples to explain.")
-        st.stop()
-    split = right.selectbox("Split", ["test", "val", "train", "all"])
+    wanted_sample = int(query["sample"]) if query.get("sample", "").isdigit() else None
+    split = right.selectbox("Split", ["test", "val", "train", "all"], index=3 if wanted_sample else 0)
     samples = _samples(str(home()), dataset, None if split == "all" else split)
     if not samples:
         st.info(f"Dataset {dataset} has no {split} samples.")
         st.stop()
     sample_labels = {pk: f"{sid}  (label {lab}, {sp})" for pk, sid, lab, sp in samples}
-    pk = st.selectbox("Sample", list(sample_labels), format_func=sample_labels.get)
+    pks = list(sample_labels)
+    pk = st.selectbox("Sample", pks, format_func=sample_labels.get,
+                      index=pks.index(wanted_sample) if wanted_sample in pks else 0)
 
     caps = capabilities(ckpt["arch"])
     st.write("Methods")
@@ -94,7 +99,8 @@ with user_errors():
     for i, name in enumerate(list_methods()):
         spec = get_method(name)
         supported = caps[name] is True
-        if columns[i % 5].checkbox(spec.title, value=(name == "saliency" and supported), key=f"method-{name}",
+        default = name == query.get("method", "saliency")
+        if columns[i % 5].checkbox(spec.title, value=default and supported, key=f"method-{name}",
                                    disabled=not supported,
                                    help=(spec.doc.splitlines()[0] if supported else str(caps[name]))):
             chosen.append(name)

@@ -1,0 +1,150 @@
+"""Benchmark: the demo grid (vgg16 width 0.125; natural + mri pre-training; six degrees).
+
+Prints one row per cell (test accuracy, seconds, epochs run, seconds per epoch and its ratio to
+the ``all`` cell of the same source, i.e. what frozen-block caching saves), the pre-training
+times, and the grid total against the 12-minute budget. Baseline measured in the same run: one
+full forward+backward step of 64 images (the issue's prototype measured 0.85 s on this VM).
+
+    python bench/training.py [--dataset mri-lesions] [--home DIR] [--threads N] [--quick]
+
+Uses its own workspace (default ``./workspace-bench``) so the user's one is untouched; the
+dataset is built there with ``xai_core.data.build_dataset`` (2000 images, 128 px) if missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def proxy_benchmark(n: int = 2000, size: int = 128, seed: int = 0):  # type: ignore[no-untyped-def]
+    """2000 x 128 px regular/irregular lesion images from the data package's slice bank and
+    lesion placer (random slice, flip, global intensity scale, noise 0.03); 70/15/15 split."""
+    import numpy as np
+
+    from models.training import DataSplits
+    from xai_core.data.anatomy import load_anatomy, slice_bank
+    from xai_core.data.lesions import place_lesions
+    from xai_core.data.params import GeneratorParams
+
+    p = GeneratorParams(n=n, size=size, seed=seed)
+    bank = slice_bank(load_anatomy(None), size, p.min_brain_fraction)
+    rng = np.random.default_rng(seed)
+    labels = np.tile([0, 1], n // 2)
+    rng.shuffle(labels)
+    idx = rng.integers(0, len(bank.images), n)
+    imgs, brain = bank.images[idx].copy(), bank.brain[idx].copy()
+    flip = rng.random(n) < 0.5
+    imgs[flip], brain[flip] = imgs[flip][:, :, ::-1], brain[flip][:, :, ::-1]
+    les = place_lesions(rng, labels, brain, p)
+    x = imgs * rng.uniform(0.9, 1.1, (n, 1, 1)) + les.delta + 0.03 * rng.standard_normal(imgs.shape)
+    x = np.clip(x, 0, 1).astype(np.float32)
+    a, b = int(0.7 * n), int(0.85 * n)
+    return DataSplits("proxy-lesions", (x[:a], labels[:a]), (x[a:b], labels[a:b]), (x[b:], labels[b:]),
+                      ["regular", "irregular"])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", default="mri-lesions")
+    parser.add_argument("--home", default=str(Path(__file__).resolve().parents[1] / "workspace-bench"))
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    parser.add_argument("--quick", action="store_true", help="2 degrees, fewer steps: a smoke run")
+    parser.add_argument("--fresh", action="store_true", help="delete the bench checkpoints first (re-time all)")
+    args = parser.parse_args()
+    os.environ["XAUDIT_HOME"] = args.home
+
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    import models
+    from db import Checkpoint, session_scope
+    from models.training import TrainConfig, load_splits, train_grid
+
+    try:
+        splits = load_splits(args.dataset)
+    except Exception:  # noqa: BLE001 - build it once in the bench workspace
+        try:
+            from xai_core.data import build_dataset
+        except ImportError:
+            print("xai_core.data.build_dataset is not available: using the in-memory proxy benchmark "
+                  "(MNI152 slices + the generator's lesions, no elastic/bias-field variability)", flush=True)
+            splits = proxy_benchmark()
+        else:
+            print(f"building dataset {args.dataset} (2000 images, 128 px) in {args.home} ...", flush=True)
+            build_dataset(args.dataset, n=2000, size=128)
+            splits = load_splits(args.dataset)
+    if args.fresh:
+        import shutil
+
+        from sqlalchemy import delete
+
+        with session_scope() as session:
+            session.execute(delete(Checkpoint))
+        shutil.rmtree(Path(args.home) / "checkpoints", ignore_errors=True)
+
+    # baseline: one full step (forward + backward + AdamW) on 64 images at the dataset's size
+    torch.manual_seed(0)
+    net = models.build("vgg16", 2, 1, 0.125)
+    opt = torch.optim.AdamW(net.parameters(), 1e-3)
+    x = torch.as_tensor(splits.train[0][:64])[:, None]
+    y = torch.as_tensor(splits.train[1][:64])
+    times = []
+    for _ in range(4):
+        t = time.perf_counter()
+        loss = F.cross_entropy(net(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        times.append(time.perf_counter() - t)
+    step_s = float(np.median(times[1:]))
+
+    degrees = ["tl", "all"] if args.quick else list(models.DEGREES)
+    pre_kwargs = {"steps": 20} if args.quick else {}
+    t0 = time.perf_counter()
+    rows = train_grid(splits, archs=["vgg16"], pretrains=["natural", "mri"], degrees=degrees, width=0.125,
+                      pretrain_kwargs=pre_kwargs, config=TrainConfig(epochs=2) if args.quick else None)
+    total = time.perf_counter() - t0
+
+    with session_scope() as session:
+        pre = session.query(Checkpoint).filter(Checkpoint.phase == "pretrain").all()
+        pre_rows = [(c.pretrain, c.train_time_s, (c.metrics or {}).get("pretext_accuracy")) for c in pre]
+        cells = {r["checkpoint_id"]: session.get(Checkpoint, r["checkpoint_id"]) for r in rows}
+        info = {i: (len(c.history), c.train_time_s, (c.metrics or {}).get("accuracy"),
+                    (c.metrics or {}).get("balanced_accuracy"), (c.metrics or {}).get("roc_auc")) for i, c in cells.items()}
+    print(f"\nmachine: {os.cpu_count()} CPU cores, torch threads {torch.get_num_threads()}, device "
+          f"{models.training.pick_device(None)}; dataset {splits.name}: {len(splits.train[1])} train / "
+          f"{len(splits.val[1])} val / {len(splits.test[1])} test at {splits.input_size} px")
+    print(f"baseline: one full training step of 64 images = {step_s:.3f} s "
+          f"(an epoch of {len(splits.train[1])} images ~ {step_s * len(splits.train[1]) / 64:.1f} s)")
+    print("\npre-training   seconds  pretext-acc")
+    for src, sec, acc in pre_rows:
+        print(f"{src:<13}{sec:>9.1f}  {acc if acc is None else f'{acc:.3f}':>11}")
+    print("\nsource   degree  test-acc  bal-acc  roc-auc  epochs  seconds  s/epoch  vs all  vs baseline-epoch")
+    base_epoch = step_s * len(splits.train[1]) / 64
+    for src in ("natural", "mri"):
+        src_rows = [r for r in rows if r["pretrain"] == src]
+        per_all = next((info[r["checkpoint_id"]][1] / max(1, info[r["checkpoint_id"]][0])
+                        for r in src_rows if r["degree"] == "all"), float("nan"))
+        for r in src_rows:
+            ep, sec, acc, bal, auc = info[r["checkpoint_id"]]
+            spe = sec / max(1, ep)
+            print(f"{src:<9}{r['degree']:<8}{acc:>8.3f}{bal:>9.3f}{(auc or float('nan')):>9.3f}{ep:>8}{sec:>9.1f}"
+                  f"{spe:>9.2f}{spe / per_all:>8.2f}{spe / base_epoch:>10.2f}"
+                  + ("  (done before)" if r["skipped"] else ""))
+    budget = 12 * 60
+    print(f"\ngrid wall time this run: {total:.0f} s (budget {budget} s, ratio {total / budget:.2f}); "
+          f"sum of stored train times (incl. pre-training): "
+          f"{sum(v[1] for v in info.values()) + sum(p[1] for p in pre_rows):.0f} s")
+
+
+if __name__ == "__main__":
+    main()

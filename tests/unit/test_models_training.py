@@ -1,0 +1,139 @@
+"""Training loop: frozen weights untouched, metrics by hand, learning on an easy benchmark."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+import pytest
+import torch
+
+import models
+from models.testing import easy_benchmark
+from models.training import (
+    DataSplits,
+    TrainConfig,
+    classification_metrics,
+    evaluate,
+    fit,
+    load_splits,
+    lr_at,
+    predict,
+)
+from xai_core.errors import InvalidValueError, ShapeError
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():  # the dev/CI box is a shared 2-core VM: avoid OpenMP oversubscription
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+def test_classification_metrics_by_hand() -> None:
+    labels = np.array([0, 0, 0, 1, 1])
+    p1 = np.array([0.1, 0.6, 0.2, 0.8, 0.4])  # predicted: 0 1 0 1 0
+    m = classification_metrics(labels, np.stack([1 - p1, p1], 1))
+    assert m["accuracy"] == pytest.approx(3 / 5)
+    assert m["balanced_accuracy"] == pytest.approx((2 / 3 + 1 / 2) / 2)
+    assert m["confusion_matrix"] == [[2, 1], [1, 1]]
+    # AUC = P(score of a positive > score of a negative): pairs (0.8 > all 3) + (0.4 > 0.1, 0.2) = 5/6
+    assert m["roc_auc"] == pytest.approx(5 / 6)
+    # three classes, one-vs-rest macro AUC: perfectly ranked scores give 1.0
+    probs3 = np.eye(3)[[0, 1, 2, 2]] * 0.7 + 0.1
+    m3 = classification_metrics(np.array([0, 1, 2, 2]), probs3)
+    assert m3["roc_auc"] == pytest.approx(1.0) and m3["confusion_matrix"][2] == [0, 0, 2]
+    assert classification_metrics(np.array([1, 1]), np.array([[0.2, 0.8], [0.6, 0.4]]))["roc_auc"] is None
+
+
+def test_learning_rate_schedule() -> None:
+    """warm-up 10 steps, flat until step 40, cosine from 40 to 100."""
+    assert lr_at(0, 100, 1.0, 0.1) == pytest.approx(0.1)
+    assert lr_at(9, 100, 1.0, 0.1) == pytest.approx(1.0)
+    assert lr_at(39, 100, 1.0, 0.1) == pytest.approx(1.0)
+    assert lr_at(40, 100, 1.0, 0.1) == pytest.approx(1.0)
+    assert lr_at(70, 100, 1.0, 0.1) == pytest.approx(0.5 * (1 + math.cos(math.pi * 0.5)))
+    assert lr_at(100, 100, 1.0, 0.1) == pytest.approx(0.0)
+    assert lr_at(50, 100, 2.0, 0.1, flat_frac=0.0) == pytest.approx(2.0 * 0.5 * (1 + math.cos(math.pi * 40 / 90)))
+
+
+def _splits(n_train: int = 240, size: int = 32) -> DataSplits:
+    return DataSplits("easy", easy_benchmark(n_train, size, 0), easy_benchmark(80, size, 1),
+                      easy_benchmark(100, size, 2), ["dark", "bright"])
+
+
+def test_frozen_weights_bit_identical_after_training_and_trainable_ones_move() -> None:
+    torch.manual_seed(0)
+    model = models.build("vgg16", 2, width=0.125)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    s = _splits(128)
+    fit(model, "vgg16", "2conv", s.train, s.val, TrainConfig(epochs=2, lr=1e-3, batch_size=32, device="cpu"))
+    frozen = [f"features.{i}." for i in range(0, 24)]  # blocks 1-3 of vgg16 (BN layout)
+    for key, value in model.state_dict().items():
+        if key.startswith(tuple(frozen)):
+            assert torch.equal(value, before[key]), key
+        elif not key.endswith("num_batches_tracked"):
+            assert not torch.equal(value, before[key]), key
+
+
+def test_frozen_batchnorm_statistics_untouched() -> None:
+    torch.manual_seed(0)
+    model = models.build("resnet18", 2)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    s = _splits(64)
+    fit(model, "resnet18", "1conv", s.train, s.val, TrainConfig(epochs=1, batch_size=32, device="cpu"))
+    after = model.state_dict()
+    for key in after:
+        if key.startswith(("conv1", "bn1", "layer1", "layer2", "layer3")):
+            assert torch.equal(after[key], before[key]), key  # weights AND running_mean/var
+    assert not torch.equal(after["layer4.0.bn1.running_mean"], before["layer4.0.bn1.running_mean"])
+
+
+def test_shared_feature_cache_gives_identical_training() -> None:
+    s = _splits(96)
+    cfg = TrainConfig(epochs=2, lr=1e-3, batch_size=32, device="cpu")
+    torch.manual_seed(1)
+    base = models.build("vgg16", 2, width=0.125)
+    a, b = models.build("vgg16", 2, width=0.125), models.build("vgg16", 2, width=0.125)
+    a.load_state_dict(base.state_dict())
+    b.load_state_dict(base.state_dict())
+    cache: dict = {}
+    fit(a, "vgg16", "2conv", s.train, s.val, cfg)
+    fit(models.build("vgg16", 2, width=0.125).eval(), "vgg16", "tl", s.train, s.val, cfg)  # unrelated entries
+    fit(b, "vgg16", "2conv", s.train, s.val, cfg, feature_cache=cache)
+    assert len(cache) > 0
+    for (k, va), vb in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
+        assert torch.equal(va, vb), k
+
+
+def test_tiny_network_learns_easy_benchmark_within_a_minute() -> None:
+    s = _splits(300)
+    torch.manual_seed(0)
+    model = models.build("vgg16", 2, width=0.125)
+    t0 = time.perf_counter()
+    result = fit(model, "vgg16", "all", s.train, s.val, TrainConfig(epochs=15, lr=1e-3, batch_size=32, patience=15,
+                                                                   device="cpu"))
+    seconds = time.perf_counter() - t0
+    metrics = evaluate(model, *s.test, device="cpu")
+    assert metrics["accuracy"] >= 0.9, result.history
+    assert seconds < 60
+    assert len(result.history) == 15 and {"train_loss", "val_loss", "val_acc"} <= set(result.history[0])
+    pred, probs = predict(model, s.test[0], batch_size=17, device="cpu")
+    assert pred.dtype == np.int64 and probs.shape == (100, 2)
+    np.testing.assert_allclose(probs.sum(1), 1.0, rtol=1e-5)
+    assert (pred == probs.argmax(1)).all()
+
+
+def test_bad_data() -> None:
+    x, y = easy_benchmark(20)
+    one = DataSplits("mono", (x, np.zeros(20, np.int64)), (x, y), (x, y), ["only"])
+    with pytest.raises(InvalidValueError, match="only one class"):
+        load_splits(one)
+    with pytest.raises(ShapeError, match=r"\(N,H,W\)"):
+        predict(models.build("vgg16", 2, width=0.125), np.zeros((4, 4)), device="cpu")
+    bad = x.copy()
+    bad[0, 0, 0] = np.nan
+    with pytest.raises(InvalidValueError, match="NaN"):
+        predict(models.build("vgg16", 2, width=0.125), bad, device="cpu")
