@@ -18,6 +18,7 @@ demo: setup
 	$(BIN)/xaudit demo
 
 test: setup
+	bash scripts/ensure_chromium.sh
 	$(BIN)/python -m pytest -q
 
 bench: setup

@@ -9,15 +9,15 @@ import streamlit as st
 
 from xai_core.config import database_url, device, home
 
-st.set_page_config(page_title="xaudit", page_icon="🩻", layout="wide")
+st.set_page_config(page_title="xaudit", page_icon=":material/radiology:", layout="wide")
 
 PAGES = [
-    st.Page("pages/overview.py", title="Overview", icon="🏠", default=True),
-    st.Page("pages/data.py", title="Data", icon="🧠"),
-    st.Page("pages/models.py", title="Models", icon="🧮"),
-    st.Page("pages/explain.py", title="Explain", icon="🔥"),
-    st.Page("pages/benchmark.py", title="Benchmark", icon="🎯"),
-    st.Page("pages/drift.py", title="Drift", icon="🧭"),
+    st.Page("pages/overview.py", title="Overview", icon=":material/home:", default=True),
+    st.Page("pages/data.py", title="Data", icon=":material/neurology:"),
+    st.Page("pages/models.py", title="Models", icon=":material/model_training:"),
+    st.Page("pages/explain.py", title="Explain", icon=":material/local_fire_department:"),
+    st.Page("pages/benchmark.py", title="Benchmark", icon=":material/target:"),
+    st.Page("pages/drift.py", title="Drift", icon=":material/moving:"),
 ]
 
 navigation = st.navigation(PAGES)

@@ -3,7 +3,7 @@
 Times, in a fresh temporary workspace, the real console script (a new process, imports included)
 with 1 and 2 worker processes, then ``load_dataset`` of the result from the stacked cache versus
 from the NIfTI files alone (the baseline a cache-less loader would pay). Prints a table; the
-numbers go to bench/RESULTS_data.md. Usage: ``python bench/data_build.py [--n 2000] [--size 128]``.
+numbers go to bench/RESULTS.md. Usage: ``python bench/data_build.py [--n 2000] [--size 128]``.
 """
 
 from __future__ import annotations

@@ -32,6 +32,7 @@ class DemoSettings:
     pretrain_steps: int
     epochs: int | None  # None = the training defaults
     maps_per_checkpoint: int  # test images explained per checkpoint and method
+    drift_selection: str  # samples compared between TL and FT (the study: true positives of both)
     method_params: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def describe(self) -> dict[str, Any]:
@@ -42,6 +43,7 @@ class DemoSettings:
             "pre-training steps": self.pretrain_steps,
             "epochs": self.epochs or "training default (early stopping)",
             "test images explained per checkpoint": self.maps_per_checkpoint,
+            "drift samples": self.drift_selection,
             "method settings": self.method_params,
         }
 
@@ -50,18 +52,18 @@ _DEMO_METHOD_PARAMS: dict[str, dict[str, Any]] = {
     "integrated_gradients": {"n_steps": 16},
     "gradient_shap": {"n_samples": 8},
     "smoothgrad": {"n_samples": 8},
-    "occlusion": {"window": 16, "stride": 8},
+    "occlusion": {"window": 32, "stride": 32},
 }
 
 FULL = DemoSettings(
     preset="full", n_images=2000, size=128, width=0.125,
     degrees=("tl", "1conv", "2conv", "3conv", "4conv", "all"),
-    pretrain_steps=300, epochs=None, maps_per_checkpoint=100,
+    pretrain_steps=250, epochs=None, maps_per_checkpoint=40, drift_selection="true_positive",
     method_params=_DEMO_METHOD_PARAMS,
 )
 QUICK = DemoSettings(
     preset="quick", n_images=160, size=64, width=0.125, degrees=("tl", "all"),
-    pretrain_steps=30, epochs=3, maps_per_checkpoint=12,
+    pretrain_steps=12, epochs=3, maps_per_checkpoint=8, drift_selection="all",
     method_params={"integrated_gradients": {"n_steps": 8}, "gradient_shap": {"n_samples": 4},
                    "smoothgrad": {"n_samples": 4}, "occlusion": {"window": 16, "stride": 16}},
 )
@@ -96,8 +98,12 @@ def stage_pretrain(s: DemoSettings, progress: Progress) -> str:
 def stage_train(s: DemoSettings, progress: Progress) -> str:
     from models import train_grid
 
+    from models.training import TrainConfig
+
+    config = TrainConfig(augment=True)  # dihedral flips/rotations: the lesion-shape label is invariant
     cells = train_grid(DATASET, archs=(ARCH,), pretrains=SOURCES, degrees=s.degrees, width=s.width,
-                       epochs=s.epochs, progress=progress)
+                       epochs=s.epochs, config=config, pretrain_kwargs={"steps": s.pretrain_steps},
+                       progress=progress)
     accs = ", ".join(f"{c['pretrain']}/{c['degree']} {c['accuracy']:.2f}" for c in cells
                      if c.get("accuracy") is not None)
     return f"{len(cells)} checkpoints ({accs})"
@@ -118,20 +124,22 @@ def demo_checkpoints() -> list[int]:
 
 
 def stage_explain(s: DemoSettings, progress: Progress) -> str:
-    from models import get_architecture
+    import models
     from xai_core.attribution import capabilities, explain_checkpoint, list_methods
 
-    caps = capabilities(get_architecture(ARCH).name)
+    caps = capabilities(ARCH)
     methods = [m for m in list_methods() if caps.get(m) is True]
-    jobs = [(c, m) for c in demo_checkpoints() for m in methods]
-    computed = 0
-    for i, (ckpt, method) in enumerate(jobs):
-        progress(i, len(jobs), f"{method} on checkpoint {ckpt}")
-        result = explain_checkpoint(ckpt, method, split="test", limit=s.maps_per_checkpoint,
-                                    params=dict(s.method_params.get(method, {})))
-        computed += result.computed
-    progress(len(jobs), len(jobs), "done")
-    return f"{len(methods)} methods × {len(jobs) // max(1, len(methods))} checkpoints ({computed} new maps)"
+    checkpoints = demo_checkpoints()
+    total, computed = len(checkpoints) * len(methods), 0
+    for i, ckpt in enumerate(checkpoints):
+        model, _ = models.load(ckpt)  # loaded once, explained with every method
+        for j, method in enumerate(methods):
+            progress(i * len(methods) + j, total, f"{method} on checkpoint {ckpt}")
+            result = explain_checkpoint(ckpt, method, split="test", limit=s.maps_per_checkpoint,
+                                        params=dict(s.method_params.get(method, {})), model=model)
+            computed += result.computed
+    progress(total, total, "done")
+    return f"{len(methods)} methods × {len(checkpoints)} checkpoints ({computed} new maps)"
 
 
 def stage_evaluate(s: DemoSettings, progress: Progress) -> str:
@@ -144,15 +152,15 @@ def stage_evaluate(s: DemoSettings, progress: Progress) -> str:
 def stage_drift(s: DemoSettings, progress: Progress) -> str:
     from xai_core.metrics import drift
 
-    results = drift(progress=progress)
+    results = drift(selection=s.drift_selection, progress=progress)
     return f"{sum(r.rows for r in results)} new drift rows"
 
 
 def stage_report(s: DemoSettings, progress: Progress) -> str:
+    from xai_core.config import workspace_dir
     from xai_core.report import write_report
 
-    path = write_report(progress=progress)
-    return str(path)
+    return str(write_report(workspace_dir("reports") / "demo", progress=progress, replace=True))
 
 
 Stage = Callable[[DemoSettings, Progress], str]

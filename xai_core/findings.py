@@ -69,7 +69,8 @@ def _pretraining_finding(gt: pd.DataFrame) -> Finding:
         evidence += (f". At matched accuracy the CI of the source effect excludes 0 for "
                      f"{significant} of {len(effects)} methods ({'; '.join(effects[:4])}"
                      f"{'; …' if len(effects) > 4 else ''})")
-    return Finding(MRI, claim, evidence, REPRODUCED if differ or significant else NOT_REPRODUCED)
+    majority = bool(effects) and significant > len(effects) / 2
+    return Finding(MRI, claim, evidence, REPRODUCED if differ or majority else NOT_REPRODUCED)
 
 
 def _degree_finding(gt: pd.DataFrame) -> Finding:

@@ -111,13 +111,13 @@ code{{background:#f4f4f4;padding:1px 4px}}</style></head><body>
 """
 
 
-def write_report(out: str | Path | None = None, progress: Progress = silent) -> Path:
+def write_report(out: str | Path | None = None, progress: Progress = silent, replace: bool = False) -> Path:
     """Write ``report.html`` and the CSV tables into ``out`` (default: a new folder under
-    ``$XAUDIT_HOME/reports``), atomically (built in a temp folder, then renamed). Returns the HTML
-    file's path."""
+    ``$XAUDIT_HOME/reports``), atomically (built in a temp folder, then renamed); ``replace``
+    swaps out an existing report folder. Returns the HTML file's path."""
     stamp = datetime.now(timezone.utc)
     target = Path(out) if out else workspace_dir("reports") / stamp.strftime("%Y%m%d-%H%M%S")
-    if target.exists() and any(target.iterdir()):
+    if target.exists() and any(target.iterdir()) and not replace:
         raise WorkspaceError(f"report folder {target} is not empty; choose another --out")
     progress(0, 2, "computing tables")
     tables: dict[str, pd.DataFrame] = {}
@@ -134,7 +134,9 @@ def write_report(out: str | Path | None = None, progress: Progress = silent) -> 
         for name, frame in tables.items():
             write_frame(frame, tmp / f"{name}.csv")
         if target.exists():
-            target.rmdir()
+            old = target.with_name(f".old-{target.name}-{os.getpid()}")
+            os.replace(target, old)
+            shutil.rmtree(old)
         os.replace(tmp, target)
     finally:
         if tmp.exists():

@@ -43,13 +43,13 @@ class GeneratorParams:
     intensity_scale: float = 0.1
     noise_std: float = 0.03
     # lesions
-    max_lesions: int = 3
-    lesion_area_min: float = 0.002
-    lesion_area_max: float = 0.010
+    max_lesions: int = 2
+    lesion_area_min: float = 0.008
+    lesion_area_max: float = 0.020
     max_aspect: float = 2.0
     irregular_style: str = "mixed"
-    contrast_min: float = 0.15
-    contrast_max: float = 0.45
+    contrast_min: float = 0.40
+    contrast_max: float = 0.80
     contrast_sign: str = "both"
     edge_width: float = 0.015
     # split fractions (test gets the rest), stratified by class

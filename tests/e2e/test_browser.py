@@ -1,0 +1,95 @@
+"""Real-browser end-to-end test: Debian Chromium driven by Playwright against `streamlit run app.py`
+serving a quick demo workspace. Screenshots go to tests/e2e/artifacts/."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from pathlib import Path
+
+import pytest
+
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+
+pytestmark = pytest.mark.e2e
+
+GRIDCELL = '[data-testid="stDataFrame"] [role="gridcell"]'
+
+
+def _open(page, url: str, path: str, ready_text: str) -> None:  # type: ignore[no-untyped-def]
+    page.goto(f"{url}/{path}")
+    page.get_by_text(ready_text, exact=False).first.wait_for()
+    # Streamlit shows a "Running" status widget while the script runs; wait for it to finish.
+    page.wait_for_function("!document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=120_000)
+
+
+def _assert_clean(page, name: str) -> None:  # type: ignore[no-untyped-def]
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+    assert page.locator('[data-testid="stException"]').count() == 0, f"{name}: a traceback is shown"
+    assert page.locator('[data-testid="stAlertContentError"]').count() == 0, f"{name}: st.error shown"
+
+
+def _cells(page) -> list[str]:  # type: ignore[no-untyped-def]
+    cells = page.locator(GRIDCELL)
+    return [cells.nth(i).inner_text().strip() for i in range(cells.count())]
+
+
+def _cells_when(page, ok, timeout_s: float = 60) -> list[str]:  # type: ignore[no-untyped-def]
+    """The data-grid cells once ``ok(cells)`` holds (grids render after the script's first pass)."""
+    deadline = time.time() + timeout_s
+    while True:
+        cells = _cells(page)
+        if ok(cells) or time.time() > deadline:
+            assert ok(cells), cells[:60]
+            return cells
+        page.wait_for_timeout(500)
+
+
+def test_quick_demo_build_is_complete(quick_workspace: Path) -> None:
+    status = json.loads((quick_workspace / "build_status.json").read_text())
+    assert status["finished"] is True
+    assert [s["state"] for s in status["stages"]] == ["done"] * 7
+    report = (quick_workspace / "reports" / "demo" / "report.html").read_text()
+    assert "Findings on this workspace" in report and "TL→FT drift" in report
+    assert (quick_workspace / "reports" / "demo" / "benchmark.csv").stat().st_size > 0
+
+
+def test_every_page_in_a_real_browser(server: str, page) -> None:  # type: ignore[no-untyped-def]
+    # Overview: build stages and workspace counts
+    _open(page, server, "", "This workspace")
+    _cells_when(page, lambda c: c.count("done") == 7 and "mri-lesions (160 images)" in c)
+    _assert_clean(page, "overview")
+
+    # Data: the sample image with its lesion contour
+    _open(page, server, "data", "Data")
+    page.locator(".js-plotly-plot").first.wait_for()
+    assert page.locator(".js-plotly-plot").count() >= 1
+    _assert_clean(page, "data")
+
+    # Models: the checkpoint table lists the grid
+    _open(page, server, "models", "Models")
+    _cells_when(page, lambda c: any("vgg16" in x for x in c))
+    _assert_clean(page, "models")
+
+    # Explain: saliency is drawn on load; tick Integrated Gradients for an on-demand attribution
+    _open(page, server, "explain", "Explain")
+    page.locator(".js-plotly-plot").first.wait_for()
+    assert page.locator(".js-plotly-plot").count() == 1
+    page.get_by_text("Integrated Gradients", exact=True).click()
+    page.locator(".js-plotly-plot").nth(1).wait_for(timeout=120_000)
+    page.wait_for_function("!document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=120_000)
+    captions = page.locator('[data-testid="stCaptionContainer"]').all_inner_texts()
+    timing = [c for c in captions if re.search(r"in \d+\.\d+ s .* on cpu", c)]
+    assert len(timing) == 2 and all("precision" in c for c in timing), captions
+    _assert_clean(page, "explain")
+
+    # Benchmark: the method × pre-training × degree table holds CI cells
+    _open(page, server, "benchmark", "Benchmark")
+    _cells_when(page, lambda c: any(re.fullmatch(r"0\.\d{3} \[0\.\d{3}, 0\.\d{3}\]", x) for x in c))
+    _assert_clean(page, "benchmark")
+
+    # Drift: architecture × method table with values
+    _open(page, server, "drift", "Drift")
+    _cells_when(page, lambda c: "vgg16" in c and any(re.fullmatch(r"-?\d\.\d+", x) for x in c))
+    _assert_clean(page, "drift")
