@@ -1,11 +1,10 @@
-"""``xaudit data build|import|list`` through the real entry point (``xai_core.cli.main``): config
+"""``xaudit data build|import|list`` through the real entry point (``xai_core.cli.run``, what ``main`` calls): config
 precedence, printed folder, list table, and user errors as one ``error:`` line with exit code 2."""
 
 from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,18 +13,13 @@ from sqlalchemy import select
 from db import Dataset, session_scope
 from tests.integration.test_data_build import assert_nothing_written
 from tests.integration.test_data_import import make_folder
-from xai_core.cli import main
+from xai_core.cli import run
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def run_cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    monkeypatch.setattr(sys, "argv", ["xaudit", *args])
-    code = 0
-    try:
-        main()
-    except SystemExit as exc:
-        code = int(exc.code or 0)
+    code = run(list(args))
     out, err = capsys.readouterr()
     return code, out, err
 

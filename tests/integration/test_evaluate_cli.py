@@ -1,9 +1,8 @@
-"""``xaudit drift`` / ``xaudit export`` / ``xaudit evaluate`` through the console entry point ``main``
+"""``xaudit drift`` / ``xaudit export`` / ``xaudit evaluate`` through the console entry point (``xai_core.cli.run``)
 (in-process, same code path as the installed script: user errors -> one line, exit code 2)."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -11,19 +10,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from xai_core.cli import main
+from xai_core.cli import run
 from xai_core.metrics.testing import add_checkpoint, add_dataset_rows, add_maps
 
 
 def test_drift_export_and_user_errors(workspace: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                       capsys: pytest.CaptureFixture[str]) -> None:
     def _xaudit(*args: str, home: Path) -> SimpleNamespace:
-        monkeypatch.setattr(sys, "argv", ["xaudit", *args])
-        code = 0
-        try:
-            main()
-        except SystemExit as exc:
-            code = int(exc.code or 0)
+        code = run(list(args))
         out = capsys.readouterr()
         return SimpleNamespace(returncode=code, stdout=out.out, stderr=out.err)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,14 +18,6 @@ from models.training import DataSplits, TrainConfig, train, train_grid
 
 def registered_splits() -> DataSplits:
     return register_easy_dataset()
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():  # the CI box is a shared 2-core VM: avoid OpenMP oversubscription
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 def test_tl_ft_protocol_lineage_predictions_and_epoch_checkpoints(workspace: Path) -> None:
@@ -89,14 +80,9 @@ def test_train_grid_is_resumable_and_links_degrees_to_tl(workspace: Path) -> Non
 
 
 def _cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    from xai_core.cli import main
+    from xai_core.cli import run
 
-    monkeypatch.setattr(sys, "argv", ["xaudit", *args])
-    code = 0
-    try:
-        main()
-    except SystemExit as exc:
-        code = int(exc.code or 0)
+    code = run(list(args))
     out = capsys.readouterr()
     return code, out.out, out.err
 

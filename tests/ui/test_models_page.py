@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import torch
 from streamlit.testing.v1 import AppTest
 
 from db import Checkpoint, session_scope
@@ -13,14 +12,6 @@ from models.testing import register_easy_dataset
 from models.training import TrainConfig, train_grid
 
 PAGE = str(Path(__file__).resolve().parents[2] / "pages" / "models.py")
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():  # shared 2-core CI box: avoid OpenMP oversubscription
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
 
 
 def test_empty_workspace_shows_commands(workspace: Path) -> None:

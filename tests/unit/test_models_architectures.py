@@ -50,14 +50,6 @@ HEADS = {"vgg16": "classifier", "vgg16_plain": "classifier", "resnet18": "fc", "
 K = {"tl": 0, "1conv": 1, "2conv": 2, "3conv": 3, "4conv": 4, "all": 5}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():  # the dev/CI box is a shared 2-core VM: avoid OpenMP oversubscription
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 def _under(name: str, prefixes: list[str]) -> bool:
     return any(name == p or name.startswith(p + ".") for p in prefixes)
 

@@ -15,14 +15,6 @@ from models.checkpoints import import_checkpoint, list_checkpoints, read_tensors
 from xai_core.errors import CheckpointError, UnknownNameError
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():  # the dev/CI box is a shared 2-core VM: avoid OpenMP oversubscription
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 def _tiny(num_classes: int = 2, seed: int = 0) -> torch.nn.Module:
     torch.manual_seed(seed)
     return models.build("vgg16", num_classes, in_chans=1, width=0.125).eval()

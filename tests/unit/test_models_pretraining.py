@@ -22,14 +22,6 @@ from models.pretraining import (
 from xai_core.errors import InputFileError, UnknownNameError, UnsupportedError
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():  # the dev/CI box is a shared 2-core VM: avoid OpenMP oversubscription
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 def test_registry() -> None:
     assert list_pretraining_sources() == ["imagenet", "mri", "natural", "none"]
     with pytest.raises(UnknownNameError, match="unknown pre-training source 'radimagenet'"):

@@ -24,14 +24,6 @@ from models.training import (
 from xai_core.errors import InvalidValueError, ShapeError
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():  # the dev/CI box is a shared 2-core VM: avoid OpenMP oversubscription
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 def test_classification_metrics_by_hand() -> None:
     labels = np.array([0, 0, 0, 1, 1])
     p1 = np.array([0.1, 0.6, 0.2, 0.8, 0.4])  # predicted: 0 1 0 1 0

@@ -376,16 +376,23 @@ def _hash_for(method: str, params: dict[str, Any] | None, checkpoint_id: int, ta
 def read_maps(checkpoint_id: int, method: str, sample_pks: Sequence[int], params: dict[str, Any] | None = None,
               target: str = "predicted") -> StoredMaps:
     """Stored maps for ``sample_pks`` (all must be stored, else :class:`WorkspaceError`)."""
+    return read_maps_by_hash(checkpoint_id, method, _hash_for(method, params, int(checkpoint_id), target), sample_pks)
+
+
+def read_maps_by_hash(checkpoint_id: int, method: str, phash: str, sample_pks: Sequence[int]) -> StoredMaps:
+    """Stored maps of (checkpoint, method, parameter hash) for ``sample_pks``, in that order;
+    ``phash`` may be a prefix of the hash (as drift rows across methods keep it)."""
     from db import AttributionMap, session_scope
 
-    phash = _hash_for(method, params, int(checkpoint_id), target)
     pks = [int(p) for p in sample_pks]
+    same_hash = (AttributionMap.params_hash == phash if len(phash) >= 64
+                 else AttributionMap.params_hash.startswith(phash))
     with session_scope() as session:
         rows = session.execute(select(
             AttributionMap.sample_pk, AttributionMap.store_path, AttributionMap.store_index,
             AttributionMap.target, AttributionMap.seconds, AttributionMap.device,
         ).where(AttributionMap.checkpoint_id == int(checkpoint_id), AttributionMap.method == method,
-                AttributionMap.params_hash == phash, AttributionMap.sample_pk.in_(pks))).all()
+                same_hash, AttributionMap.sample_pk.in_(pks))).all()
     by_pk = {r[0]: r for r in rows}
     missing = [p for p in pks if p not in by_pk]
     if missing:

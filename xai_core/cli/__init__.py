@@ -1,6 +1,6 @@
 """``xaudit`` command line. Each command group lives in its own module of this package."""
 
-from xai_core.cli.base import app, main
+from xai_core.cli.base import app, main, run
 
 # Importing a module registers its commands on ``app``.
 from xai_core.cli import data  # noqa: F401,E402
@@ -9,4 +9,4 @@ from xai_core.cli import metrics  # noqa: F401,E402
 from xai_core.cli import models  # noqa: F401,E402
 from xai_core.cli import demo  # noqa: F401,E402
 
-__all__ = ["app", "main"]
+__all__ = ["app", "main", "run"]

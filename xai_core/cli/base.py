@@ -21,22 +21,29 @@ app.add_typer(data_app, name="data")
 app.add_typer(models_app, name="models")
 
 
-def main() -> None:
-    """Console-script entry: run the app, turning user errors into one line and exit code 2."""
+def run(argv: list[str] | None = None) -> int:
+    """Run the CLI on ``argv`` (default: ``sys.argv[1:]``) and return its exit code; user errors
+    print one line ``error: ...`` on stderr and give 2."""
+    import click
+
     try:
-        app(standalone_mode=False)
+        app(args=argv, standalone_mode=False)
     except XAuditError as exc:
         typer.echo(f"error: {exc}", err=True)
-        sys.exit(2)
+        return 2
     except typer.Exit as exc:
-        sys.exit(exc.exit_code)
+        return int(exc.exit_code)
     except typer.Abort:
         typer.echo("aborted", err=True)
-        sys.exit(1)
-    except Exception as exc:  # click usage errors arrive as ClickException
-        import click
+        return 1
+    except click.ClickException as exc:  # usage errors
+        exc.show()
+        return 2 if isinstance(exc, click.UsageError) else 1
+    return 0
 
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(2 if isinstance(exc, click.UsageError) else 1)
-        raise
+
+def main() -> None:
+    """Console-script entry point (exits with the code of :func:`run` when it is not 0)."""
+    code = run()
+    if code:
+        sys.exit(code)

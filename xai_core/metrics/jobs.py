@@ -138,55 +138,11 @@ def _require_predictions(preds: dict[int, tuple[int, bool]], checkpoint: Any) ->
 # ------------------------------------------------------------------------------------------
 # reading maps, masks and images
 # ------------------------------------------------------------------------------------------
-def _chunk_scale(chunk: np.ndarray) -> float:
-    """The attribution store's per-chunk scale (see ``xai_core.attribution.store``)."""
-    from xai_core.attribution.store import _scale
-
-    return float(_scale(chunk))
-
-
 def read_stored_maps(checkpoint_id: int, method: str, phash: str, sample_pks: Sequence[int]) -> np.ndarray:
-    """``(N, H, W)`` float32 stored maps for (checkpoint, method, params hash) in ``sample_pks`` order.
+    """``(N, H, W)`` float32 stored maps for (checkpoint, method, params hash or its prefix)."""
+    from xai_core.attribution.store import read_maps_by_hash
 
-    ``phash`` may be a prefix (as kept in cross-method drift rows). Reads the ``AttributionMap``
-    index and gathers each chunk file once (memory-mapped).
-    """
-    from db import AttributionMap, session_scope
-
-    pks = [int(p) for p in sample_pks]
-    with session_scope() as session:
-        rows = session.execute(
-            select(AttributionMap.sample_pk, AttributionMap.store_path, AttributionMap.store_index).where(
-                AttributionMap.checkpoint_id == checkpoint_id,
-                AttributionMap.method == method,
-                AttributionMap.params_hash == phash if len(phash) >= 64 else AttributionMap.params_hash.startswith(phash),
-                AttributionMap.sample_pk.in_(pks),
-            )
-        ).all()
-    by_pk = {int(r[0]): (r[1], int(r[2])) for r in rows}
-    missing = [p for p in pks if p not in by_pk]
-    if missing:
-        raise WorkspaceError(
-            f"{len(missing)} {method} maps of checkpoint {checkpoint_id} are not stored (e.g. sample {missing[0]}); "
-            f"run `xaudit explain --checkpoint {checkpoint_id} --methods {method}`"
-        )
-    if not pks:
-        return np.zeros((0, 0, 0), np.float32)
-    paths = np.asarray([by_pk[p][0] for p in pks], dtype=object)
-    index = np.asarray([by_pk[p][1] for p in pks], dtype=np.int64)
-    out: np.ndarray | None = None
-    root = home()
-    for rel in sorted(set(paths.tolist())):  # one gather per chunk file
-        file = root / rel
-        if not file.is_file():
-            raise WorkspaceError(f"attribution chunk {rel} is missing from the workspace; re-run `xaudit explain`")
-        chunk = np.load(file, mmap_mode="r", allow_pickle=False)
-        if out is None:
-            out = np.empty((len(pks), *chunk.shape[1:]), dtype=np.float32)
-        sel = np.flatnonzero(paths == rel)
-        out[sel] = np.asarray(chunk[index[sel]], dtype=np.float32) * _chunk_scale(chunk)
-    assert out is not None
-    return out
+    return read_maps_by_hash(checkpoint_id, method, phash, sample_pks).maps
 
 
 @lru_cache(maxsize=4)
