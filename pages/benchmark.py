@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import plotly.express as px
-import plotly.graph_objects as go
 import streamlit as st
 
 from ui.common import user_errors
 from xai_core.config import home
-from xai_core.errors import XAuditError
 from xai_core.metrics import jobs, queries
 from xai_core.metrics.baselines import BASELINE_METHODS
 from xai_core.metrics.ground_truth import GROUND_TRUTH_KEYS
-from xai_core.metrics.statistics import accuracy_controlled_effect, summarise
+from xai_core.metrics.figures import accuracy_scatter, metric_box
+from xai_core.metrics.statistics import summarise
 
 FILL_COMMANDS = """xaudit demo --quick --no-serve                  # data, checkpoints, maps and metrics in one go
 # or step by step:
@@ -73,7 +71,7 @@ with user_errors():
     st.subheader(f"Mean {metric} by method × pre-training × degree")
     wide = summary.pivot_table(index="method", columns=["pretrain", "degree"], values="mean [95% CI]", aggfunc="first")
     wide.columns = [f"{p} / {d}" for p, d in wide.columns]
-    st.dataframe(wide, use_container_width=True)
+    st.dataframe(wide, width="stretch")
     chance = queries.chance_precision(selection)
     base = summary[summary["method"].isin(BASELINE_METHODS)]
     if not base.empty:
@@ -83,11 +81,11 @@ with user_errors():
             text += f"; expected precision of a random ranking (mean lesion share) = {chance:.3f}"
         st.caption("Chance: " + text)
     with st.expander("Long table (n, mean, median, CI)"):
-        st.dataframe(summary.drop(columns=["mean [95% CI]"]), use_container_width=True)
+        st.dataframe(summary.drop(columns=["mean [95% CI]"]), width="stretch")
 
     st.subheader("Distributions")
-    fig = px.box(df, x="method", y=metric, color="pretrain", facet_col="degree", points=False)
-    st.plotly_chart(fig, use_container_width=True)
+    fig = metric_box(df, metric)
+    st.plotly_chart(fig, width="stretch")
 
     st.subheader("Accuracy vs explanation performance")
     real_methods = sorted(m for m in df["method"].unique() if m not in BASELINE_METHODS)
@@ -95,21 +93,13 @@ with user_errors():
         method = st.selectbox("Method", real_methods, key="acc_method")
         acc = _acc(method, metric, selection, str(home()), counts["gt_metrics"]).dropna(subset=["accuracy"])
         if len(acc) >= 2:
-            scatter = px.scatter(acc, x="accuracy", y=metric, color="pretrain", symbol="degree",
-                                 hover_data=["checkpoint", "n"])
-            try:
-                fit = accuracy_controlled_effect(acc, performance=metric)
-                xs = np.linspace(acc["accuracy"].min(), acc["accuracy"].max(), 20)
-                for source, intercept in fit["intercepts"].items():
-                    scatter.add_trace(go.Scatter(x=xs, y=intercept + fit["slope"] * xs, mode="lines",
-                                                 name=f"fit {source}", line={"dash": "dash"}))
-                st.plotly_chart(scatter, use_container_width=True)
-                if not fit["effects"].empty:
-                    st.caption("Pre-training effect at matched accuracy (OLS: metric ~ accuracy + source):")
-                    st.dataframe(fit["effects"], use_container_width=True)
-            except (XAuditError, np.linalg.LinAlgError, ValueError) as exc:  # too few checkpoints: points only
-                st.plotly_chart(scatter, use_container_width=True)
-                st.caption(f"No regression: {exc}")
+            scatter, fit, why = accuracy_scatter(acc, metric)
+            st.plotly_chart(scatter, width="stretch")
+            if fit is None:
+                st.caption(f"No regression: {why}")
+            elif not fit["effects"].empty:
+                st.caption("Pre-training effect at matched accuracy (OLS: metric ~ accuracy + source):")
+                st.dataframe(fit["effects"], width="stretch")
         else:
             st.caption("At least two evaluated checkpoints with predictions are needed for the scatter.")
 
@@ -127,7 +117,7 @@ with user_errors():
             )
             chosen = rows.loc[pick]
             params = {"checkpoint": str(int(chosen["checkpoint_id"])), "sample": str(int(chosen["sample_pk"])), "method": method}
-            st.dataframe(chosen[list(GROUND_TRUTH_KEYS)].to_frame().T, use_container_width=True)
+            st.dataframe(chosen[list(GROUND_TRUTH_KEYS)].to_frame().T, width="stretch")
             try:
                 st.page_link("pages/explain.py", label="Open this sample on the Explain page", icon="🔥", query_params=params)
             except Exception:  # page not registered (page run on its own): plain link

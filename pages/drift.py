@@ -9,6 +9,7 @@ import streamlit as st
 from ui.common import user_errors
 from xai_core.config import home
 from xai_core.metrics import jobs, queries
+from xai_core.metrics.figures import drift_box
 from xai_core.metrics.jobs import read_stored_maps, split_drift_label
 from xai_core.metrics.statistics import STABILITY_DIRECTION, ranking_agreement, stability_ranking, summarise
 
@@ -56,7 +57,7 @@ with user_errors():
     wide = summary.pivot_table(index=["arch", "method"], columns="metric", values="value", aggfunc="first")
     wide = wide[[m for m in metrics if m in wide.columns]]
     n_per = df.groupby(["arch", "method"]).size().rename("n")
-    st.dataframe(wide.join(n_per), use_container_width=True)
+    st.dataframe(wide.join(n_per), width="stretch")
     st.caption("; ".join(f"{k}: {v}" for k, v in DESCRIPTIONS.items()))
 
     st.subheader("Ranking reversals")
@@ -65,12 +66,12 @@ with user_errors():
     agree = ranking_agreement(ranking)
     left, right = st.columns(2)
     left.caption("Architecture rank per method (1 = most stable)")
-    left.dataframe(ranking.pivot(index="arch", columns="method", values="rank"), use_container_width=True)
+    left.dataframe(ranking.pivot(index="arch", columns="method", values="rank"), width="stretch")
     right.caption("Kendall's tau between methods' rankings")
     if agree.empty:
         right.write("Needs at least two methods on at least two architectures.")
     else:
-        right.dataframe(agree, use_container_width=True)
+        right.dataframe(agree, width="stretch")
         flagged = agree[agree["reversal"]]
         if not flagged.empty:
             st.warning(
@@ -81,7 +82,7 @@ with user_errors():
 
     st.subheader("Distributions")
     dist_metric = st.selectbox("Metric", metrics, index=metrics.index("iou_top20"), key="dist_metric")
-    st.plotly_chart(px.box(df, x="arch", y=dist_metric, color="method", points=False), use_container_width=True)
+    st.plotly_chart(drift_box(df, dist_metric), width="stretch")
 
     st.subheader("TL and FT maps of one sample")
     pairs = df[["checkpoint_a_id", "checkpoint_a", "checkpoint_b_id", "checkpoint_b"]].drop_duplicates()
@@ -101,5 +102,5 @@ with user_errors():
     for col, title, m in ((c1, titles[0], maps[0]), (c2, titles[1], maps[1])):
         fig = px.imshow(abs(m), color_continuous_scale="inferno", title=title)
         fig.update_layout(coloraxis_showscale=False, margin={"l": 0, "r": 0, "t": 40, "b": 0})
-        col.plotly_chart(fig, use_container_width=True)
-    st.dataframe(row[metrics].to_frame().T, use_container_width=True)
+        col.plotly_chart(fig, width="stretch")
+    st.dataframe(row[metrics].to_frame().T, width="stretch")

@@ -32,7 +32,7 @@ def build_progress() -> None:
     rows = [{"stage": s.title, "state": s.state,
              "progress": f"{s.done}/{s.total}" if s.total else "",
              "seconds": s.seconds, "details": s.message} for s in status.stages]
-    st.dataframe(pd.DataFrame(rows), hide_index=True, use_container_width=True)
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
     running = [s for s in status.stages if s.state == "running" and s.total]
     for stage in running:
         st.progress(min(1.0, stage.done / stage.total), text=f"{stage.title}: {stage.message}")
@@ -54,7 +54,7 @@ with user_errors():
         pd.DataFrame([{"part": p.name, "count": p.count,
                        "details": p.detail if p.present else f"missing — run `{p.command}`"}
                       for p in parts]),
-        hide_index=True, use_container_width=True,
+        hide_index=True, width="stretch",
     )
     if not parts[0].present:
         st.info("No data yet. Build the demo workspace with `make demo` (or `xaudit demo`), "
@@ -62,7 +62,7 @@ with user_errors():
 
     st.subheader("Headline findings on this workspace")
     findings = cached_findings(str(home()), tuple(p.count for p in parts))
-    st.dataframe(findings, hide_index=True, use_container_width=True,
+    st.dataframe(findings, hide_index=True, width="stretch",
                  column_config={"evidence": st.column_config.TextColumn(width="large")})
 
     st.subheader("Report")
