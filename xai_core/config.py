@@ -51,3 +51,13 @@ def device(preference: str | None = None) -> torch.device:
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
+
+
+def configure_threads() -> int:
+    """Set torch's intra-op threads for CPU work: ``$XAUDIT_THREADS``, else half the cores.
+
+    Measured on the 2-core dev machine: one vgg16 training step on 64 images of 64 px took 0.35 s
+    with 1 thread and 0.56-1.06 s with 2 (OpenMP oversubscription beside any other process)."""
+    threads = int(os.environ.get("XAUDIT_THREADS") or max(1, (os.cpu_count() or 2) // 2))
+    torch.set_num_threads(threads)
+    return threads

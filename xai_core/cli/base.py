@@ -26,6 +26,9 @@ def run(argv: list[str] | None = None) -> int:
     print one line ``error: ...`` on stderr and give 2."""
     import click
 
+    from xai_core.config import configure_threads
+
+    configure_threads()
     try:
         app(args=argv, standalone_mode=False)
     except XAuditError as exc:
