@@ -22,33 +22,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
-def proxy_benchmark(n: int = 2000, size: int = 128, seed: int = 0):  # type: ignore[no-untyped-def]
-    """2000 x 128 px regular/irregular lesion images from the data package's slice bank and
-    lesion placer (random slice, flip, global intensity scale, noise 0.03); 70/15/15 split."""
-    import numpy as np
-
-    from models.training import DataSplits
-    from xai_core.data.anatomy import load_anatomy, slice_bank
-    from xai_core.data.lesions import place_lesions
-    from xai_core.data.params import GeneratorParams
-
-    p = GeneratorParams(n=n, size=size, seed=seed)
-    bank = slice_bank(load_anatomy(None), size, p.min_brain_fraction)
-    rng = np.random.default_rng(seed)
-    labels = np.tile([0, 1], n // 2)
-    rng.shuffle(labels)
-    idx = rng.integers(0, len(bank.images), n)
-    imgs, brain = bank.images[idx].copy(), bank.brain[idx].copy()
-    flip = rng.random(n) < 0.5
-    imgs[flip], brain[flip] = imgs[flip][:, :, ::-1], brain[flip][:, :, ::-1]
-    les = place_lesions(rng, labels, brain, p)
-    x = imgs * rng.uniform(0.9, 1.1, (n, 1, 1)) + les.delta + 0.03 * rng.standard_normal(imgs.shape)
-    x = np.clip(x, 0, 1).astype(np.float32)
-    a, b = int(0.7 * n), int(0.85 * n)
-    return DataSplits("proxy-lesions", (x[:a], labels[:a]), (x[a:b], labels[a:b]), (x[b:], labels[b:]),
-                      ["regular", "irregular"])
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default="mri-lesions")
@@ -67,21 +40,17 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     import models
     from db import Checkpoint, session_scope
-    from models.training import TrainConfig, load_splits, train_grid
+    from models.training import load_splits, train_grid
+    from xai_core.demo import FULL, QUICK, grid_kwargs
 
     try:
         splits = load_splits(args.dataset)
     except Exception:  # noqa: BLE001 - build it once in the bench workspace
-        try:
-            from xai_core.data import build_dataset
-        except ImportError:
-            print("xai_core.data.build_dataset is not available: using the in-memory proxy benchmark "
-                  "(MNI152 slices + the generator's lesions, no elastic/bias-field variability)", flush=True)
-            splits = proxy_benchmark()
-        else:
-            print(f"building dataset {args.dataset} (2000 images, 128 px) in {args.home} ...", flush=True)
-            build_dataset(args.dataset, n=2000, size=128)
-            splits = load_splits(args.dataset)
+        from xai_core.data import build_dataset
+
+        print(f"building dataset {args.dataset} ({FULL.n_images} images, {FULL.size} px) in {args.home} ...", flush=True)
+        build_dataset(args.dataset, n=FULL.n_images, size=FULL.size)
+        splits = load_splits(args.dataset)
     if args.fresh:
         import shutil
 
@@ -107,11 +76,9 @@ def main() -> None:
         times.append(time.perf_counter() - t)
     step_s = float(np.median(times[1:]))
 
-    degrees = ["tl", "all"] if args.quick else list(models.DEGREES)
-    pre_kwargs = {"steps": 20} if args.quick else {}
+    settings = QUICK if args.quick else FULL
     t0 = time.perf_counter()
-    rows = train_grid(splits, archs=["vgg16"], pretrains=["natural", "mri"], degrees=degrees, width=0.125,
-                      pretrain_kwargs=pre_kwargs, config=TrainConfig(epochs=2) if args.quick else None)
+    rows = train_grid(splits, **grid_kwargs(settings))  # exactly the demo's grid
     total = time.perf_counter() - t0
 
     with session_scope() as session:

@@ -304,7 +304,7 @@ def train_pretext(model: nn.Module, sampler: Sampler, steps: int, batch_size: in
     seed_everything(seed)
     gen = torch.Generator().manual_seed(seed)
     dev = pick_device(device)
-    model.to(dev).train()
+    model.to(dev, memory_format=torch.channels_last).train()
     for p in model.parameters():
         p.requires_grad_(True)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
@@ -334,7 +334,7 @@ def train_pretext(model: nn.Module, sampler: Sampler, steps: int, batch_size: in
             progress(step + 1, steps, f"{label} step {step + 1}/{steps} loss {run_loss / count:.3f}")
             run_loss = run_acc = 0.0
             count = 0
-    model.eval()
+    model.to(memory_format=torch.contiguous_format).eval()
     return history
 
 

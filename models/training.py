@@ -209,7 +209,7 @@ def fit(
     seed_everything(config.seed)
     gen = torch.Generator().manual_seed(config.seed)
     freeze_for_degree(model, arch, degree)
-    model.to(dev)
+    model.to(dev, memory_format=torch.channels_last)  # 1.75x faster convolutions on CPU (bench/RESULTS.md)
     chain = spec.chain(model)
     n_frozen = frozen_blocks(degree)
     prefix = nn.Sequential(*chain[:n_frozen]).eval()
@@ -293,6 +293,7 @@ def fit(
             break
     if best_state is not None:
         model.load_state_dict(best_state)
+    model.to(memory_format=torch.contiguous_format)
     progress(total, total, f"{label} done (best epoch {result.best_epoch})")
     result.seconds = time.perf_counter() - t0
     model.eval()

@@ -12,7 +12,7 @@ from xai_core.metrics import jobs, queries
 from xai_core.metrics.baselines import BASELINE_METHODS
 from xai_core.metrics.ground_truth import GROUND_TRUTH_KEYS
 from xai_core.metrics.figures import accuracy_scatter, metric_box
-from xai_core.metrics.statistics import summarise
+from xai_core.metrics.statistics import ci_table, summarise
 
 FILL_COMMANDS = """xaudit demo --quick --no-serve                  # data, checkpoints, maps and metrics in one go
 # or step by step:
@@ -36,12 +36,13 @@ def _gt(selection: str, _home: str, _rows: int) -> pd.DataFrame:
 
 
 @st.cache_data(show_spinner=False)
+def _summary(selection: str, metric: str, _home: str, _rows: int) -> pd.DataFrame:
+    return summarise(_gt(selection, _home, _rows), ["method", "pretrain", "degree"], [metric], n_boot=1000)
+
+
+@st.cache_data(show_spinner=False)
 def _acc(method: str, metric: str, selection: str, _home: str, _rows: int) -> pd.DataFrame:
     return queries.accuracy_frame(method, metric, selection)
-
-
-def _ci_text(row: pd.Series) -> str:
-    return f"{row['mean']:.3f} [{row['ci_low']:.3f}, {row['ci_high']:.3f}]"
 
 
 st.title("Benchmark: are the explanations right?")
@@ -66,12 +67,9 @@ with user_errors():
         st.warning(f"No stored metrics for the '{selection}' selection; run `xaudit evaluate --selection {selection}`.")
         st.stop()
 
-    summary = summarise(df, ["method", "pretrain", "degree"], [metric], n_boot=1000)
-    summary["mean [95% CI]"] = summary.apply(_ci_text, axis=1)
-    st.subheader(f"Mean {metric} by method × pre-training × degree")
-    wide = summary.pivot_table(index="method", columns=["pretrain", "degree"], values="mean [95% CI]", aggfunc="first")
-    wide.columns = [f"{p} / {d}" for p, d in wide.columns]
-    st.dataframe(wide, width="stretch")
+    summary = _summary(selection, metric, str(home()), counts["gt_metrics"])
+    st.subheader(f"Mean {metric} by method × pre-training × degree (mean [95% CI])")
+    st.dataframe(ci_table(summary), width="stretch")
     chance = queries.chance_precision(selection)
     base = summary[summary["method"].isin(BASELINE_METHODS)]
     if not base.empty:
@@ -81,7 +79,7 @@ with user_errors():
             text += f"; expected precision of a random ranking (mean lesion share) = {chance:.3f}"
         st.caption("Chance: " + text)
     with st.expander("Long table (n, mean, median, CI)"):
-        st.dataframe(summary.drop(columns=["mean [95% CI]"]), width="stretch")
+        st.dataframe(summary, width="stretch")
 
     st.subheader("Distributions")
     fig = metric_box(df, metric)

@@ -11,7 +11,7 @@ from xai_core.config import home
 from xai_core.metrics import jobs, queries
 from xai_core.metrics.figures import drift_box
 from xai_core.metrics.jobs import read_stored_maps, split_drift_label
-from xai_core.metrics.statistics import STABILITY_DIRECTION, ranking_agreement, stability_ranking, summarise
+from xai_core.metrics.statistics import STABILITY_DIRECTION, ci_table, ranking_agreement, stability_ranking, summarise
 
 FILL_COMMANDS = """xaudit demo --quick --no-serve                  # everything in one go
 # or step by step:
@@ -36,6 +36,11 @@ def _drift(_home: str, _rows: int) -> pd.DataFrame:
     return queries.drift_frame()
 
 
+@st.cache_data(show_spinner=False)
+def _summary(_home: str, _rows: int) -> pd.DataFrame:
+    return summarise(_drift(_home, _rows), ["arch", "method"], list(queries.DRIFT_KEYS), n_boot=1000)
+
+
 st.title("Drift: did fine-tuning change the evidence?")
 st.caption(
     "Reference-free drift between the maps of a transfer-learning checkpoint (A) and its fine-tuned "
@@ -52,9 +57,8 @@ with user_errors():
 
     st.subheader("Architecture × method drift (mean [95% CI])")
     metrics = list(queries.DRIFT_KEYS)
-    summary = summarise(df, ["arch", "method"], metrics, n_boot=1000)
-    summary["value"] = summary.apply(lambda r: f"{r['mean']:.3f} [{r['ci_low']:.3f}, {r['ci_high']:.3f}]", axis=1)
-    wide = summary.pivot_table(index=["arch", "method"], columns="metric", values="value", aggfunc="first")
+    summary = _summary(str(home()), counts["drift_metrics"])
+    wide = ci_table(summary, ["arch", "method"], ("metric",))
     wide = wide[[m for m in metrics if m in wide.columns]]
     n_per = df.groupby(["arch", "method"]).size().rename("n")
     st.dataframe(wide.join(n_per), width="stretch")

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from xai_core.errors import XAuditError
-from xai_core.metrics import BASELINE_METHODS, bootstrap_ci
+from xai_core.metrics import BASELINE_METHODS, bootstrap_ci, ci_text
 from xai_core.metrics.queries import accuracy_effect, checkpoint_accuracy, drift_frame, gt_frame, reversal_table
 
 MRI = "Oliveira et al. 2024 (MRI)"
@@ -34,7 +34,7 @@ def _ci_text(values: pd.Series | np.ndarray) -> tuple[float, float, float, str]:
     x = x[np.isfinite(x)]
     mean = float(x.mean()) if x.size else float("nan")
     lo, hi = bootstrap_ci(x, n_boot=1000)
-    return mean, lo, hi, f"{mean:.3f} [{lo:.3f}, {hi:.3f}] (n={x.size})"
+    return mean, lo, hi, f"{ci_text(mean, lo, hi)} (n={x.size})"
 
 
 def _overlap(a: tuple[float, float], b: tuple[float, float]) -> bool:
@@ -60,8 +60,8 @@ def _pretraining_finding(gt: pd.DataFrame) -> Finding:
             continue
         for row in eff.itertuples():
             if np.isfinite(row.ci_low):
-                effects.append(f"{method}: {row.source}−{row.reference} {row.effect:+.3f} "
-                               f"[{row.ci_low:+.3f}, {row.ci_high:+.3f}]")
+                effects.append(f"{method}: {row.source}−{row.reference} "
+                               f"{ci_text(row.effect, row.ci_low, row.ci_high, signed=True)}")
                 significant += int(row.ci_low > 0 or row.ci_high < 0)
     differ = not _overlap(cis[sources[0]], cis[sources[1]])
     evidence = "mean precision " + "; ".join(parts)

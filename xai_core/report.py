@@ -20,7 +20,7 @@ import plotly.io as pio
 from xai_core.config import home, workspace_dir
 from xai_core.errors import WorkspaceError
 from xai_core.findings import headline_findings
-from xai_core.metrics import BASELINE_METHODS, summarise
+from xai_core.metrics import BASELINE_METHODS, ci_table, summarise
 from xai_core.metrics.figures import accuracy_scatter, ci_bars, drift_box, metric_box
 from xai_core.metrics.queries import DRIFT_KEYS, accuracy_frame, drift_frame, gt_frame, reversal_table, write_frame
 from xai_core.progress import Progress, silent
@@ -38,15 +38,6 @@ def _figure_html(fig, first: list[bool]) -> str:
     include = "inline" if first[0] else False
     first[0] = False
     return pio.to_html(fig, include_plotlyjs=include, full_html=False)
-
-
-def _wide_ci(summary: pd.DataFrame) -> pd.DataFrame:
-    """method × (pre-training / degree) table of 'mean [low, high]'."""
-    text = summary.assign(cell=[f"{m:.3f} [{lo:.3f}, {hi:.3f}]" for m, lo, hi in
-                                zip(summary["mean"], summary["ci_low"], summary["ci_high"], strict=True)])
-    wide = text.pivot_table(index="method", columns=["pretrain", "degree"], values="cell", aggfunc="first")
-    wide.columns = [f"{p} / {d}" for p, d in wide.columns]
-    return wide.reset_index()
 
 
 def build_sections(tables: dict[str, pd.DataFrame]) -> list[str]:
@@ -68,7 +59,7 @@ def build_sections(tables: dict[str, pd.DataFrame]) -> list[str]:
         precision = summary[summary["metric"] == "precision"]
         parts.append("<p>Mean explanation precision on correctly classified test images, 95% "
                      f"bootstrap CI; baselines: {', '.join(BASELINE_METHODS)}.</p>")
-        parts.append(_table_html(_wide_ci(precision)))
+        parts.append(_table_html(ci_table(precision).reset_index()))
         parts.append(_figure_html(metric_box(gt, "precision"), first))
         accuracy = []
         for method in sorted(set(gt["method"]) - set(BASELINE_METHODS)):

@@ -136,3 +136,20 @@ def test_sobel_maps_match_scipy_per_image() -> None:
     step[0, :, 3:] = 1.0
     edge = sobel_maps(step)[0]
     assert edge[:, 2:4].min() == pytest.approx(4.0) and edge[:, 0].max() == 0.0
+
+
+def test_ci_text_and_table() -> None:
+    from xai_core.metrics.statistics import ci_table, ci_text
+
+    assert ci_text(0.41234, 0.38, 0.4409) == "0.412 [0.380, 0.441]"
+    assert ci_text(0.012, -0.004, 0.03, signed=True) == "+0.012 [-0.004, +0.030]"
+    summary = pd.DataFrame({
+        "method": ["a", "a", "b"], "pretrain": ["mri", "natural", "mri"], "degree": ["tl", "tl", "all"],
+        "mean": [0.5, 0.25, 0.125], "ci_low": [0.4, 0.2, 0.1], "ci_high": [0.6, 0.3, 0.15],
+    })
+    wide = ci_table(summary)
+    assert list(wide.index) == ["a", "b"]
+    assert wide.loc["a", "mri / tl"] == "0.500 [0.400, 0.600]"
+    assert wide.loc["a", "natural / tl"] == "0.250 [0.200, 0.300]"
+    assert wide.loc["b", "mri / all"] == "0.125 [0.100, 0.150]"
+    assert pd.isna(wide.loc["b", "mri / tl"])

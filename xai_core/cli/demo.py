@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import typer
@@ -14,15 +12,13 @@ from xai_core.cli.base import app
 from xai_core.config import home
 from xai_core.progress import TqdmProgress
 
-REPO = Path(__file__).resolve().parents[2]
-
 
 def serve(port: int = 8501) -> subprocess.Popen:
-    """Start ``streamlit run app.py`` on ``port`` for the current workspace (in the background)."""
-    cmd = [sys.executable, "-m", "streamlit", "run", str(REPO / "app.py"),
-           "--server.port", str(port), "--server.headless", "true"]
+    """Start the dashboard on ``port`` for the current workspace (in the background)."""
+    from ui.server import start_dashboard
+
     typer.echo(f"dashboard: http://localhost:{port}  (workspace {home()})")
-    return subprocess.Popen(cmd, cwd=REPO, env={**os.environ, "XAUDIT_HOME": str(home())})
+    return start_dashboard(home(), port)
 
 
 @app.command()

@@ -61,6 +61,21 @@ def bootstrap_ci(
     return (float(lo), float(hi))
 
 
+def ci_text(mean: float, low: float, high: float, signed: bool = False) -> str:
+    """``"0.412 [0.380, 0.441]"`` (``signed``: ``"+0.012 [-0.004, +0.030]"``), the tables' cell text."""
+    f = "+.3f" if signed else ".3f"
+    return f"{mean:{f}} [{low:{f}}, {high:{f}}]"
+
+
+def ci_table(summary: pd.DataFrame, index: str | list[str] = "method",
+             columns: Sequence[str] = ("pretrain", "degree")) -> pd.DataFrame:
+    """Wide ``index`` × ``"pretrain / degree"`` table of :func:`ci_text` cells from :func:`summarise`."""
+    texts = [ci_text(m, lo, hi) for m, lo, hi in zip(summary["mean"], summary["ci_low"], summary["ci_high"], strict=True)]
+    wide = summary.assign(cell=texts).pivot_table(index=index, columns=list(columns), values="cell", aggfunc="first")
+    wide.columns = [" / ".join(map(str, c)) if isinstance(c, tuple) else str(c) for c in wide.columns]
+    return wide
+
+
 def summarise(
     frame: pd.DataFrame,
     by: Sequence[str],

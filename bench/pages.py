@@ -1,0 +1,142 @@
+"""Benchmark: dashboard page loads in a real browser (issue 6: < 1 s each on the full demo workspace).
+
+Serves ``app.py`` for a workspace (``--home``, default ``$XAUDIT_HOME``), opens every page in
+Debian's Chromium through Playwright and times, per page, from navigation to "content drawn and
+the script finished" (its title and table cells or figure present, nothing stale, Streamlit's
+running widget gone).
+First a full browser load of each page (Streamlit's frontend bundle included, the server's
+caches cold), then rounds of clicks through the sidebar, which is what a user moving between
+pages sees. Baseline in the same run: the same clicks between two pages of a minimal Streamlit
+app (a title and a 10-row table), i.e. what Streamlit and the browser cost on this machine.
+
+    python bench/pages.py [--home DIR] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from ui.server import CHROMIUM, CHROMIUM_ARGS, free_port, start_dashboard, stop, wait_healthy  # noqa: E402
+
+GRID = '[data-testid="stDataFrame"] [role="gridcell"]'
+PLOT = ".js-plotly-plot"
+# page path -> (start of its title, selector present once the page has drawn its main content)
+PAGES: dict[str, tuple[str, str]] = {
+    "": ("xaudit", GRID), "data": ("Data", PLOT), "models": ("Models", GRID),
+    "explain": ("Explain", PLOT), "benchmark": ("Benchmark", GRID), "drift": ("Drift", GRID),
+}
+# drawn = the page's title and content are there, no element is stale and the script is not running
+DRAWN = """([title, ready]) => {
+  const h1 = document.querySelector('h1');
+  return !!h1 && h1.innerText.startsWith(title) && !!document.querySelector(ready)
+    && !document.querySelector('[data-stale="true"]')
+    && !document.querySelector('[data-testid="stStatusWidget"]');
+}"""
+
+
+def drawn_after(page, action, title: str, ready: str) -> float:  # type: ignore[no-untyped-def]
+    """Seconds from ``action()`` (a navigation) until the page is drawn (see ``DRAWN``)."""
+    t0 = time.perf_counter()
+    action()
+    page.wait_for_function(DRAWN, arg=[title, ready], timeout=60_000, polling=25)
+    return time.perf_counter() - t0
+
+
+FLOOR_APP = """import pandas as pd
+import streamlit as st
+
+def page(name):
+    def draw():
+        st.title(name)
+        st.dataframe(pd.DataFrame({"a": range(10), "b": range(10)}))
+    return draw
+
+st.navigation([st.Page(page("Floor A"), title="a", url_path="a", default=True),
+               st.Page(page("Floor B"), title="b", url_path="b")]).run()
+"""
+
+
+def sidebar_rounds(page, url: str, pages: dict[str, tuple[str, str]], rounds: int) -> dict[str, list[float]]:  # type: ignore[no-untyped-def]
+    """``rounds`` passes of sidebar clicks through ``pages``; seconds per click until drawn."""
+    times: dict[str, list[float]] = {k: [] for k in pages}
+    for _ in range(rounds):
+        for path, (title, ready) in pages.items():
+            link = page.locator(f'[data-testid="stSidebarNavLink"][href="{url}/{path}"]')
+            times[path].append(drawn_after(page, link.click, title, ready))
+    return times
+
+
+def floor_seconds(browser, rounds: int) -> float:  # type: ignore[no-untyped-def]
+    """Median sidebar click between two Streamlit pages holding only a title and a 10-row table."""
+    import subprocess
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        app = Path(tmp) / "floor.py"
+        app.write_text(FLOOR_APP)
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(port),
+                                 "--server.address", "127.0.0.1", "--server.headless", "true"],
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        try:
+            wait_healthy(url, proc)
+            page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+            pages = {"": ("Floor A", GRID), "b": ("Floor B", GRID)}
+            drawn_after(page, lambda: page.goto(url), *pages[""])
+            times = sidebar_rounds(page, url, pages, rounds)
+        finally:
+            stop(proc)
+    return statistics.median(times[""] + times["b"])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--home", default=os.environ.get("XAUDIT_HOME", "workspace"))
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    from playwright.sync_api import sync_playwright
+
+    home = Path(args.home).resolve()
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = start_dashboard(home, port, address="127.0.0.1", quiet=True)
+    try:
+        wait_healthy(url, proc)
+        t0 = time.perf_counter()
+        for _ in range(10):
+            urllib.request.urlopen(f"{url}/_stcore/health", timeout=5).read()
+        health = (time.perf_counter() - t0) / 10
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+            load: dict[str, float] = {}
+            for path, (title, ready) in PAGES.items():  # full browser loads, first visit: cold caches
+                load[path] = drawn_after(page, lambda: page.goto(f"{url}/{path}"), title, ready)
+            nav = sidebar_rounds(page, url, PAGES, args.rounds)  # what a user clicking around sees
+            floor = floor_seconds(browser, args.rounds)
+            browser.close()
+    finally:
+        stop(proc)
+
+    print(f"workspace {home}; Chromium {CHROMIUM}; {os.cpu_count()} CPU cores; {args.rounds} rounds of "
+          f"sidebar navigation; /_stcore/health round trip {health * 1000:.1f} ms")
+    print(f"baseline (Streamlit's floor): sidebar click between two pages holding a title and a 10-row "
+          f"table: median {floor:.2f} s\n")
+    print("| page | full browser load, first visit s | sidebar navigation median s | max s | < 1 s | vs floor |")
+    print("|---|---:|---:|---:|---|---:|")
+    for path, values in nav.items():
+        med = statistics.median(values)
+        print(f"| {path or 'overview'} | {load[path]:.2f} | {med:.2f} | {max(values):.2f} | "
+              f"{'yes' if max(values) < 1 else 'no'} | {med / floor:.2f}x |")
+
+if __name__ == "__main__":
+    main()
