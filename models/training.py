@@ -4,9 +4,11 @@ Training loop (:func:`fit`): AdamW, learning rate with a linear warm-up then cos
 early stopping on validation loss (best-validation weights restored), seeded, AMP on CUDA.
 
 Speed: frozen leading blocks get no backward pass (their parameters do not require gradients and
-the input does not either), run in eval mode (BatchNorm statistics untouched) and, without
-augmentation, run **once**: their outputs are cached and every epoch trains only the trainable
-tail ``chain[n_frozen:]`` (see :meth:`models.architectures.ArchSpec.chain`).
+the input does not either), run in eval mode (BatchNorm statistics untouched) and run **once**:
+their outputs are cached and every epoch trains only the trainable tail ``chain[n_frozen:]`` (see
+:meth:`models.architectures.ArchSpec.chain`). With dihedral augmentation the outputs of all 8
+variants of each image are cached (the group is finite) and each epoch draws one per image, as
+long as they fit :data:`VARIANT_CACHE_BYTES`; beyond that the frozen blocks run every step.
 """
 
 from __future__ import annotations
@@ -170,19 +172,54 @@ def lr_at(step: int, total: int, base: float, warmup_frac: float, flat_frac: flo
     return base * 0.5 * (1.0 + math.cos(math.pi * min(1.0, (step - flat) / max(1, total - flat))))
 
 
+def n_dihedral(x: torch.Tensor) -> int:
+    """Size of the augmentation group: 8 (flips x quarter turns) for square images, else 2 (flips)."""
+    return 8 if x.shape[-1] == x.shape[-2] else 2
+
+
+def dihedral(x: torch.Tensor, k: int) -> torch.Tensor:
+    """Group element ``k`` applied to ``(..., H, W)``: horizontal flip if ``k >= 4`` (``k == 1`` for
+    non-square groups of 2), then ``k % 4`` quarter turns."""
+    flip, turns = (k >= 4, k % 4) if n_dihedral(x) == 8 else (k == 1, 0)
+    x = x.flip(-1) if flip else x
+    return torch.rot90(x, turns, (-2, -1)) if turns else x
+
+
 def _augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    """Random element of the dihedral group per image (horizontal flip, then 0/90/180/270°
-    rotation for square images), batched by group; labels of lesion-shape tasks are invariant."""
-    x = x.clone()
-    flip = torch.rand(len(x), generator=gen) < 0.5
-    x[flip] = x[flip].flip(-1)
-    if x.shape[-1] == x.shape[-2]:
-        rot = torch.randint(0, 4, (len(x),), generator=gen)
-        for k in (1, 2, 3):
-            sel = rot == k
-            if sel.any():
-                x[sel] = torch.rot90(x[sel], k, (-2, -1))
-    return x
+    """A uniformly random dihedral element per image (see :func:`dihedral`), batched by element;
+    labels of lesion-shape tasks are invariant."""
+    ks = torch.randint(0, n_dihedral(x), (len(x),), generator=gen)
+    out = x.clone()
+    for k in ks.unique().tolist():
+        out[ks == k] = dihedral(x[ks == k], k)
+    return out
+
+
+def _draw(feats: list[torch.Tensor], idx: torch.Tensor, pick: torch.Tensor | None) -> torch.Tensor:
+    """Rows ``idx`` of the cached outputs, row ``i`` taken from variant ``pick[i]`` (all from the
+    first when ``pick`` is None)."""
+    if pick is None:
+        return feats[0][idx]
+    pick = pick.to(idx.device)
+    out = torch.empty((len(idx), *feats[0].shape[1:]), dtype=feats[0].dtype, device=feats[0].device)
+    for k in pick.unique().tolist():
+        sel = pick == k
+        out[sel] = feats[k][idx[sel]]
+    return out
+
+
+VARIANT_CACHE_BYTES = 4 * 2**30  # frozen-block outputs of every dihedral variant are cached up to this size
+
+
+def _variant_cache_fits(chain: Sequence[nn.Module], n_frozen: int, x: torch.Tensor, dev: torch.device) -> bool:
+    """Whether the outputs of every frozen block for all dihedral variants of ``x`` fit
+    :data:`VARIANT_CACHE_BYTES` (shapes from one image)."""
+    out, per_image = x[:1].to(dev), 0
+    with torch.no_grad():
+        for block in chain[:n_frozen]:
+            out = block.eval()(out)
+            per_image += out.numel() * out.element_size()
+    return per_image * len(x) * n_dihedral(x) <= VARIANT_CACHE_BYTES
 
 
 def fit(
@@ -218,15 +255,21 @@ def fit(
     xtr, ytr = as_input(train_xy[0], in_chans), torch.as_tensor(np.asarray(train_xy[1]), dtype=torch.long)
     xva, yva = as_input(val_xy[0], in_chans), torch.as_tensor(np.asarray(val_xy[1]), dtype=torch.long)
     t0 = time.perf_counter()
-    cache = not config.augment
-    if n_frozen and cache:
+    # Frozen blocks run once: on the images, or with augmentation on each of the (8 or 2) dihedral
+    # variants of every image, from which each epoch draws one per image (the same distribution as
+    # transforming the images on the fly, without the per-epoch forward pass).
+    cache = bool(n_frozen) and (not config.augment or _variant_cache_fits(chain, n_frozen, xtr, dev))
+    variants = n_dihedral(xtr) if config.augment else 1
+    feats: list[torch.Tensor] = []
+    if cache:
         progress(0, 1, f"{label} caching frozen blocks 1-{n_frozen}")
-        xtr = _frozen_outputs(chain, n_frozen, xtr, "train", dev, config.batch_size, feature_cache)
+        feats = [_frozen_outputs(chain, n_frozen, dihedral(xtr, k).contiguous() if k else xtr, f"train-d{k}", dev,
+                                 config.batch_size, feature_cache).to(dev) for k in range(variants)]
     if n_frozen:
         xva = _frozen_outputs(chain, n_frozen, xva, "val", dev, config.batch_size, feature_cache)
     else:
         xva = xva.to(dev)
-    xtr = xtr.to(dev)
+    xtr = xtr if cache else xtr.to(dev)
     ytr, yva = ytr.to(dev), yva.to(dev)
 
     params = [p for p in tail.parameters() if p.requires_grad]
@@ -238,7 +281,7 @@ def fit(
     )
     use_amp = bool(config.amp and dev.type == "cuda")
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
-    n = len(xtr)
+    n = len(ytr)
     bs = min(config.batch_size, n)
     steps_per_epoch = max(1, n // bs)
     total = steps_per_epoch * config.epochs
@@ -252,8 +295,11 @@ def fit(
         run_loss = run_correct = run_n = 0.0
         for b in range(steps_per_epoch):
             idx = perm[b * bs : (b + 1) * bs]
-            xb, yb = xtr[idx], ytr[idx]
-            if not cache:
+            yb = ytr[idx]
+            if cache:
+                xb = _draw(feats, idx, torch.randint(0, variants, (len(idx),), generator=gen) if variants > 1 else None)
+            else:
+                xb = xtr[idx]
                 xb = _augment(xb.cpu(), gen).to(dev) if config.augment else xb
                 if n_frozen:
                     with torch.no_grad():

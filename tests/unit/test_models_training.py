@@ -129,3 +129,45 @@ def test_bad_data() -> None:
     bad[0, 0, 0] = np.nan
     with pytest.raises(InvalidValueError, match="NaN"):
         predict(models.build("vgg16", 2, width=0.125), bad, device="cpu")
+
+
+def test_dihedral_group_and_variant_draw_match_on_the_fly_augmentation() -> None:
+    from models.training import _augment, _draw, dihedral
+
+    x = torch.rand(5, 1, 8, 8)
+    assert len({tuple(dihedral(x[0], k).flatten().tolist()) for k in range(8)}) == 8  # 8 distinct elements
+    assert torch.equal(dihedral(x, 1), x.transpose(-1, -2).flip(-2))  # one quarter turn (counter-clockwise)
+    assert torch.equal(dihedral(x, 4), x.flip(-1))
+    rect = torch.rand(2, 1, 4, 6)
+    assert [torch.equal(dihedral(rect, k), v) for k, v in ((0, rect), (1, rect.flip(-1)))] == [True, True]
+    augmented = _augment(x, torch.Generator().manual_seed(0))
+    assert all(any(torch.equal(augmented[i], dihedral(x[i], k)) for k in range(8)) for i in range(5))
+    block = torch.nn.Conv2d(1, 2, 3)  # a frozen "prefix"
+    with torch.no_grad():
+        feats = [block(dihedral(x, k)) for k in range(8)]
+        idx, pick = torch.tensor([4, 0, 2]), torch.tensor([7, 0, 3])
+        drawn = _draw(feats, idx, pick)
+        for j in range(3):
+            expected = block(dihedral(x[idx[j]][None], int(pick[j])))[0]
+            torch.testing.assert_close(drawn[j], expected)
+    assert torch.equal(_draw(feats, idx, None), feats[0][idx])
+
+
+def test_augmented_training_runs_frozen_blocks_once_not_every_epoch() -> None:
+    s = _splits(64)
+    calls = []
+
+    def count(epochs: int) -> int:
+        torch.manual_seed(0)
+        model = models.build("vgg16", 2, width=0.125)
+        first = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))  # in frozen block 1
+        handle = first.register_forward_hook(lambda *_: calls.append(1))
+        calls.clear()
+        fit(model, "vgg16", "1conv", s.train, s.val, TrainConfig(epochs=epochs, batch_size=16, augment=True,
+                                                                device="cpu"))
+        handle.remove()
+        return len(calls)
+
+    one, three = count(1), count(3)
+    assert one == three  # no per-epoch forward through the frozen blocks
+    assert one > 8  # 8 dihedral variants of the training images (+ validation) went through them once
