@@ -126,3 +126,16 @@ def test_train_from_a_built_dataset_stores_a_prediction_per_test_sample(workspac
     assert all(p.correct == (p.pred == by_pk[p.sample_pk]) for p in preds)
     _, meta = models.load(info.id)
     assert meta["class_names"] == list(test.class_names)
+
+
+def test_cli_augment_flag_reaches_the_training_config(workspace: Path, monkeypatch: pytest.MonkeyPatch,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    import models.training as training
+
+    seen: list[object] = []
+    monkeypatch.setattr(training, "train", lambda *a, **kw: seen.append(kw["config"]) or [])
+    monkeypatch.setattr(training, "train_grid", lambda *a, **kw: seen.append(kw["config"]) or [])
+    assert _cli(monkeypatch, capsys, "train", "--dataset", "x", "--augment")[0] == 0
+    assert _cli(monkeypatch, capsys, "train-grid", "--dataset", "x", "--augment")[0] == 0
+    assert _cli(monkeypatch, capsys, "train-grid", "--dataset", "y")[0] == 0
+    assert [getattr(c, "augment", None) for c in seen] == [True, True, None]  # None: the grid's defaults

@@ -61,16 +61,18 @@ def train_cmd(
     seed: int = typer.Option(0, "--seed"),
     save_every: Optional[int] = typer.Option(None, "--save-every", help="also keep a checkpoint every E epochs"),
     name: Optional[str] = typer.Option(None, "--name"),
+    augment: bool = typer.Option(False, "--augment", help="random flips/quarter turns of each image every epoch "
+                                 "(for labels that do not depend on orientation, like lesion shape)"),
 ) -> None:
     """Fine-tune a network on a dataset at one degree (or TL then FT with --protocol tl-ft)."""
-    from models.training import check_names, train
+    from models.training import TrainConfig, check_names, train
 
     check_names([arch], [pretrain], [degree], protocol)
     bar = TqdmProgress(f"train {arch} {pretrain} {degree}")
     try:
         infos = train(dataset, arch=arch, pretrain=pretrain, degree=degree, protocol=protocol, width=width,
                       epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, save_every=save_every, name=name,
-                      progress=bar)
+                      config=TrainConfig(augment=augment), progress=bar)
     finally:
         bar.close()
     for info in infos:
@@ -103,9 +105,11 @@ def train_grid_cmd(
     pretrain_steps: Optional[int] = typer.Option(None, "--pretrain-steps"),
     init: str = typer.Option("previous", "--init", help="where kconv/all cells start: previous (gradual "
                              "unfreezing) | tl | pretrained"),
+    augment: bool = typer.Option(False, "--augment", help="random flips/quarter turns of each image every epoch "
+                                 "(for labels that do not depend on orientation, like lesion shape)"),
 ) -> None:
     """Architectures x pre-training sources x degrees (the MRI study's design); resumable."""
-    from models.training import check_names, train_grid
+    from models.training import TrainConfig, check_names, train_grid
 
     check_names(_csv(archs), _csv(pretrain), _csv(degrees))
     bar = TqdmProgress("train-grid")
@@ -113,7 +117,8 @@ def train_grid_cmd(
     try:
         rows = train_grid(dataset, archs=_csv(archs), pretrains=_csv(pretrain), degrees=_csv(degrees), width=width,
                           seed=seed, epochs=epochs, lr=lr, batch_size=batch_size, init=init,
-                          pretrain_kwargs=kwargs, progress=bar)
+                          pretrain_kwargs=kwargs, config=TrainConfig(augment=augment) if augment else None,
+                          progress=bar)
     finally:
         bar.close()
     typer.echo(f"{'arch':<14}{'pretrain':<10}{'degree':<8}{'accuracy':>9}{'seconds':>9}  checkpoint")
