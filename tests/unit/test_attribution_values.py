@@ -280,3 +280,24 @@ def test_postprocess_by_hand() -> None:
     assert postprocess(a, "negative", "sum").item() == 2.0
     assert postprocess(a, "signed", "mean").item() == -1.0
     assert postprocess(a, "signed", "l2").item() == pytest.approx(10**0.5)
+
+
+@pytest.mark.parametrize(("side", "rows"), [(128, 32), (64, 128), (256, 8)])
+def test_cpu_multi_pass_methods_hold_about_32_rows_of_128_px_per_pass(monkeypatch: pytest.MonkeyPatch, side: int,
+                                                                      rows: int) -> None:
+    from captum.attr import IntegratedGradients
+
+    seen: list[int] = []
+    original = IntegratedGradients.attribute
+
+    def spy(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        seen.append(kwargs["internal_batch_size"])
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(IntegratedGradients, "attribute", spy)
+    x = np.random.default_rng(0).random((2, side, side), dtype=np.float32)
+    explain(tiny_cnn(), x, "integrated_gradients", target=np.array([0, 1]), n_steps=4, device="cpu")
+    assert seen == [rows]  # CPU_ROW_PIXELS // (side * side), one call for the 2 images
+    explain(tiny_cnn(), x, "integrated_gradients", target=np.array([0, 1]), n_steps=4, device="cpu",
+            internal_batch_size=5)
+    assert seen[-1] == 5  # an explicit value wins

@@ -69,8 +69,8 @@ class MethodContext:
         return self.prepared.model
 
     def internal_batch(self, params: dict[str, Any]) -> int:
-        """Rows per forward pass of multi-pass methods: the parameter, else 4 x the image batch
-        (the engine halves both on out-of-memory)."""
+        """Rows per forward pass of multi-pass methods: the parameter (on the CPU the engine fills it
+        in from ``CPU_ROW_PIXELS``), else 4 x the image batch (halved on out-of-memory)."""
         return int(params.get("internal_batch_size") or 4 * self.batch_size)
 
     def predict(self, x: Tensor) -> Tensor:
