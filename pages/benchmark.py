@@ -97,7 +97,7 @@ with user_errors():
                 st.caption(f"No regression: {why}")
             elif not fit["effects"].empty:
                 st.caption("Pre-training effect at matched accuracy (OLS: metric ~ accuracy + source):")
-                st.dataframe(fit["effects"], width="stretch")
+                st.table(fit["effects"])
         else:
             st.caption("At least two evaluated checkpoints with predictions are needed for the scatter.")
 
@@ -115,7 +115,7 @@ with user_errors():
             )
             chosen = rows.loc[pick]
             params = {"checkpoint": str(int(chosen["checkpoint_id"])), "sample": str(int(chosen["sample_pk"])), "method": method}
-            st.dataframe(chosen[list(GROUND_TRUTH_KEYS)].to_frame().T, width="stretch")
+            st.table(chosen[list(GROUND_TRUTH_KEYS)].to_frame().T)
             try:
                 st.page_link("pages/explain.py", label="Open this sample on the Explain page", icon="🔥", query_params=params)
             except Exception:  # page not registered (page run on its own): plain link

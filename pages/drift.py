@@ -70,12 +70,12 @@ with user_errors():
     agree = ranking_agreement(ranking)
     left, right = st.columns(2)
     left.caption("Architecture rank per method (1 = most stable)")
-    left.dataframe(ranking.pivot(index="arch", columns="method", values="rank"), width="stretch")
+    left.table(ranking.pivot(index="arch", columns="method", values="rank"))  # small tables: static
     right.caption("Kendall's tau between methods' rankings")
     if agree.empty:
         right.write("Needs at least two methods on at least two architectures.")
     else:
-        right.dataframe(agree, width="stretch")
+        right.table(agree)
         flagged = agree[agree["reversal"]]
         if not flagged.empty:
             st.warning(
@@ -107,4 +107,4 @@ with user_errors():
         fig = px.imshow(abs(m), color_continuous_scale="inferno", title=title)
         fig.update_layout(coloraxis_showscale=False, margin={"l": 0, "r": 0, "t": 40, "b": 0})
         col.plotly_chart(fig, width="stretch")
-    st.dataframe(row[metrics].to_frame().T, width="stretch")
+    st.table(row[metrics].to_frame().T)

@@ -91,5 +91,7 @@ def test_every_page_in_a_real_browser(server: str, page) -> None:  # type: ignor
 
     # Drift: architecture × method table with values
     _open(page, server, "drift", "Drift")
-    _cells_when(page, lambda c: "vgg16" in c and any(re.fullmatch(r"-?\d\.\d+", x) for x in c))
+    ci = r"-?\d\.\d{3} \[-?\d\.\d{3}, -?\d\.\d{3}\]"
+    _cells_when(page, lambda c: "vgg16" in c and any(re.fullmatch(ci, x) for x in c))
+    assert page.locator('[data-testid="stTable"]').count() >= 2  # ranks and the sample's drift values
     _assert_clean(page, "drift")

@@ -55,9 +55,9 @@ def test_drift_table_reversal_and_maps(workspace: Path) -> None:
     assert stable["n"] == 5
     moved = table.loc[("resnet50", "gradcam_plus_plus")]
     assert moved["peak_displacement"].startswith(f"{5 / np.hypot(15, 15):.3f}")
-    ranks = at.dataframe[1].value
+    ranks = at.table[0].value
     assert ranks.loc["densenet201", "gradcam_plus_plus"] == 1 and ranks.loc["densenet201", "layercam"] == 2
-    agree = at.dataframe[2].value
+    agree = at.table[1].value
     assert agree.iloc[0]["kendall_tau"] == -1.0 and bool(agree.iloc[0]["reversal"])
     assert at.warning and "Ranking reversal" in at.warning[0].value
     assert len(at.get("plotly_chart")) == 3  # distribution + TL map + FT map
@@ -68,9 +68,9 @@ def test_switching_pair_and_metric(workspace: Path) -> None:
     at = AppTest.from_file(PAGE, default_timeout=60).run()
     at.selectbox[0].set_value("com_displacement").run()
     assert not at.exception
-    ranks = at.dataframe[1].value
+    ranks = at.table[0].value
     assert ranks.loc["resnet50", "layercam"] == 1
     at.selectbox[2].set_value("resnet50-tl → resnet50-ft").run()
     assert not at.exception
-    metrics_row = at.dataframe[-1].value
+    metrics_row = at.table[-1].value
     assert float(metrics_row["iou_top20"].iloc[0]) < 1.0

@@ -38,7 +38,7 @@ def test_table_lineage_heatmap_and_training_from_the_page(workspace: Path) -> No
     with session_scope() as session:
         acc = {r: session.get(Checkpoint, r).metrics["accuracy"] for r in (tl_id, all_id)}
     assert table.loc[all_id, "accuracy"] == pytest.approx(acc[all_id])
-    heat = at.dataframe[1].value.set_index("pretrain")
+    heat = at.table[0].value
     assert heat.loc["none", "tl"] == pytest.approx(acc[tl_id]) and heat.loc["none", "all"] == pytest.approx(acc[all_id])
     assert list(heat.columns) == ["tl", "all"]
     # heatmap, training curves and confusion matrix of the selected (last) checkpoint
