@@ -299,7 +299,7 @@ def train_pretext(model: nn.Module, sampler: Sampler, steps: int, batch_size: in
                   device: str | None = None, progress: Progress = silent, label: str = "") -> list[dict[str, float]]:
     """All parameters trainable; AdamW with warm-up + cosine (see :func:`models.training.lr_at`).
     Returns a history of {step, loss, acc} every 10% of the steps."""
-    from models.training import lr_at, seed_everything
+    from models.training import lr_at, seed_everything, train_step
 
     seed_everything(seed)
     gen = torch.Generator().manual_seed(seed)
@@ -317,15 +317,7 @@ def train_pretext(model: nn.Module, sampler: Sampler, steps: int, batch_size: in
     for step in range(steps):
         x, y = sampler(batch_size, gen)
         x, y = x.to(dev), y.to(dev)
-        for g in opt.param_groups:
-            g["lr"] = lr_at(step, steps, lr, 0.1)
-        with torch.autocast(device_type=dev.type, enabled=use_amp):
-            logits = model(x)
-            loss = F.cross_entropy(logits.float(), y)
-        opt.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(opt)
-        scaler.update()
+        logits, loss = train_step(model, opt, scaler, x, y, lr_at(step, steps, lr, 0.1), dev.type, use_amp)
         run_loss += float(loss.detach())
         run_acc += float((logits.argmax(1) == y).float().mean())
         count += 1

@@ -222,6 +222,22 @@ def _variant_cache_fits(chain: Sequence[nn.Module], n_frozen: int, x: torch.Tens
     return per_image * len(x) * n_dihedral(x) <= VARIANT_CACHE_BYTES
 
 
+def train_step(module: nn.Module, opt: torch.optim.Optimizer, scaler: torch.amp.GradScaler, x: torch.Tensor,
+               y: torch.Tensor, lr: float, device_type: str, use_amp: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """One AdamW step of cross-entropy at learning rate ``lr`` (autocast + loss scaling when
+    ``use_amp``); returns (logits, loss). Shared by fine-tuning and the pretext loop."""
+    for group in opt.param_groups:
+        group["lr"] = lr
+    with torch.autocast(device_type=device_type, enabled=use_amp):
+        logits = module(x)
+        loss = F.cross_entropy(logits.float(), y)
+    opt.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.step(opt)
+    scaler.update()
+    return logits, loss
+
+
 def fit(
     model: nn.Module,
     arch: str,
@@ -304,15 +320,8 @@ def fit(
                 if n_frozen:
                     with torch.no_grad():
                         xb = prefix(xb)
-            for group in opt.param_groups:
-                group["lr"] = lr_at(step, total, config.lr, config.warmup_frac)
-            with torch.autocast(device_type=dev.type, enabled=use_amp):
-                logits = tail(xb)
-                loss = F.cross_entropy(logits.float(), yb)
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(opt)
-            scaler.update()
+            logits, loss = train_step(tail, opt, scaler, xb, yb, lr_at(step, total, config.lr, config.warmup_frac),
+                                      dev.type, use_amp)
             step += 1
             run_loss += float(loss.detach()) * len(yb)
             run_correct += float((logits.argmax(1) == yb).sum())
