@@ -1,1 +1,1 @@
-"""Dashboard helpers shared by the pages (the only package besides pages/ that imports streamlit)."""
+"""Dashboard helpers shared by the pages (the only package that imports streamlit: entry script app.py, pages in views/)."""

@@ -1,4 +1,4 @@
-"""Start ``streamlit run app.py`` for a workspace and wait until it answers (CLI, e2e test, bench)."""
+"""Start the packaged dashboard (``ui/app.py``) for a workspace and wait until it answers (CLI, e2e test, bench)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ import time
 import urllib.request
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"  # Debian's package (scripts/ensure_chromium.sh); Playwright drives it
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
@@ -24,13 +23,13 @@ def free_port() -> int:
 
 
 def start_dashboard(home: Path, port: int = 8501, address: str | None = None, quiet: bool = False) -> subprocess.Popen:
-    """``streamlit run app.py`` (via :mod:`ui.launch`) on ``port`` serving ``home``, in the background."""
+    """The dashboard (via :mod:`ui.launch`) on ``port`` serving ``home``, in the background."""
     cmd = [sys.executable, "-m", "ui.launch", "--server.port", str(port), "--server.headless", "true"]
     if address:
         cmd += ["--server.address", address]
     env = {**os.environ, "XAUDIT_HOME": str(home)}
     out = subprocess.PIPE if quiet else None
-    return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT if quiet else None)
+    return subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT if quiet else None)
 
 
 def wait_healthy(url: str, proc: subprocess.Popen, timeout_s: float = 90) -> None:

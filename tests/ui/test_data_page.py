@@ -12,7 +12,7 @@ from streamlit.testing.v1 import AppTest
 
 from xai_core.data import build_dataset, load_dataset
 
-PAGE = str(Path(__file__).resolve().parents[2] / "pages" / "data.py")
+PAGE = str(Path(__file__).resolve().parents[2] / "ui" / "views" / "data.py")
 
 
 def _figures(at: AppTest) -> list[dict]:

@@ -10,7 +10,7 @@ from streamlit.testing.v1 import AppTest
 from xai_core.metrics import drift
 from xai_core.metrics.testing import add_checkpoint, add_dataset_rows, add_maps
 
-PAGE = str(Path(__file__).resolve().parents[2] / "pages" / "drift.py")
+PAGE = str(Path(__file__).resolve().parents[2] / "ui" / "views" / "drift.py")
 
 
 def _blob(h: int, r: float, c: float) -> np.ndarray:

@@ -11,7 +11,7 @@ from streamlit.testing.v1 import AppTest
 
 import models
 
-PAGE = str(Path(__file__).resolve().parents[2] / "pages" / "explain.py")
+PAGE = str(Path(__file__).resolve().parents[2] / "ui" / "views" / "explain.py")
 SIZE = 32
 
 

@@ -11,7 +11,7 @@ from db import Checkpoint, session_scope
 from models.testing import register_easy_dataset
 from models.training import TrainConfig, train_grid
 
-PAGE = str(Path(__file__).resolve().parents[2] / "pages" / "models.py")
+PAGE = str(Path(__file__).resolve().parents[2] / "ui" / "views" / "models.py")
 
 
 def test_empty_workspace_shows_commands(workspace: Path) -> None:

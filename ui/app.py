@@ -1,6 +1,6 @@
 """xaudit dashboard entry point: page config, navigation and the shared sidebar.
 
-Run with ``streamlit run app.py``; ``XAUDIT_HOME`` (default ./workspace) picks the workspace.
+Run with ``python -m ui.launch`` (or ``xaudit demo``); ``XAUDIT_HOME`` (default ./workspace) picks the workspace.
 """
 
 from __future__ import annotations
@@ -12,12 +12,12 @@ from xai_core.config import database_url, device, home
 st.set_page_config(page_title="xaudit", page_icon=":material/radiology:", layout="wide")
 
 PAGES = [
-    st.Page("pages/overview.py", title="Overview", icon=":material/home:", default=True),
-    st.Page("pages/data.py", title="Data", icon=":material/neurology:"),
-    st.Page("pages/models.py", title="Models", icon=":material/model_training:"),
-    st.Page("pages/explain.py", title="Explain", icon=":material/local_fire_department:"),
-    st.Page("pages/benchmark.py", title="Benchmark", icon=":material/target:"),
-    st.Page("pages/drift.py", title="Drift", icon=":material/moving:"),
+    st.Page("views/overview.py", title="Overview", icon=":material/home:", default=True),
+    st.Page("views/data.py", title="Data", icon=":material/neurology:"),
+    st.Page("views/models.py", title="Models", icon=":material/model_training:"),
+    st.Page("views/explain.py", title="Explain", icon=":material/local_fire_department:"),
+    st.Page("views/benchmark.py", title="Benchmark", icon=":material/target:"),
+    st.Page("views/drift.py", title="Drift", icon=":material/moving:"),
 ]
 
 navigation = st.navigation(PAGES)

@@ -80,9 +80,9 @@ with user_errors():
     st.subheader("Where next")
     cols = st.columns(5)
     for col, (page, label) in zip(cols, [
-        ("pages/data.py", "Browse the benchmark"), ("pages/models.py", "Models and training"),
-        ("pages/explain.py", "Explain an image"), ("pages/benchmark.py", "Precision tables"),
-        ("pages/drift.py", "TL→FT drift"),
+        ("views/data.py", "Browse the benchmark"), ("views/models.py", "Models and training"),
+        ("views/explain.py", "Explain an image"), ("views/benchmark.py", "Precision tables"),
+        ("views/drift.py", "TL→FT drift"),
     ], strict=True):
         with col:
             st.page_link(page, label=label)
