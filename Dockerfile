@@ -1,8 +1,19 @@
-# xaudit demo image: `docker build -t xaudit .` then `docker run -p 8501:8501 xaudit`.
-# The demo workspace is built at image build time on CPU torch, so the container serves at once.
-# GPU variant: docker build --build-arg TORCH_INDEX=https://download.pytorch.org/whl/cu130 -t xaudit:gpu .
-#              docker run --gpus all -p 8501:8501 xaudit:gpu
-FROM python:3.11-slim
+# xaudit demo image: the package, the dashboard and a demo workspace built at image build time.
+#
+#   docker build -t xaudit .                                   # CPU torch (default)
+#   docker run -p 8501:8501 -v xaudit-data:/data xaudit        # http://localhost:8501
+#
+# CUDA variant (torch from PyTorch's CUDA 13.0 index; run with the NVIDIA container toolkit):
+#   docker build --build-arg TORCH_INDEX=https://download.pytorch.org/whl/cu130 -t xaudit:gpu .
+#   docker run --gpus all -p 8501:8501 -v xaudit-data:/data xaudit:gpu
+#
+# The workspace lives in the /data volume: a named volume (-v xaudit-data:/data) starts as a copy of
+# the demo built into the image and keeps what the user adds across containers. Another port:
+# -e XAUDIT_PORT=9000 -p 9000:9000. Build arguments: BASE_IMAGE (a python:3.11-slim equivalent),
+# TORCH_INDEX, DEMO_FLAGS (--quick for the small workspace the tests use).
+# Without a Docker engine: `make docker-check` builds and runs this file with buildah (scripts/docker_check.sh).
+ARG BASE_IMAGE=python:3.11-slim
+FROM ${BASE_IMAGE}
 
 ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
 ARG DEMO_FLAGS=""
@@ -11,8 +22,8 @@ ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONUNBUFFERED=1 \
     XAUDIT_HOME=/data/workspace \
-    STREAMLIT_SERVER_ADDRESS=0.0.0.0 \
-    STREAMLIT_SERVER_PORT=8501
+    XAUDIT_PORT=8501 \
+    STREAMLIT_SERVER_ADDRESS=0.0.0.0
 
 RUN apt-get update \
     && apt-get install -y --no-install-recommends curl \
@@ -36,5 +47,7 @@ RUN xaudit demo --no-serve $DEMO_FLAGS
 VOLUME ["/data"]
 EXPOSE 8501
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
-    CMD curl -fsS http://localhost:8501/_stcore/health || exit 1
+    CMD curl -fsS "http://localhost:${XAUDIT_PORT}/_stcore/health" || exit 1
+# `xaudit demo` resumes the stored build (nothing left to do) and serves on $XAUDIT_PORT;
+# docker stop (SIGTERM) stops the dashboard with it.
 CMD ["xaudit", "demo"]

@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export XAUDIT_HOME ?= $(CURDIR)/workspace
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test bench docker-check clean
 
 $(BIN)/xaudit: requirements.txt pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -23,6 +23,10 @@ test: setup
 
 bench: setup
 	for f in bench/*.py; do $(BIN)/python $$f || exit 1; done
+
+# Build the Docker image with buildah and run it (no Docker engine needed; root): scripts/docker_check.sh
+docker-check: setup
+	PYTHON=$(BIN)/python bash scripts/docker_check.sh
 
 clean:
 	rm -rf $(VENV) workspace

@@ -10,6 +10,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from xai_core.errors import ConfigError
+
 CHROMIUM = "/usr/bin/chromium"  # Debian's package (scripts/ensure_chromium.sh); Playwright drives it
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
@@ -20,6 +22,20 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def ensure_port_free(port: int) -> None:
+    """ConfigError (one line naming the port and ``--port``) when something already listens on
+    ``port``: checked before a long build, so the dashboard does not fail to start at its end."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as Streamlit binds: TIME_WAIT is no conflict
+        try:
+            s.bind(("", port))
+        except OSError as exc:
+            raise ConfigError(
+                f"dashboard port {port} is already in use ({exc.strerror}); stop what serves it "
+                f"or choose another port with --port"
+            ) from None
 
 
 def start_dashboard(home: Path, port: int = 8501, address: str | None = None, quiet: bool = False) -> subprocess.Popen:

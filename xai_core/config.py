@@ -15,6 +15,17 @@ def home() -> Path:
     return Path(os.environ.get("XAUDIT_HOME", "workspace")).expanduser().resolve()
 
 
+# How to fix an unwritable workspace; the Docker image keeps it in the /data volume.
+_WRITABLE_HINT = ("set XAUDIT_HOME to a writable directory "
+                  "(Docker: mount a writable volume at /data, e.g. -v xaudit-data:/data)")
+
+
+def _read_only(path: Path) -> bool:
+    """Whether the file system holding ``path`` (or its nearest existing parent) is mounted read-only."""
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    return bool(os.statvfs(existing).f_flag & os.ST_RDONLY)
+
+
 def workspace_dir(*parts: str, create: bool = True) -> Path:
     """A folder inside the workspace (``datasets``, ``checkpoints``, ...), created on demand."""
     path = home().joinpath(*parts)
@@ -23,13 +34,11 @@ def workspace_dir(*parts: str, create: bool = True) -> Path:
             path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise WorkspaceError(
-                f"cannot create workspace folder {path} ({exc.strerror}); "
-                "set XAUDIT_HOME to a writable directory"
+                f"cannot create workspace folder {path} ({exc.strerror}); {_WRITABLE_HINT}"
             ) from None
         if not os.access(path, os.W_OK):
-            raise WorkspaceError(
-                f"workspace folder {path} is not writable; set XAUDIT_HOME to a writable directory"
-            )
+            why = " (read-only file system)" if _read_only(path) else ""
+            raise WorkspaceError(f"workspace folder {path} is not writable{why}; {_WRITABLE_HINT}")
     return path
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 
 from xai_core.cli.base import app
-from xai_core.config import home
+from xai_core.config import home, workspace_dir
 from xai_core.progress import TqdmProgress
 
 
@@ -21,18 +21,28 @@ def serve(port: int = 8501) -> subprocess.Popen:
     return start_dashboard(home(), port)
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 @app.command()
 def demo(
     quick: bool = typer.Option(False, "--quick", help="Small complete workspace (≈2 min) instead of the full demo."),
     no_serve: bool = typer.Option(False, "--no-serve", help="Build only; do not start the dashboard."),
-    port: int = typer.Option(8501, help="Dashboard port."),
+    port: int = typer.Option(8501, "--port", envvar="XAUDIT_PORT", help="Dashboard port."),
 ) -> None:
     """Build the demo workspace stage by stage (resuming what exists) and serve the dashboard.
 
     The dashboard starts as soon as the benchmark data exist and fills in as stages complete.
+    SIGTERM (``docker stop``, a supervisor) stops it like Ctrl-C: the dashboard process goes too.
     """
+    from ui.server import ensure_port_free, stop
     from xai_core.demo import STAGES, build_demo
 
+    if not no_serve:
+        ensure_port_free(port)
+    workspace_dir()  # an unwritable workspace (a read-only /data in Docker) stops here, in one line
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     bar = TqdmProgress("demo")
     server = None
     try:
@@ -41,20 +51,19 @@ def demo(
             server = serve(port)
         rest = tuple(name for name, _, _ in STAGES if name != "data")
         build_demo(quick=quick, only=rest, progress=bar)
-    except BaseException:
+        bar.close()
+        typer.echo(f"demo workspace complete: {home()}")
         if server is not None:
-            server.send_signal(signal.SIGTERM)
-        raise
+            typer.echo(f"serving on http://localhost:{port} — Ctrl-C to stop")
+            try:
+                server.wait()
+            except KeyboardInterrupt:
+                typer.echo("stopping the dashboard")
     finally:
         bar.close()
-    typer.echo(f"demo workspace complete: {home()}")
-    if server is not None:
-        typer.echo(f"serving on http://localhost:{port} — Ctrl-C to stop")
-        try:
-            server.wait()
-        except KeyboardInterrupt:
-            server.send_signal(signal.SIGTERM)
-            server.wait(timeout=10)
+        if server is not None:
+            stop(server)
+        signal.signal(signal.SIGTERM, previous)
 
 
 @app.command()

@@ -1,0 +1,162 @@
+#!/usr/bin/env bash
+# `make docker-check`: build the Docker image and run it on a machine without a Docker engine.
+#
+# buildah (as root, --isolation chroot) builds ./Dockerfile on a local stand-in for python:3.11-slim
+# (scripts/docker_base.sh, cached) with DEMO_FLAGS=--quick, passing this machine's pip configuration
+# in as a bind-mounted /etc/pip.conf plus the local folders it names (nothing of it lands in the
+# Dockerfile or the image). Then it starts the image's own CMD (chroot isolation shares the host
+# network: the dashboard answers on localhost:$PORT), waits for /_stcore/health, opens every page in
+# Chromium and checks that the Benchmark page shows the means stored in the image's workspace, stops
+# it (SIGTERM, as docker stop) and checks nothing of it still runs, then starts the image with /data
+# read-only and expects one error line. Whatever it started is removed on exit; the base image
+# and the built image stay (cache for the next run).
+#
+#   scripts/docker_check.sh            build, run, check
+#   scripts/docker_check.sh --remove   remove the check image and the base image
+#
+# Environment: XAUDIT_CHECK_PORT (18501), DEMO_FLAGS (--quick; empty for the full demo),
+# XAUDIT_BASE_IMAGE (localhost/xaudit-base:bookworm), XAUDIT_CHECK_IMAGE (localhost/xaudit:check),
+# TORCH_INDEX (default: PyTorch's CPU index when reachable, else PyPI's torch, a CUDA build),
+# PYTHON (.venv/bin/python: Playwright for the browser check).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PORT="${XAUDIT_CHECK_PORT:-18501}"
+DEMO_FLAGS="${DEMO_FLAGS---quick}"
+BASE="${XAUDIT_BASE_IMAGE:-localhost/xaudit-base:bookworm}"
+IMAGE="${XAUDIT_CHECK_IMAGE:-localhost/xaudit:check}"
+PYTHON="${PYTHON:-.venv/bin/python}"
+BUILD_TIMEOUT_S="${XAUDIT_BUILD_TIMEOUT_S:-3600}"
+HEALTH_TIMEOUT_S=180
+
+say() { echo "docker-check: $*"; }
+fail() { echo "docker-check: FAILED: $*" >&2; exit 1; }
+
+if [[ "${1:-}" == "--remove" ]]; then
+    buildah rmi "$IMAGE" >/dev/null 2>&1 && say "removed $IMAGE" || say "no image $IMAGE"
+    exec scripts/docker_base.sh --remove "$BASE"
+fi
+
+[[ $(id -u) == 0 ]] || fail "buildah's chroot isolation needs root; run as root"
+command -v buildah >/dev/null || fail "buildah is missing: apt-get install -y buildah debootstrap"
+[[ -x "$PYTHON" ]] || fail "$PYTHON missing (the venv with Playwright): run make setup, or set PYTHON"
+"$PYTHON" -c "import playwright" 2>/dev/null || fail "$PYTHON has no playwright: pip install -r requirements.txt"
+[[ -x /usr/bin/chromium ]] || bash scripts/ensure_chromium.sh
+if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then
+    fail "port $PORT is in use; set XAUDIT_CHECK_PORT to a free port"
+fi
+
+tmp=$(mktemp -d)
+ctr=""
+run_pid=""
+stop_run() {  # SIGTERM to the process group of `buildah run` (the container's CMD), SIGKILL after 20 s
+    [[ -n "$run_pid" ]] || return 0
+    kill -TERM -- "-$run_pid" 2>/dev/null || true
+    for _ in $(seq 40); do kill -0 "$run_pid" 2>/dev/null || break; sleep 0.5; done
+    kill -KILL -- "-$run_pid" 2>/dev/null || true
+    wait "$run_pid" 2>/dev/null || true
+    run_pid=""
+}
+cleanup() {
+    stop_run
+    if [[ -n "$ctr" ]]; then buildah umount "$ctr" >/dev/null 2>&1 || true; buildah rm "$ctr" >/dev/null 2>&1 || true; fi
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+t_all=$SECONDS
+scripts/docker_base.sh "$BASE"
+
+# This machine's pip configuration -> $tmp/pip.conf (bind-mounted at /etc/pip.conf during RUN) and
+# the local paths it names (bind-mounted read-only at the same place; a PEP 503 .../simple index
+# brings its parent, where its links point).
+"$PYTHON" -m pip config list > "$tmp/pip-config.txt"
+"$PYTHON" - "$tmp" <<'PY' > "$tmp/volumes.txt"
+import ast, configparser, os, sys
+tmp = sys.argv[1]
+conf = configparser.ConfigParser(interpolation=None)
+paths = []
+for line in open(f"{tmp}/pip-config.txt"):
+    key, _, value = line.strip().partition("=")
+    if not value:
+        continue
+    scope, _, name = key.rpartition(".")
+    section = "global" if scope in (":env:", "global", "") else scope.split(":")[-1]
+    value = ast.literal_eval(value)
+    conf.setdefault(section, {})[name] = value
+    for token in value.split():
+        path = token[len("file://"):] if token.startswith("file://") else token
+        if path.startswith("/") and os.path.exists(path):
+            path = os.path.dirname(path.rstrip("/")) if path.rstrip("/").endswith("/simple") else path
+            paths.append(path)
+with open(f"{tmp}/pip.conf", "w") as f:
+    conf.write(f)
+print("\n".join(dict.fromkeys(paths)))
+PY
+build_mounts=(--volume "$tmp/pip.conf:/etc/pip.conf:ro")
+while IFS= read -r path; do
+    [[ -n "$path" ]] && build_mounts+=(--volume "$path:$path:ro")
+done < "$tmp/volumes.txt"
+
+# torch: PyTorch's CPU index (the Dockerfile's default) when it answers, else PyPI's torch (its
+# Linux wheels are the CUDA build; local copies named by the pip configuration are used first).
+if [[ -z "${TORCH_INDEX:-}" ]]; then
+    if curl -fsS -m 10 -o /dev/null https://download.pytorch.org/whl/cpu/torch/ 2>/dev/null; then
+        TORCH_INDEX=https://download.pytorch.org/whl/cpu
+    else
+        TORCH_INDEX=https://pypi.org/simple
+    fi
+fi
+say "building $IMAGE on $BASE (DEMO_FLAGS='$DEMO_FLAGS', torch from $TORCH_INDEX; pip: $(tr '\n' ' ' < "$tmp/volumes.txt"))"
+
+t0=$SECONDS
+timeout "$BUILD_TIMEOUT_S" buildah bud --isolation chroot --layers --format docker -f Dockerfile -t "$IMAGE" \
+    --build-arg BASE_IMAGE="$BASE" --build-arg DEMO_FLAGS="$DEMO_FLAGS" --build-arg TORCH_INDEX="$TORCH_INDEX" \
+    "${build_mounts[@]}" . > "$tmp/build.log" 2>&1 \
+    || { tail -n 40 "$tmp/build.log" >&2; fail "image build failed or passed ${BUILD_TIMEOUT_S} s (log tail above)"; }
+build_s=$((SECONDS - t0))
+size=$(buildah images --format '{{.Size}}' "$IMAGE" | head -n1)
+say "built $IMAGE in ${build_s} s, size $size"
+
+# The image's own command, as docker run would start it (entrypoint + cmd), on $PORT.
+mapfile -t cmd < <(buildah inspect --type image --format '{{json .OCIv1.Config.Entrypoint}} {{json .OCIv1.Config.Cmd}}' "$IMAGE" \
+    | "$PYTHON" -c 'import json,sys; parts=sys.stdin.read().split(" ",1); print("\n".join(a for p in parts for a in (json.loads(p) or [])))')
+ctr=$(buildah from --quiet --name "xaudit-check-$$" "$IMAGE")
+root=$(buildah mount "$ctr")
+csv="$root/data/workspace/reports/demo/benchmark.csv"
+[[ -s "$csv" ]] || fail "the image holds no demo report ($csv): the build did not finish the workspace"
+
+say "starting: ${cmd[*]} (XAUDIT_PORT=$PORT)"
+t0=$SECONDS
+setsid buildah run --isolation chroot --env "XAUDIT_PORT=$PORT" "$ctr" -- "${cmd[@]}" > "$tmp/run.log" 2>&1 &
+run_pid=$!
+until curl -fsS -m 2 "http://127.0.0.1:$PORT/_stcore/health" 2>/dev/null | grep -q ok; do
+    kill -0 "$run_pid" 2>/dev/null || { tail -n 30 "$tmp/run.log" >&2; fail "the container exited before it was healthy"; }
+    (( SECONDS - t0 < HEALTH_TIMEOUT_S )) || { tail -n 30 "$tmp/run.log" >&2; fail "not healthy after ${HEALTH_TIMEOUT_S} s"; }
+    sleep 0.5
+done
+healthy_s=$((SECONDS - t0))
+say "healthy after ${healthy_s} s: http://127.0.0.1:$PORT"
+
+timeout 600 "$PYTHON" tests/e2e/walk.py "http://127.0.0.1:$PORT" --benchmark-csv "$csv" \
+    || { tail -n 30 "$tmp/run.log" >&2; fail "a page did not render in Chromium (see above)"; }
+
+# docker stop: SIGTERM to the command; the dashboard goes with it and nothing of the image keeps running.
+stop_run
+if curl -fsS -m 2 "http://127.0.0.1:$PORT/_stcore/health" >/dev/null 2>&1; then fail "the dashboard still answers after SIGTERM"; fi
+left=$(for p in /proc/[0-9]*; do [[ "$(readlink "$p/root" 2>/dev/null)" == "$root" ]] && echo "${p#/proc/}"; done || true)
+[[ -z "$left" ]] || fail "processes of the image still run after SIGTERM: $left"
+say "stopped: no process of the image left"
+
+# A read-only /data (the demo workspace as built, mounted read-only): one error line, exit 2.
+set +e
+out=$(timeout 120 buildah run --isolation chroot --env "XAUDIT_PORT=$PORT" --volume "$root/data:/data:ro" "$ctr" -- "${cmd[@]}" 2>&1)
+code=$?
+set -e
+[[ $code == 2 ]] || { echo "$out" >&2; fail "read-only /data: exit $code, expected 2"; }
+[[ "$out" == "error: workspace folder /data/workspace is not writable (read-only file system); "* && "$out" != *$'\n'* ]] \
+    || { echo "$out" >&2; fail "read-only /data: expected one error line"; }
+say "read-only /data: $out"
+
+say "OK in $((SECONDS - t_all)) s (build ${build_s} s, image $size, start to healthy ${healthy_s} s)"
