@@ -26,7 +26,7 @@ ENV PIP_NO_CACHE_DIR=1 \
     STREAMLIT_SERVER_ADDRESS=0.0.0.0
 
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends curl \
+    && apt-get install -y --no-install-recommends curl libgl1 libglib2.0-0 \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --create-home --uid 1000 xaudit \
     && mkdir -p /data/workspace && chown -R xaudit /data
