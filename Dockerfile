@@ -41,13 +41,15 @@ COPY . .
 RUN pip install --no-deps . && chown -R xaudit /app
 
 USER xaudit
-# The same build the tests and `make demo` run, without serving.
-RUN xaudit demo --no-serve $DEMO_FLAGS
+# The same build the tests and `make demo` run, without serving; the container's command resumes it
+# with the same flags (a --quick workspace stays quick instead of growing into the full demo).
+ENV XAUDIT_DEMO_FLAGS=$DEMO_FLAGS
+RUN xaudit demo --no-serve $XAUDIT_DEMO_FLAGS
 
 VOLUME ["/data"]
 EXPOSE 8501
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
     CMD curl -fsS "http://localhost:${XAUDIT_PORT}/_stcore/health" || exit 1
-# `xaudit demo` resumes the stored build (nothing left to do) and serves on $XAUDIT_PORT;
-# docker stop (SIGTERM) stops the dashboard with it.
-CMD ["xaudit", "demo"]
+# `xaudit demo` resumes the stored build (nothing left to do) and serves on $XAUDIT_PORT; exec makes
+# it PID 1, so docker stop (SIGTERM) reaches it and it stops the dashboard with it.
+CMD ["sh", "-c", "exec xaudit demo $XAUDIT_DEMO_FLAGS"]

@@ -63,6 +63,7 @@ cleanup() {
     rm -rf "$tmp"
 }
 trap cleanup EXIT
+trap 'echo "docker-check: FAILED: line $LINENO exited with status $?" >&2' ERR
 trap 'exit 130' INT TERM
 
 t_all=$SECONDS
@@ -111,7 +112,7 @@ fi
 say "building $IMAGE on $BASE (DEMO_FLAGS='$DEMO_FLAGS', torch from $TORCH_INDEX; pip: $(tr '\n' ' ' < "$tmp/volumes.txt"))"
 
 t0=$SECONDS
-timeout "$BUILD_TIMEOUT_S" buildah bud --isolation chroot --layers --format docker -f Dockerfile -t "$IMAGE" \
+timeout "$BUILD_TIMEOUT_S" buildah bud --isolation chroot --layers --force-rm --format docker -f Dockerfile -t "$IMAGE" \
     --build-arg BASE_IMAGE="$BASE" --build-arg DEMO_FLAGS="$DEMO_FLAGS" --build-arg TORCH_INDEX="$TORCH_INDEX" \
     "${build_mounts[@]}" . > "$tmp/build.log" 2>&1 \
     || { tail -n 40 "$tmp/build.log" >&2; fail "image build failed or passed ${BUILD_TIMEOUT_S} s (log tail above)"; }
@@ -120,14 +121,19 @@ size=$(buildah images --format '{{.Size}}' "$IMAGE" | head -n1)
 say "built $IMAGE in ${build_s} s, size $size"
 
 # The image's own command, as docker run would start it (entrypoint + cmd), on $PORT.
-mapfile -t cmd < <(buildah inspect --type image --format '{{json .OCIv1.Config.Entrypoint}} {{json .OCIv1.Config.Cmd}}' "$IMAGE" \
-    | "$PYTHON" -c 'import json,sys; parts=sys.stdin.read().split(" ",1); print("\n".join(a for p in parts for a in (json.loads(p) or [])))')
+buildah inspect --type image "$IMAGE" > "$tmp/image.json"
+mapfile -t cmd < <("$PYTHON" -c 'import json, sys
+config = json.load(open(sys.argv[1]))["OCIv1"]["config"]
+print("\n".join([*(config.get("Entrypoint") or []), *(config.get("Cmd") or [])]))' "$tmp/image.json")
+(( ${#cmd[@]} )) || fail "the image has no CMD or ENTRYPOINT"
 ctr=$(buildah from --quiet --name "xaudit-check-$$" "$IMAGE")
 root=$(buildah mount "$ctr")
 csv="$root/data/workspace/reports/demo/benchmark.csv"
 [[ -s "$csv" ]] || fail "the image holds no demo report ($csv): the build did not finish the workspace"
 
-say "starting: ${cmd[*]} (XAUDIT_PORT=$PORT)"
+user=$(buildah run --isolation chroot "$ctr" -- id -un)
+[[ "$user" == xaudit ]] || fail "the image runs as '$user', expected the unprivileged user xaudit"
+say "starting: ${cmd[*]} (as $user, XAUDIT_PORT=$PORT)"
 t0=$SECONDS
 setsid buildah run --isolation chroot --env "XAUDIT_PORT=$PORT" "$ctr" -- "${cmd[@]}" > "$tmp/run.log" 2>&1 &
 run_pid=$!
@@ -138,22 +144,39 @@ until curl -fsS -m 2 "http://127.0.0.1:$PORT/_stcore/health" 2>/dev/null | grep 
 done
 healthy_s=$((SECONDS - t0))
 say "healthy after ${healthy_s} s: http://127.0.0.1:$PORT"
+# The command resumes the workspace built into the image: nothing is left to build.
+for _ in $(seq 240); do grep -q "demo workspace complete" "$tmp/run.log" && break; sleep 0.5; done
+grep -q "demo workspace complete" "$tmp/run.log" \
+    || { tail -c 2000 "$tmp/run.log" >&2; fail "the image's command is still building after 2 min: its workspace was not complete"; }
 
 timeout 600 "$PYTHON" tests/e2e/walk.py "http://127.0.0.1:$PORT" --benchmark-csv "$csv" \
     || { tail -n 30 "$tmp/run.log" >&2; fail "a page did not render in Chromium (see above)"; }
 
-# docker stop: SIGTERM to the command; the dashboard goes with it and nothing of the image keeps running.
-stop_run
+# docker stop: SIGTERM to the container's main process only (xaudit, PID 1 in Docker); the dashboard
+# must go with it, and nothing started by `buildah run` (its own session) may be left.
+session() { ps -eo pid=,sid= | awk -v s="$run_pid" '$2 == s {print $1}'; }
+main=$(for p in $(session); do
+    if tr '\0' ' ' < "/proc/$p/cmdline" 2>/dev/null | grep -q "bin/xaudit demo"; then echo "$p"; fi
+done | head -n1)
+[[ -n "$main" ]] || fail "no xaudit process found under buildah run"
+kill -TERM "$main"
+for _ in $(seq 60); do kill -0 "$run_pid" 2>/dev/null || break; sleep 0.5; done
+kill -0 "$run_pid" 2>/dev/null && fail "the container did not stop within 30 s of SIGTERM to xaudit"
+left=$(session | tr '\n' ' ')
+[[ -z "$left" ]] || fail "processes of the container still run after SIGTERM: $left"
 if curl -fsS -m 2 "http://127.0.0.1:$PORT/_stcore/health" >/dev/null 2>&1; then fail "the dashboard still answers after SIGTERM"; fi
-left=$(for p in /proc/[0-9]*; do [[ "$(readlink "$p/root" 2>/dev/null)" == "$root" ]] && echo "${p#/proc/}"; done || true)
-[[ -z "$left" ]] || fail "processes of the image still run after SIGTERM: $left"
-say "stopped: no process of the image left"
+wait "$run_pid" 2>/dev/null || true
+run_pid=""
+say "stopped by SIGTERM to xaudit: no process of the container left"
 
-# A read-only /data (the demo workspace as built, mounted read-only): one error line, exit 2.
+# A read-only workspace (docker run -v xaudit-data:/data:ro): one error line, exit 2. buildah mounts
+# the image's VOLUME /data itself, so the built workspace goes read-only one level below it.
 set +e
-out=$(timeout 120 buildah run --isolation chroot --env "XAUDIT_PORT=$PORT" --volume "$root/data:/data:ro" "$ctr" -- "${cmd[@]}" 2>&1)
+out=$(timeout 120 buildah run --isolation chroot --env "XAUDIT_PORT=$PORT" \
+    --volume "$root/data/workspace:/data/workspace:ro" "$ctr" -- "${cmd[@]}" 2>&1)
 code=$?
 set -e
+out=$(grep -v -E '^(subprocess exited |Error: exit status )' <<< "$out" || true)  # buildah's own lines
 [[ $code == 2 ]] || { echo "$out" >&2; fail "read-only /data: exit $code, expected 2"; }
 [[ "$out" == "error: workspace folder /data/workspace is not writable (read-only file system); "* && "$out" != *$'\n'* ]] \
     || { echo "$out" >&2; fail "read-only /data: expected one error line"; }
