@@ -12,7 +12,7 @@
 # and the built image stay (cache for the next run).
 #
 #   scripts/docker_check.sh            build, run, check
-#   scripts/docker_check.sh --remove   remove the check image and the base image
+#   scripts/docker_check.sh --remove   remove the check image, the base image and untagged build layers
 #
 # Environment: XAUDIT_CHECK_PORT (18501), DEMO_FLAGS (--quick; empty for the full demo),
 # XAUDIT_BASE_IMAGE (localhost/xaudit-base:bookworm), XAUDIT_CHECK_IMAGE (localhost/xaudit:check),
@@ -34,7 +34,9 @@ fail() { echo "docker-check: FAILED: $*" >&2; exit 1; }
 
 if [[ "${1:-}" == "--remove" ]]; then
     buildah rmi "$IMAGE" >/dev/null 2>&1 && say "removed $IMAGE" || say "no image $IMAGE"
-    exec scripts/docker_base.sh --remove "$BASE"
+    scripts/docker_base.sh --remove "$BASE"
+    buildah rmi --prune >/dev/null 2>&1 || true  # the build's layer cache: untagged images nothing builds on
+    exit 0
 fi
 
 [[ $(id -u) == 0 ]] || fail "buildah's chroot isolation needs root; run as root"
@@ -171,11 +173,9 @@ say "stopped by SIGTERM to xaudit: no process of the container left"
 
 # A read-only workspace (docker run -v xaudit-data:/data:ro): one error line, exit 2. buildah mounts
 # the image's VOLUME /data itself, so the built workspace goes read-only one level below it.
-set +e
+code=0
 out=$(timeout 120 buildah run --isolation chroot --env "XAUDIT_PORT=$PORT" \
-    --volume "$root/data/workspace:/data/workspace:ro" "$ctr" -- "${cmd[@]}" 2>&1)
-code=$?
-set -e
+    --volume "$root/data/workspace:/data/workspace:ro" "$ctr" -- "${cmd[@]}" 2>&1) || code=$?
 out=$(grep -v -E '^(subprocess exited |Error: exit status )' <<< "$out" || true)  # buildah's own lines
 [[ $code == 2 ]] || { echo "$out" >&2; fail "read-only /data: exit $code, expected 2"; }
 [[ "$out" == "error: workspace folder /data/workspace is not writable (read-only file system); "* && "$out" != *$'\n'* ]] \
