@@ -16,7 +16,6 @@ ARG BASE_IMAGE=python:3.11-slim
 FROM ${BASE_IMAGE}
 
 ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
-ARG DEMO_FLAGS=""
 
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
@@ -41,6 +40,9 @@ COPY . .
 RUN pip install --no-deps . && chown -R xaudit /app
 
 USER xaudit
+# Declared here, not at the top: a build argument is part of the cache key of every RUN after it, so
+# the quick and the full image share all layers up to this one.
+ARG DEMO_FLAGS=""
 # The same build the tests and `make demo` run, without serving; the container's command resumes it
 # with the same flags (a --quick workspace stays quick instead of growing into the full demo).
 ENV XAUDIT_DEMO_FLAGS=$DEMO_FLAGS

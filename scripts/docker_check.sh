@@ -51,6 +51,7 @@ fi
 tmp=$(mktemp -d)
 ctr=""
 run_pid=""
+build_pid=""
 stop_run() {  # SIGTERM to the process group of `buildah run` (the container's CMD), SIGKILL after 20 s
     [[ -n "$run_pid" ]] || return 0
     kill -TERM -- "-$run_pid" 2>/dev/null || true
@@ -60,6 +61,7 @@ stop_run() {  # SIGTERM to the process group of `buildah run` (the container's C
     run_pid=""
 }
 cleanup() {
+    if [[ -n "$build_pid" ]]; then kill -TERM "$build_pid" 2>/dev/null || true; wait "$build_pid" 2>/dev/null || true; fi
     stop_run
     if [[ -n "$ctr" ]]; then buildah umount "$ctr" >/dev/null 2>&1 || true; buildah rm "$ctr" >/dev/null 2>&1 || true; fi
     rm -rf "$tmp"
@@ -114,10 +116,13 @@ fi
 say "building $IMAGE on $BASE (DEMO_FLAGS='$DEMO_FLAGS', torch from $TORCH_INDEX; pip: $(tr '\n' ' ' < "$tmp/volumes.txt"))"
 
 t0=$SECONDS
+# In the background and waited for, so that Ctrl-C or a TERM reaches the trap (and the build) at once.
 timeout "$BUILD_TIMEOUT_S" buildah bud --isolation chroot --layers --force-rm --format docker -f Dockerfile -t "$IMAGE" \
     --build-arg BASE_IMAGE="$BASE" --build-arg DEMO_FLAGS="$DEMO_FLAGS" --build-arg TORCH_INDEX="$TORCH_INDEX" \
-    "${build_mounts[@]}" . > "$tmp/build.log" 2>&1 \
-    || { tail -n 40 "$tmp/build.log" >&2; fail "image build failed or passed ${BUILD_TIMEOUT_S} s (log tail above)"; }
+    "${build_mounts[@]}" . > "$tmp/build.log" 2>&1 &
+build_pid=$!
+wait "$build_pid" || { build_pid=""; tail -n 40 "$tmp/build.log" >&2; fail "image build failed or passed ${BUILD_TIMEOUT_S} s (log tail above)"; }
+build_pid=""
 build_s=$((SECONDS - t0))
 size=$(buildah images --format '{{.Size}}' "$IMAGE" | head -n1)
 say "built $IMAGE in ${build_s} s, size $size"
