@@ -1,4 +1,4 @@
-"""A quick demo workspace served by a real ``streamlit run app.py`` on a free localhost port."""
+"""A quick demo workspace served by the real dashboard (``python -m ui.launch``) on a free localhost port."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Real-browser end-to-end test: Debian Chromium driven by Playwright against `streamlit run app.py`
+"""Real-browser end-to-end test: Debian Chromium driven by Playwright against the real dashboard (`python -m ui.launch`)
 serving a quick demo workspace. Screenshots go to tests/e2e/artifacts/."""
 
 from __future__ import annotations
