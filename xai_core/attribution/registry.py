@@ -93,6 +93,8 @@ class MethodSpec:
     output: str  # "input" (B,C,H,W, post-processed) | "cam" (B,H,W in [0,1])
     paper: str
     doc: str
+    equivalent_to: str = ""  # a method that gives the same maps on some models ...
+    equivalence: str = ""  # ... on which models, and why (shown next to both methods' rows)
 
     @property
     def param_names(self) -> list[str]:
@@ -136,6 +138,8 @@ def register_method(
     deterministic: bool = True,
     output: str = "input",
     paper: str = "",
+    equivalent_to: str = "",
+    equivalence: str = "",
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Decorator: register ``fn`` as attribution method ``name`` (docstring = its documentation)."""
 
@@ -146,7 +150,7 @@ def register_method(
         _REGISTRY[name] = MethodSpec(
             name=name, title=title, fn=fn, params=tuple(params), group=group, library=library,
             model_kind=model_kind, deterministic=deterministic, output=output, paper=paper,
-            doc=(fn.__doc__ or "").strip(),
+            doc=(fn.__doc__ or "").strip(), equivalent_to=equivalent_to, equivalence=equivalence,
         )
         return fn
 
@@ -166,6 +170,21 @@ def get_method(name: str) -> MethodSpec:
         raise UnknownNameError(
             f"unknown attribution method {name!r}; choose one of {', '.join(list_methods())}"
         ) from None
+
+
+def equivalent_pairs() -> list[tuple[str, str, str]]:
+    """``(method, equivalent method, when and why)`` for every declared equivalence."""
+    return [(spec.name, spec.equivalent_to, spec.equivalence) for spec in _REGISTRY.values() if spec.equivalent_to]
+
+
+def equivalence_notes() -> dict[str, str]:
+    """``method -> note`` for both methods of every declared equivalence (``equivalent_to``), e.g.
+    ``{"lrp": "same maps as input_x_gradient: …", "input_x_gradient": "same maps as lrp: …"}``."""
+    notes: dict[str, str] = {}
+    for a, b, why in equivalent_pairs():
+        notes[a] = f"same maps as {b}: {why}"
+        notes[b] = f"same maps as {a}: {why}"
+    return notes
 
 
 TARGET_CHOICES = ("predicted", "true")

@@ -82,3 +82,33 @@ def add_gt_rows(checkpoint_id: int, method: str, sample_pks: Sequence[int], maps
     preds = {int(pk): (0, bool(c)) for pk, c in zip(sample_pks, correct, strict=True)}
     _insert(GroundTruthMetric, _gt_rows(checkpoint_id, method, params_hash, selection, list(sample_pks), preds,
                                         np.asarray(maps, np.float32), np.asarray(masks, bool), 8))
+
+
+def add_precision_rows(checkpoint_id: int, method: str, sample_pks: Sequence[int], precision: Sequence[float],
+                       selection: str = "correct") -> None:
+    """``GroundTruthMetric`` rows of correctly classified samples with the given precision (every
+    other ground-truth metric set to the same value): verdict logic tests with known directions."""
+    from db import GroundTruthMetric
+    from xai_core.metrics.ground_truth import GROUND_TRUTH_KEYS
+    from xai_core.metrics.jobs import _insert
+
+    _insert(GroundTruthMetric, [
+        {"checkpoint_id": checkpoint_id, "method": method, "params_hash": "seeded", "sample_pk": int(pk),
+         "selection": selection, "correct": True, "constant_map": False, **dict.fromkeys(GROUND_TRUTH_KEYS, float(v))}
+        for pk, v in zip(sample_pks, precision, strict=True)])
+
+
+def add_drift_rows(checkpoint_a_id: int, checkpoint_b_id: int, method: str, sample_pks: Sequence[int],
+                   iou: Sequence[float], pearson: Sequence[float] | None = None) -> None:
+    """``DriftMetric`` rows with the given top-10/20% IoU and Pearson values (the other drift metrics 0)."""
+    from db import DriftMetric
+    from xai_core.metrics.jobs import _insert
+    from xai_core.metrics.queries import DRIFT_KEYS
+
+    corr = iou if pearson is None else pearson
+    _insert(DriftMetric, [
+        {"checkpoint_a_id": checkpoint_a_id, "checkpoint_b_id": checkpoint_b_id, "method": method,
+         "params_hash": "seeded", "sample_pk": int(pk), "selection": "true_positive",
+         **dict.fromkeys(DRIFT_KEYS, 0.0), "iou_top10": float(v), "iou_top20": float(v), "pearson": float(c),
+         "spearman": float(c)}
+        for pk, v, c in zip(sample_pks, iou, corr, strict=True)])
