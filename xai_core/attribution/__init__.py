@@ -15,7 +15,7 @@ Public API::
 from xai_core.attribution.registry import (
     MethodSpec,
     Param,
-    equivalence_notes,
+    equivalence_column,
     equivalent_pairs,
     get_method,
     list_methods,
@@ -44,7 +44,7 @@ __all__ = [
     "SampleMaps",
     "StoredMaps",
     "explain_checkpoint",
-    "equivalence_notes",
+    "equivalence_column",
     "equivalent_pairs",
     "explain_samples",
     "explain_samples_info",

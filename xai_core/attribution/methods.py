@@ -217,9 +217,9 @@ _ZENNIT_COMPOSITES = ("epsilon_plus_flat", "epsilon_plus", "epsilon_alpha2_beta1
                  group="propagation", library="captum/zennit", model_kind="lrp",
                  paper="Bach et al. 2015, doi:10.1371/journal.pone.0130140",
                  equivalent_to="input_x_gradient",
-                 equivalence="on ReLU networks the epsilon rule (Captum backend, the default for plain "
-                             "feed-forward networks such as VGG) gives exactly Input x Gradient as epsilon -> 0 "
-                             "(Ancona et al. 2018, arXiv:1711.06104), so the two rows agree up to float error")
+                 equivalence="on ReLU networks the ε-rule (Captum backend, the default for plain feed-forward "
+                             "networks such as VGG) gives exactly Input×Gradient as ε → 0 (Ancona et al. 2018, "
+                             "arXiv:1711.06104; default ε = 1e-9), so their stored maps agree up to float error")
 def lrp(ctx: MethodContext, x: Tensor, target: Tensor | None, p: dict[str, Any]) -> tuple[Tensor, Tensor]:
     """Layer-wise relevance propagation, starting from ``R = f_t(x)`` at the target logit.
     Captum backend: the epsilon rule on every layer (Captum's default ``LRP``). Zennit backend: a

@@ -177,14 +177,13 @@ def equivalent_pairs() -> list[tuple[str, str, str]]:
     return [(spec.name, spec.equivalent_to, spec.equivalence) for spec in _REGISTRY.values() if spec.equivalent_to]
 
 
-def equivalence_notes() -> dict[str, str]:
-    """``method -> note`` for both methods of every declared equivalence (``equivalent_to``), e.g.
-    ``{"lrp": "same maps as input_x_gradient: …", "input_x_gradient": "same maps as lrp: …"}``."""
-    notes: dict[str, str] = {}
-    for a, b, why in equivalent_pairs():
-        notes[a] = f"same maps as {b}: {why}"
-        notes[b] = f"same maps as {a}: {why}"
-    return notes
+def equivalence_column(methods: list[str]) -> tuple[list[str], list[str]]:
+    """For table rows of ``methods``: a short note per row ("same maps as lrp" where the equivalent
+    method is also a row, else "") and the full explanations of the pairs present."""
+    present = [(a, b, why) for a, b, why in equivalent_pairs() if a in methods and b in methods]
+    partner = {a: b for a, b, _ in present} | {b: a for a, b, _ in present}
+    column = [f"same maps as {partner[m]}" if m in partner else "" for m in methods]
+    return column, [f"{a} and {b} give the same maps: {why}." for a, b, why in present]
 
 
 TARGET_CHOICES = ("predicted", "true")
