@@ -3,7 +3,6 @@ and once through the real evaluate/drift jobs."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -25,45 +24,17 @@ from xai_core.metrics.testing import (
     add_dataset_rows,
     add_drift_rows,
     add_maps,
-    add_precision_rows,
+    add_precision_grid,
+    add_scored_checkpoint,
 )
 
-N = 40
 DEGREES = ("tl", "1conv", "2conv", "3conv", "4conv", "all")
 
 
-def _images(n: int = N, h: int = 8) -> list[int]:
+def _images(n: int = 40, h: int = 8) -> list[int]:
     masks = np.zeros((n, h, h), bool)
     masks[:, 2:5, 2:5] = True
     return add_dataset_rows("bench", masks, [i % 2 for i in range(n)])
-
-
-def _checkpoint(name: str, pks: list[int], accuracy: float, pretrain: str = "mri", degree: str | None = "all",
-                phase: str = "ft", parent: int | None = None) -> tuple[int, list[int]]:
-    """A checkpoint whose first ``accuracy * N`` test predictions are right; returns (id, correct pks)."""
-    labels = [i % 2 for i in range(len(pks))]
-    n_right = round(accuracy * len(pks))
-    preds = [y if i < n_right else 1 - y for i, y in enumerate(labels)]
-    ck = add_checkpoint(name, "vgg16", pretrain, degree, phase, pks, preds, labels, parent_id=parent)
-    return ck, pks[:n_right]
-
-
-def _grid(pks: list[int], level: Callable[[str, str], float], methods: dict[str, float],
-          accuracy: Callable[[str, str], float] = lambda s, d: 0.9, degrees: tuple[str, ...] = DEGREES,
-          sobel: float | None = None) -> None:
-    """natural/mri × ``degrees`` checkpoints with precision = level(source, degree) + method offset +
-    an image effect shared by every checkpoint and method (the clustered structure) + small noise."""
-    rng = np.random.default_rng(0)
-    image = rng.normal(0, 0.05, len(pks))
-    for source in ("natural", "mri"):
-        for degree in degrees:
-            ck, right = _checkpoint(f"vgg-{source}-{degree}", pks, accuracy(source, degree), source, degree, degree)
-            idx = np.arange(len(right))
-            for method, offset in methods.items():
-                values = level(source, degree) + offset + image[idx] + rng.normal(0, 0.01, len(right))
-                add_precision_rows(ck, method, right, values)
-            if sobel is not None:
-                add_precision_rows(ck, "baseline_sobel", right, sobel + image[idx])
 
 
 def _by_claim(findings: list[Finding]) -> dict[str, Finding]:
@@ -74,9 +45,8 @@ def _by_claim(findings: list[Finding]) -> dict[str, Finding]:
 
 
 def test_study_direction_is_reproduced(workspace: Path) -> None:
-    pks = _images()
-    _grid(pks, lambda s, d: 0.2 + 0.04 * DEGREES.index(d) + (0.1 if s == "mri" and d in ("tl", "1conv", "2conv") else 0),
-          {"saliency": 0.1, "gradcam": 0.0, "deconvolution": -0.1}, sobel=0.25)
+    add_precision_grid(lambda s, d: 0.2 + 0.04 * DEGREES.index(d) + (0.1 if s == "mri" and d in ("tl", "1conv", "2conv") else 0),
+                       {"saliency": 0.1, "gradcam": 0.0, "deconvolution": -0.1}, DEGREES, sobel=0.25)
     f = _by_claim(headline_findings(n_boot=500))
     assert f["pretraining"].verdict == REPRODUCED
     assert "tl: mri" in f["pretraining"].evidence and "mri higher" in f["pretraining"].evidence
@@ -94,10 +64,9 @@ def test_study_direction_is_reproduced(workspace: Path) -> None:
 
 
 def test_opposite_direction_is_said(workspace: Path) -> None:
-    pks = _images()
     # the issue's case: natural above mri at low degrees; precision falling with the degree
-    _grid(pks, lambda s, d: 0.45 - 0.04 * DEGREES.index(d) + (0.03 if s == "natural" and d in ("tl", "1conv", "2conv") else 0),
-          {"saliency": 0.0, "gradcam": 0.0, "deconvolution": 0.0}, sobel=0.05)
+    add_precision_grid(lambda s, d: 0.45 - 0.04 * DEGREES.index(d) + (0.03 if s == "natural" and d in ("tl", "1conv", "2conv") else 0),
+                       {"saliency": 0.0, "gradcam": 0.0, "deconvolution": 0.0}, DEGREES, sobel=0.05)
     f = _by_claim(headline_findings(n_boot=500))
     assert f["pretraining"].verdict == OPPOSITE
     assert "natural higher (opposite)" in f["pretraining"].evidence
@@ -107,9 +76,8 @@ def test_opposite_direction_is_said(workspace: Path) -> None:
 
 
 def test_no_clear_difference_and_mixed(workspace: Path) -> None:
-    pks = _images()
     # identical sources; flat degrees; per-degree wiggle within noise
-    _grid(pks, lambda s, d: 0.3, {"saliency": 0.0, "gradcam": 0.0, "deconvolution": 0.0})
+    add_precision_grid(lambda s, d: 0.3, {"saliency": 0.0, "gradcam": 0.0, "deconvolution": 0.0}, DEGREES)
     f = _by_claim(headline_findings(n_boot=500))
     assert f["pretraining"].verdict == NO_DIFFERENCE
     assert f["pretraining"].evidence.count("no clear difference") == 3
@@ -118,19 +86,17 @@ def test_no_clear_difference_and_mixed(workspace: Path) -> None:
 
 
 def test_mixed_directions_over_degrees(workspace: Path) -> None:
-    pks = _images()
-    _grid(pks, lambda s, d: 0.3 + {"tl": 0.1, "1conv": -0.1, "2conv": 0.0}[d] * (s == "mri"),
-          {"saliency": 0.0}, degrees=("tl", "1conv", "2conv"))
+    add_precision_grid(lambda s, d: 0.3 + {"tl": 0.1, "1conv": -0.1, "2conv": 0.0}[d] * (s == "mri"),
+                       {"saliency": 0.0}, ("tl", "1conv", "2conv"))
     f = _by_claim(headline_findings(n_boot=500))
     assert f["pretraining"].verdict == MIXED
     assert "tl: mri" in f["pretraining"].evidence and "natural higher (opposite)" in f["pretraining"].evidence
 
 
 def test_near_chance_models_make_findings_untestable(workspace: Path) -> None:
-    pks = _images()
     acc = {("mri", "tl"): 0.55, ("natural", "tl"): 0.9, ("mri", "all"): 0.9, ("natural", "all"): 0.9}
-    _grid(pks, lambda s, d: 0.5 if s == "mri" else 0.2, {"saliency": 0.0},
-          accuracy=lambda s, d: acc[s, d], degrees=("tl", "all"))
+    add_precision_grid(lambda s, d: 0.5 if s == "mri" else 0.2, {"saliency": 0.0}, ("tl", "all"),
+                       accuracy=lambda s, d: acc[s, d])
     f = _by_claim(headline_findings(n_boot=200))
     pre = f["pretraining"]
     assert pre.verdict == UNTESTABLE
@@ -142,15 +108,15 @@ def test_near_chance_models_make_findings_untestable(workspace: Path) -> None:
 def test_drift_verdicts_check_both_models(workspace: Path) -> None:
     pks = _images()
     rng = np.random.default_rng(1)
-    tl, _ = _checkpoint("resnet-tl", pks, 0.5, degree="tl", phase="tl")
-    ft, _ = _checkpoint("resnet-ft", pks, 0.9, parent=tl)
+    tl, _ = add_scored_checkpoint("resnet-tl", pks, 0.5, degree="tl", phase="tl")
+    ft, _ = add_scored_checkpoint("resnet-ft", pks, 0.9, parent_id=tl)
     add_drift_rows(tl, ft, "gradcam", pks[:20], 0.3 + rng.normal(0, 0.02, 20))
     f = _by_claim(headline_findings(n_boot=200))
     assert f["drift"].verdict == UNTESTABLE  # a fixed IoU threshold must not pass with TL at chance
     assert "resnet-tl (test accuracy 0.50) → resnet-ft (test accuracy 0.90)" in f["drift"].rule
 
-    tl2, _ = _checkpoint("dense-tl", pks, 0.85, degree="tl", phase="tl")
-    ft2, _ = _checkpoint("dense-ft", pks, 0.875, parent=tl2)
+    tl2, _ = add_scored_checkpoint("dense-tl", pks, 0.85, degree="tl", phase="tl")
+    ft2, _ = add_scored_checkpoint("dense-ft", pks, 0.875, parent_id=tl2)
     add_drift_rows(tl2, ft2, "gradcam", pks[:20], 0.4 + rng.normal(0, 0.02, 20))
     f = _by_claim(headline_findings(n_boot=200))
     d = f["drift"]
@@ -159,8 +125,8 @@ def test_drift_verdicts_check_both_models(workspace: Path) -> None:
     assert "Left out (a model near chance): resnet-tl (test accuracy 0.50)" in d.evidence
     assert "at most 0.05: IoU" in d.evidence and "below 0.8" in d.rule
 
-    tl3, _ = _checkpoint("incep-tl", pks, 0.85, degree="tl", phase="tl")
-    ft3, _ = _checkpoint("incep-ft", pks, 0.86, parent=tl3)
+    tl3, _ = add_scored_checkpoint("incep-tl", pks, 0.85, degree="tl", phase="tl")
+    ft3, _ = add_scored_checkpoint("incep-ft", pks, 0.86, parent_id=tl3)
     add_drift_rows(tl3, ft3, "gradcam", pks[:20], np.full(20, 0.97))
     # pooled IoU: 20 images × (0.4 and 0.97) → mean ≈ 0.685, CI below 0.8: still reproduced
     assert _by_claim(headline_findings(n_boot=200))["drift"].verdict == REPRODUCED
@@ -168,8 +134,8 @@ def test_drift_verdicts_check_both_models(workspace: Path) -> None:
 
 def test_drift_opposite_when_maps_stay(workspace: Path) -> None:
     pks = _images()
-    tl, _ = _checkpoint("resnet-tl", pks, 0.9, degree="tl", phase="tl")
-    ft, _ = _checkpoint("resnet-ft", pks, 0.9, parent=tl)
+    tl, _ = add_scored_checkpoint("resnet-tl", pks, 0.9, degree="tl", phase="tl")
+    ft, _ = add_scored_checkpoint("resnet-ft", pks, 0.9, parent_id=tl)
     add_drift_rows(tl, ft, "gradcam", pks[:20], np.linspace(0.9, 0.98, 20))
     assert _by_claim(headline_findings(n_boot=200))["drift"].verdict == OPPOSITE
 

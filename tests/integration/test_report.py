@@ -6,28 +6,20 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from xai_core.findings import OPPOSITE
-from xai_core.metrics.testing import add_checkpoint, add_dataset_rows, add_precision_rows
+from xai_core.metrics.testing import add_precision_grid
 from xai_core.report import write_report
 
 DEGREES = ("all", "tl", "1conv")  # created out of order on purpose
 
 
 def _seed() -> None:
-    n = 20
-    masks = np.zeros((n, 8, 8), bool)
-    masks[:, 2:5, 2:5] = True
-    labels = [i % 2 for i in range(n)]
-    pks = add_dataset_rows("bench", masks, labels)
-    image = np.linspace(-0.02, 0.02, n)
-    for source, level in (("mri", 0.20), ("natural", 0.25)):  # out-of-domain higher: opposite of the study
-        for degree in DEGREES:
-            ck = add_checkpoint(f"vgg-{source}-{degree}", "vgg16", source, degree, degree, pks, labels, labels)
-            for method in ("lrp", "input_x_gradient", "saliency"):
-                add_precision_rows(ck, method, pks, level + image + (0.05 if method == "saliency" else 0.0))
+    """Out-of-domain above within-domain (the opposite of the study); lrp and input_x_gradient equal."""
+    add_precision_grid(lambda s, d: 0.20 if s == "mri" else 0.25,
+                       {"lrp": 0.0, "input_x_gradient": 0.0, "saliency": 0.05}, DEGREES, ("mri", "natural"),
+                       n_images=20, accuracy=lambda s, d: 1.0, image_sd=0.01, noise_sd=0.0)
 
 
 def test_report_cards_methods_order_and_notes(workspace: Path, tmp_path: Path) -> None:

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from xai_core.findings import OPPOSITE, UNTESTABLE
-from xai_core.metrics.testing import add_checkpoint, add_dataset_rows, add_precision_rows
+from xai_core.metrics.testing import add_precision_grid
 from xai_core.status import BuildStatus, StageStatus, write_status
 
 APP = str(Path(__file__).resolve().parents[2] / "ui" / "app.py")  # the Overview is its default page
@@ -17,17 +16,8 @@ APP = str(Path(__file__).resolve().parents[2] / "ui" / "app.py")  # the Overview
 
 def _seed_opposite() -> None:
     """natural above mri at tl (the issue's demo case: 0.245 vs 0.221), both models working."""
-    n = 30
-    masks = np.zeros((n, 8, 8), bool)
-    masks[:, 2:5, 2:5] = True
-    labels = [i % 2 for i in range(n)]
-    pks = add_dataset_rows("bench", masks, labels)
-    image = np.random.default_rng(0).normal(0, 0.02, n)
-    image -= image.mean()  # the means are exactly the levels
-    for source, level in (("natural", 0.245), ("mri", 0.221)):
-        ck = add_checkpoint(f"vgg-{source}-tl", "vgg16", source, "tl", "tl", pks, labels, labels)
-        for method in ("saliency", "input_x_gradient"):
-            add_precision_rows(ck, method, pks, level + image)
+    add_precision_grid(lambda s, d: 0.245 if s == "natural" else 0.221, {"saliency": 0.0, "input_x_gradient": 0.0},
+                       ("tl",), n_images=30, accuracy=lambda s, d: 1.0, image_sd=0.02, noise_sd=0.0)
 
 
 def _markdown(at: AppTest) -> str:

@@ -9,7 +9,7 @@ No model weights are involved; checkpoint files are not needed by the metric job
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -112,3 +112,42 @@ def add_drift_rows(checkpoint_a_id: int, checkpoint_b_id: int, method: str, samp
          **dict.fromkeys(DRIFT_KEYS, 0.0), "iou_top10": float(v), "iou_top20": float(v), "pearson": float(c),
          "spearman": float(c)}
         for pk, v, c in zip(sample_pks, iou, corr, strict=True)])
+
+
+def add_scored_checkpoint(name: str, sample_pks: Sequence[int], accuracy: float, pretrain: str = "mri",
+                          degree: str | None = "all", phase: str = "ft", parent_id: int | None = None,
+                          arch: str = "vgg16") -> tuple[int, list[int]]:
+    """A checkpoint whose first ``round(accuracy * n)`` predictions on ``sample_pks`` (labels alternate
+    0, 1, …) are right, the rest wrong; returns (its id, the correctly classified pks)."""
+    labels = [i % 2 for i in range(len(sample_pks))]
+    n_right = round(accuracy * len(sample_pks))
+    preds = [y if i < n_right else 1 - y for i, y in enumerate(labels)]
+    ck = add_checkpoint(name, arch, pretrain, degree, phase, sample_pks, preds, labels, parent_id=parent_id)
+    return ck, list(sample_pks[:n_right])
+
+
+def add_precision_grid(level: Callable[[str, str], float], methods: dict[str, float], degrees: Sequence[str],
+                       sources: Sequence[str] = ("natural", "mri"), n_images: int = 40,
+                       accuracy: Callable[[str, str], float] = lambda s, d: 0.9, image_sd: float = 0.05,
+                       noise_sd: float = 0.01, sobel: float | None = None, seed: int = 0) -> list[int]:
+    """A benchmark of ``n_images`` test images and one ``vgg-{source}-{degree}`` checkpoint per cell with
+    known precision: ``level(source, degree) + methods[method]`` + an image effect (mean 0, shared by
+    every checkpoint and method: the clustered structure) + independent row noise; ``sobel`` adds
+    ``baseline_sobel`` rows at that level (+ the image effect). Returns the sample pks."""
+    masks = np.zeros((n_images, 8, 8), bool)
+    masks[:, 2:5, 2:5] = True
+    pks = add_dataset_rows("bench", masks, [i % 2 for i in range(n_images)])
+    rng = np.random.default_rng(seed)
+    image = rng.normal(0, image_sd, n_images)
+    image -= image.mean()
+    for source in sources:
+        for degree in degrees:
+            ck, right = add_scored_checkpoint(f"vgg-{source}-{degree}", pks, accuracy(source, degree), source,
+                                              degree, degree)
+            effect = image[: len(right)]
+            for method, offset in methods.items():
+                add_precision_rows(ck, method, right, level(source, degree) + offset + effect
+                                   + rng.normal(0, noise_sd, len(right)))
+            if sobel is not None:
+                add_precision_rows(ck, "baseline_sobel", right, sobel + effect)
+    return pks
