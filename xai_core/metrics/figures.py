@@ -41,13 +41,14 @@ def degree_lines(summary: pd.DataFrame, metric: str) -> go.Figure:
             cell = cell.dropna(subset=["mean"])
             x, color = list(cell.index), palette[j % len(palette)]
             fig.add_trace(go.Scatter(x=x + x[::-1], y=list(cell["ci_high"]) + list(cell["ci_low"])[::-1],
-                                     fill="toself", fillcolor=_rgba(color, 0.2), line={"width": 0},
+                                     mode="lines", fill="toself", fillcolor=_rgba(color, 0.2), line={"width": 0},
                                      hoverinfo="skip", showlegend=False, legendgroup=source), row=row, col=col)
             fig.add_trace(go.Scatter(x=x, y=list(cell["mean"]), mode="lines+markers", name=source, legendgroup=source,
                                      line={"color": color}, showlegend=k == 0,
                                      hovertemplate=f"{method} / {source}<br>%{{x}}: %{{y:.3f}}<extra></extra>"),
                           row=row, col=col)
     fig.update_xaxes(categoryorder="array", categoryarray=degrees, tickangle=0, tickfont={"size": 10})
+    fig.update_yaxes(matches="y")  # one y scale for every panel: methods compare at a glance
     fig.update_yaxes(title_text=metric, col=1)
     fig.update_layout(height=220 * n_rows + 80, legend_title_text="pre-training", margin={"t": 40})
     return fig
