@@ -208,7 +208,7 @@ def _degree_finding(gt: pd.DataFrame, health: Health, n_boot: int) -> Finding:
         idx = [i for i, r in enumerate(groups.itertuples()) if r.pretrain == source and r.degree != "-"]
         degrees = [groups["degree"].iat[i] for i in idx]
         if len(idx) < MIN_TREND_DEGREES:
-            short.append(f"{source} ({', '.join(degrees) or 'no degree'})")
+            short.append(f"{source} ({', '.join(degrees) or 'none'})")
             continue
         order = np.array([degree_rank(d) for d in degrees])
         means = groups["mean"].to_numpy()[idx]

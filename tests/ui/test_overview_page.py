@@ -7,7 +7,6 @@ from pathlib import Path
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from xai_core.findings import OPPOSITE, UNTESTABLE
 from xai_core.metrics.testing import add_precision_grid
 from xai_core.status import BuildStatus, StageStatus, write_status
 
@@ -35,8 +34,8 @@ def test_findings_are_cards_with_verdict_badges(workspace: Path) -> None:
     assert list(build["seconds"]) == ["2.5", "—"]  # a stage without a time shows a dash, not None
     text = _markdown(at)
     # the pre-training finding says the opposite direction, in a red badge, with its evidence
-    assert f":red-badge[:material/swap_vert: {OPPOSITE}]" in text
-    assert f":gray-badge[:material/block: {UNTESTABLE}]" in text
+    assert ":red-badge[:material/swap_vert: not reproduced \\(opposite direction\\)]" in text
+    assert ":gray-badge[:material/block: not testable here]" in text and ":gray[Oliveira et al\\. 2024 \\(MRI\\)]" in text
     assert "**Claim:** At low fine\\-tuning degrees" in text
     assert "natural higher \\(opposite\\)" in text
     assert "mri 0\\.221 \\[" in text and "natural 0\\.245 \\[" in text

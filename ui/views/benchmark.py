@@ -74,7 +74,7 @@ with user_errors():
     notes, why = equivalence_column(list(wide.index))
     if any(notes):
         wide.insert(0, "note", notes)
-    st.dataframe(wide, width="stretch")
+    st.dataframe(wide, width="stretch", column_config={"note": st.column_config.TextColumn(width="medium")})
     for text in why:
         st.caption(text)
     chance = queries.chance_precision(selection)

@@ -55,11 +55,9 @@ def md_escape(text: str) -> str:
 def finding_card(finding: pd.Series) -> None:
     """One finding in a bordered card: verdict badge and study, then claim, evidence and how it was decided."""
     with st.container(border=True):
-        left, right = st.columns([1, 3], vertical_alignment="center")
-        with left:
-            st.badge(finding["verdict"], color=BADGE_COLOURS.get(finding["verdict"], "gray"),
-                     icon=BADGE_ICONS.get(finding["verdict"]))
-        right.caption(md_escape(finding["study"]))
+        colour, icon = BADGE_COLOURS.get(finding["verdict"], "gray"), BADGE_ICONS.get(finding["verdict"], "")
+        st.markdown(f":{colour}-badge[{icon} {md_escape(finding['verdict'])}] &nbsp; "
+                    f":gray[{md_escape(finding['study'])}]")
         st.markdown(f"**Claim:** {md_escape(finding['claim'])}")
         st.markdown(f"**Evidence:** {md_escape(finding['evidence'])}")
         if finding.get("rule"):

@@ -22,6 +22,12 @@ def _rgba(color: str, alpha: float) -> str:
     return f"rgba({r},{g},{b},{alpha})"
 
 
+def source_colours(sources: list[str]) -> dict[str, str]:
+    """One colour per pre-training source (sorted), the same in every figure."""
+    palette = px.colors.qualitative.Plotly
+    return {s: palette[i % len(palette)] for i, s in enumerate(sorted(sources))}
+
+
 def degree_lines(summary: pd.DataFrame, metric: str) -> go.Figure:
     """The MRI study's main figure: mean ``metric`` against the fine-tuning degree (tl … all), one
     line with its 95% CI band per pre-training source, one small panel per method (shared y axis).
@@ -32,14 +38,14 @@ def degree_lines(summary: pd.DataFrame, metric: str) -> go.Figure:
     n_rows = max(1, -(-len(methods) // PANEL_COLUMNS))
     fig = make_subplots(rows=n_rows, cols=PANEL_COLUMNS, subplot_titles=methods, shared_yaxes=True,
                         vertical_spacing=0.28 / n_rows + 0.04, horizontal_spacing=0.03)
-    palette = px.colors.qualitative.Plotly
     sources = sorted(data["pretrain"].unique())
+    colours = source_colours(sources)
     for k, method in enumerate(methods):
         row, col = k // PANEL_COLUMNS + 1, k % PANEL_COLUMNS + 1
-        for j, source in enumerate(sources):
+        for source in sources:
             cell = data[(data["method"] == method) & (data["pretrain"] == source)].set_index("degree").reindex(degrees)
             cell = cell.dropna(subset=["mean"])
-            x, color = list(cell.index), palette[j % len(palette)]
+            x, color = list(cell.index), colours[source]
             fig.add_trace(go.Scatter(x=x + x[::-1], y=list(cell["ci_high"]) + list(cell["ci_low"])[::-1],
                                      mode="lines", fill="toself", fillcolor=_rgba(color, 0.2), line={"width": 0},
                                      hoverinfo="skip", showlegend=False, legendgroup=source), row=row, col=col)
@@ -59,8 +65,8 @@ def metric_box(df: pd.DataFrame, metric: str, method: str | None = None) -> go.F
     study's order, coloured by pre-training."""
     data = df if method is None else df[df["method"] == method]
     return px.box(data, x="degree", y=metric, color="pretrain", points=False,
-                  category_orders={"degree": ordered_degrees(data["degree"])},
-                  title=f"{method}: per-image {metric}" if method else None)
+                  category_orders={"degree": ordered_degrees(data["degree"]), "pretrain": sorted(data["pretrain"].unique())},
+                  color_discrete_map=source_colours(list(data["pretrain"].unique())), title=f"{method}: per-image {metric}" if method else None)
 
 
 def accuracy_scatter(acc: pd.DataFrame, metric: str) -> tuple[go.Figure, dict[str, Any] | None, str]:
