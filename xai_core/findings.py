@@ -39,6 +39,8 @@ NO_DIFFERENCE = "not reproduced (no clear difference)"
 MIXED = "not reproduced (mixed directions)"
 UNTESTABLE = "not testable here"
 VERDICTS = (REPRODUCED, OPPOSITE, NO_DIFFERENCE, MIXED, UNTESTABLE)
+# how each verdict reads at a glance (badge colours on the Overview, CSS classes in the report)
+VERDICT_TONES = {REPRODUCED: "good", OPPOSITE: "bad", MIXED: "warn", NO_DIFFERENCE: "warn", UNTESTABLE: "none"}
 
 # Thresholds of the verdicts; each is named with its reason in the text the user reads.
 CONFIDENCE = 0.95

@@ -20,17 +20,7 @@ import plotly.io as pio
 from xai_core.config import home, workspace_dir
 from xai_core.errors import WorkspaceError
 from xai_core.attribution import equivalence_column
-from xai_core.findings import (
-    CI_RULE,
-    MIXED,
-    NEAR_CHANCE_RULE,
-    NO_DIFFERENCE,
-    OPPOSITE,
-    REPRODUCED,
-    UNTESTABLE,
-    Finding,
-    headline_findings,
-)
+from xai_core.findings import CI_RULE, NEAR_CHANCE_RULE, UNTESTABLE, VERDICT_TONES, Finding, headline_findings
 from xai_core.metrics import BASELINE_METHODS, ci_table, summarise
 from xai_core.metrics.figures import accuracy_scatter, ci_bars, degree_lines, drift_box
 from xai_core.metrics.queries import DRIFT_KEYS, accuracy_frame, drift_frame, gt_frame, reversal_table, write_frame
@@ -51,8 +41,6 @@ def _figure_html(fig, first: list[bool]) -> str:
     return pio.to_html(fig, include_plotlyjs=include, full_html=False)
 
 
-BADGE_CLASSES = {REPRODUCED: "ok", OPPOSITE: "bad", MIXED: "warn", NO_DIFFERENCE: "warn", UNTESTABLE: "na"}
-
 METHODS_TEXT = (
     "<h2>Methods</h2><p>Explanation precision is the share of a map's top-n pixels inside the lesion mask "
     "(n = lesion size), on correctly classified test images. " + html.escape(CI_RULE) + " The per-cell tables "
@@ -64,7 +52,7 @@ METHODS_TEXT = (
 def finding_card_html(finding: Finding) -> str:
     """One finding as an HTML card (all text escaped): verdict badge, study, claim, evidence, rule."""
     e = html.escape
-    badge = BADGE_CLASSES.get(finding.verdict, "na")
+    badge = VERDICT_TONES.get(finding.verdict, "none")
     summary = "Why it is not testable here" if finding.verdict == UNTESTABLE else "How this verdict is decided"
     rule = (f"<details{' open' if finding.verdict == UNTESTABLE else ''}><summary>{summary}</summary>"
             f"<p>{e(finding.rule)}</p></details>") if finding.rule else ""
@@ -144,8 +132,8 @@ font-size:13px;margin:1em 0}} table.t td,table.t th{{padding:3px 8px;border-bott
 code{{background:#f4f4f4;padding:1px 4px}}
 .card{{border:1px solid #ddd;border-radius:8px;padding:.6em 1em;margin:.8em 0}} .card p{{margin:.4em 0}}
 .badge{{display:inline-block;border-radius:1em;padding:2px 10px;font-weight:600;font-size:13px}}
-.badge.ok{{background:#d9f2e1;color:#17663a}} .badge.bad{{background:#fbdcdc;color:#9b1c1c}}
-.badge.warn{{background:#fdebd0;color:#8a5300}} .badge.na{{background:#e8e8e8;color:#444}}
+.badge.good{{background:#d9f2e1;color:#17663a}} .badge.bad{{background:#fbdcdc;color:#9b1c1c}}
+.badge.warn{{background:#fdebd0;color:#8a5300}} .badge.none{{background:#e8e8e8;color:#444}}
 .study{{color:#666;font-size:13px}} details{{font-size:13px;color:#444}}</style></head><body>
 <h1>xaudit report</h1><p>Workspace <code>{workspace}</code>, written {when}.</p>
 {body}

@@ -9,7 +9,7 @@ import streamlit as st
 
 from ui.common import user_errors
 from xai_core.config import home
-from xai_core.findings import MIXED, NO_DIFFERENCE, OPPOSITE, REPRODUCED, UNTESTABLE, headline_findings
+from xai_core.findings import OPPOSITE, REPRODUCED, UNTESTABLE, VERDICT_TONES, VERDICTS, headline_findings
 from xai_core.inventory import inventory
 from xai_core.report import write_report
 from xai_core.status import read_status
@@ -41,9 +41,8 @@ def build_progress() -> None:
         st.json(status.settings)
 
 
-BADGE_COLOURS = {REPRODUCED: "green", OPPOSITE: "red", MIXED: "orange", NO_DIFFERENCE: "orange", UNTESTABLE: "gray"}
-BADGE_ICONS = {REPRODUCED: ":material/check_circle:", OPPOSITE: ":material/swap_vert:", MIXED: ":material/help:",
-               NO_DIFFERENCE: ":material/remove:", UNTESTABLE: ":material/block:"}
+TONE_COLOURS = {"good": "green", "bad": "red", "warn": "orange", "none": "gray"}
+BADGE_ICONS = {REPRODUCED: ":material/check_circle:", OPPOSITE: ":material/swap_vert:", UNTESTABLE: ":material/block:"}
 _MARKDOWN_SPECIAL = "\\`*_{}[]<>()#+-.!|$~:"
 
 
@@ -55,7 +54,8 @@ def md_escape(text: str) -> str:
 def finding_card(finding: pd.Series) -> None:
     """One finding in a bordered card: verdict badge and study, then claim, evidence and how it was decided."""
     with st.container(border=True):
-        colour, icon = BADGE_COLOURS.get(finding["verdict"], "gray"), BADGE_ICONS.get(finding["verdict"], "")
+        colour = TONE_COLOURS[VERDICT_TONES.get(finding["verdict"], "none")]
+        icon = BADGE_ICONS.get(finding["verdict"], ":material/remove:")
         st.markdown(f":{colour}-badge[{icon} {md_escape(finding['verdict'])}] &nbsp; "
                     f":gray[{md_escape(finding['study'])}]")
         st.markdown(f"**Claim:** {md_escape(finding['claim'])}")
@@ -90,7 +90,7 @@ with user_errors():
     st.subheader("Headline findings on this workspace")
     findings = cached_findings(str(home()), tuple(p.count for p in parts))
     counts = findings["verdict"].value_counts()
-    st.caption(" · ".join(f"{verdict}: {counts[verdict]}" for verdict in BADGE_COLOURS if verdict in counts))
+    st.caption(" · ".join(f"{verdict}: {counts[verdict]}" for verdict in VERDICTS if verdict in counts))
     for _, finding in findings.iterrows():
         finding_card(finding)
 
