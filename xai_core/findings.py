@@ -316,7 +316,7 @@ def _drift_finding(drift: pd.DataFrame, health: Health, n_boot: int) -> Finding:
             f"give about 0.11, identical ones 1.0); a CI above {PARTIAL_IOU} means the evidence stays (opposite "
             f"direction); a CI containing {PARTIAL_IOU}, no clear difference. Both checkpoints of a pair must work: "
             f"drift from or to a model near chance measures noise. Accuracy 'hardly changes' = |FT − TL| ≤ "
-            f"{STEADY_ACCURACY}. {NEAR_CHANCE_RULE} {CI_RULE}")
+            f"{STEADY_ACCURACY} (about the 95% CI half-width of a test accuracy measured on a few hundred images). {NEAR_CHANCE_RULE} {CI_RULE}")
     if drift.empty:
         return Finding(CXR, claim, "no drift rows", UNTESTABLE, "No TL→FT drift rows yet; run `xaudit drift`.")
     pairs = drift[["checkpoint_a_id", "checkpoint_b_id"]].drop_duplicates()
