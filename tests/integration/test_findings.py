@@ -169,3 +169,9 @@ def test_verdicts_through_the_real_jobs(workspace: Path) -> None:
     assert "vgg-natural-tl (test accuracy 1.00) → vgg-natural-all (test accuracy 1.00)" in f["drift"].evidence
     assert f["baseline"].verdict in (REPRODUCED, OPPOSITE)  # decided, with Sobel rows from the job
     assert "Sobel edge map precision" in f["baseline"].evidence
+
+
+def test_empty_workspace_says_what_to_run(workspace: Path) -> None:
+    findings = headline_findings(n_boot=50)
+    assert [f.verdict for f in findings] == [UNTESTABLE] * 3
+    assert "xaudit evaluate" in findings[0].rule and "xaudit drift" in findings[1].rule
