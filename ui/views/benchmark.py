@@ -11,7 +11,8 @@ from xai_core.config import home
 from xai_core.metrics import jobs, queries
 from xai_core.metrics.baselines import BASELINE_METHODS
 from xai_core.metrics.ground_truth import GROUND_TRUTH_KEYS
-from xai_core.metrics.figures import accuracy_scatter, metric_box
+from xai_core.attribution import equivalence_column
+from xai_core.metrics.figures import accuracy_scatter, degree_lines, metric_box
 from xai_core.metrics.statistics import ci_table, summarise
 
 FILL_COMMANDS = """xaudit demo --quick --no-serve                  # data, checkpoints, maps and metrics in one go
@@ -69,7 +70,13 @@ with user_errors():
 
     summary = _summary(selection, metric, str(home()), counts["gt_metrics"])
     st.subheader(f"Mean {metric} by method × pre-training × degree (mean [95% CI])")
-    st.dataframe(ci_table(summary), width="stretch")
+    wide = ci_table(summary)
+    notes, why = equivalence_column(list(wide.index))
+    if any(notes):
+        wide.insert(0, "note", notes)
+    st.dataframe(wide, width="stretch", column_config={"note": st.column_config.TextColumn(width="medium")})
+    for text in why:
+        st.caption(text)
     chance = queries.chance_precision(selection)
     base = summary[summary["method"].isin(BASELINE_METHODS)]
     if not base.empty:
@@ -81,9 +88,16 @@ with user_errors():
     with st.expander("Long table (n, mean, median, CI)"):
         st.dataframe(summary, width="stretch")
 
-    st.subheader("Distributions")
-    fig = metric_box(df, metric)
-    st.plotly_chart(fig, width="stretch")
+    st.subheader(f"Mean {metric} against fine-tuning degree, per method (the MRI study's figure)")
+    st.caption("One line per pre-training source with its 95% CI band; degrees from the frozen backbone (tl) "
+               "to all layers trained.")
+    st.plotly_chart(degree_lines(summary, metric), width="stretch")
+
+    st.subheader("Per-image distribution of one method")
+    methods = sorted(df["method"].unique())
+    box_method = st.selectbox("Method for the box plots", methods, key="box_method",
+                              index=methods.index("saliency") if "saliency" in methods else 0)
+    st.plotly_chart(metric_box(df, metric, box_method), width="stretch")
 
     st.subheader("Accuracy vs explanation performance")
     real_methods = sorted(m for m in df["method"].unique() if m not in BASELINE_METHODS)

@@ -215,7 +215,11 @@ _ZENNIT_COMPOSITES = ("epsilon_plus_flat", "epsilon_plus", "epsilon_alpha2_beta1
                          Param("epsilon", float, 1e-9, "epsilon stabiliser of the epsilon rule", minimum=0.0),
                          *POST),
                  group="propagation", library="captum/zennit", model_kind="lrp",
-                 paper="Bach et al. 2015, doi:10.1371/journal.pone.0130140")
+                 paper="Bach et al. 2015, doi:10.1371/journal.pone.0130140",
+                 equivalent_to="input_x_gradient",
+                 equivalence="on ReLU networks the ε-rule (Captum backend, the default for plain feed-forward "
+                             "networks such as VGG) gives exactly Input×Gradient as ε → 0 (Ancona et al. 2018, "
+                             "arXiv:1711.06104; default ε = 1e-9), so their stored maps agree up to float error")
 def lrp(ctx: MethodContext, x: Tensor, target: Tensor | None, p: dict[str, Any]) -> tuple[Tensor, Tensor]:
     """Layer-wise relevance propagation, starting from ``R = f_t(x)`` at the target logit.
     Captum backend: the epsilon rule on every layer (Captum's default ``LRP``). Zennit backend: a
