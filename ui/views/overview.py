@@ -12,6 +12,7 @@ from xai_core.config import home
 from xai_core.findings import OPPOSITE, REPRODUCED, UNTESTABLE, VERDICT_TONES, VERDICTS, headline_findings
 from xai_core.inventory import inventory
 from xai_core.report import write_report
+from xai_core.stamp import change_stamp
 from xai_core.status import read_status
 
 st.title("xaudit — can these heatmaps be trusted?")
@@ -67,8 +68,12 @@ def finding_card(finding: pd.Series) -> None:
                 st.markdown(md_escape(finding["rule"]))
 
 
-@st.cache_data(show_spinner="Computing headline findings…")
-def cached_findings(_home: str, stamp: tuple[int, ...]) -> pd.DataFrame:
+FINDINGS_TABLES = ("gt_metrics", "drift_metrics", "checkpoints", "samples", "predictions")  # what findings read
+
+
+@st.cache_data(show_spinner="Computing headline findings…", max_entries=4)
+def cached_findings(stamp: tuple) -> pd.DataFrame:
+    """Keyed on :func:`change_stamp` of :data:`FINDINGS_TABLES` (workspace and rows)."""
     return pd.DataFrame([f.__dict__ for f in headline_findings()])
 
 
@@ -88,7 +93,7 @@ with user_errors():
                 "or a benchmark with `xaudit data build --name mri-lesions`.")
 
     st.subheader("Headline findings on this workspace")
-    findings = cached_findings(str(home()), tuple(p.count for p in parts))
+    findings = cached_findings(change_stamp(*FINDINGS_TABLES))
     counts = findings["verdict"].value_counts()
     st.caption(" · ".join(f"{verdict}: {counts[verdict]}" for verdict in VERDICTS if verdict in counts))
     for _, finding in findings.iterrows():
