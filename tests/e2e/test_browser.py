@@ -96,6 +96,9 @@ def test_every_page_in_a_real_browser(server: str, page) -> None:  # type: ignor
     # Benchmark: the method × pre-training × degree table holds CI cells
     _open(page, server, "benchmark", "Benchmark")
     _cells_when(page, lambda c: any(re.fullmatch(r"0\.\d{3} \[0\.\d{3}, 0\.\d{3}\]", x) for x in c))
+    # the sample link is the app's page link (st.page_link), not the plain-markdown fallback
+    link = page.locator('[data-testid="stPageLink"] a', has_text="Open this sample on the Explain page")
+    assert re.fullmatch(r"explain\?checkpoint=\d+&sample=\d+&method=\w+", link.get_attribute("href") or "")
     _assert_clean(page, "benchmark")
 
     # Drift: architecture × method table with values
