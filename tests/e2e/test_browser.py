@@ -88,6 +88,8 @@ def test_every_page_in_a_real_browser(server: str, page) -> None:  # type: ignor
     page.get_by_text("Integrated Gradients", exact=True).click()
     page.locator(".js-plotly-plot").nth(1).wait_for(timeout=120_000)
     page.wait_for_function("!document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=120_000)
+    # the chart and its timing caption arrive as separate deltas: wait for the second caption too
+    page.get_by_text(re.compile(r"in \d+\.\d+ s .* on cpu")).nth(1).wait_for(timeout=120_000)
     captions = page.locator('[data-testid="stCaptionContainer"]').all_inner_texts()
     timing = [c for c in captions if re.search(r"in \d+\.\d+ s .* on cpu", c)]
     assert len(timing) == 2 and all("precision" in c for c in timing), captions
