@@ -24,8 +24,10 @@ import pytest
 SUPERUSER = "postgres"
 BACKENDS = ("sqlite", "postgresql")
 
-# Runs a test that uses the ``workspace`` fixture once per database backend.
+# Runs a test that uses the ``workspace`` fixture once per database backend (tests/integration/
+# does so for all its tests); ``only_sqlite`` pins a test about the SQLite file to SQLite.
 on_both_backends = pytest.mark.parametrize("backend", BACKENDS, indirect=True)
+only_sqlite = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
 
 
 def pg_bindir() -> Path:

@@ -16,7 +16,7 @@ from db import Checkpoint, Dataset, Sample, get_engine, session_scope
 from db.models import Base
 from db.session import alembic_config, make_engine
 from xai_core.config import workspace_dir
-from tests.postgres import BACKENDS, on_both_backends
+from tests.postgres import BACKENDS, only_sqlite
 from xai_core.errors import WorkspaceError
 
 
@@ -93,6 +93,7 @@ def test_upgrade_from_the_previous_revision_keeps_existing_rows(empty_url: str) 
     upgraded.dispose()
 
 
+@only_sqlite
 def test_sqlite_runs_in_wal_mode_with_foreign_keys(workspace: Path) -> None:
     with get_engine().connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar_one() == "wal"
@@ -100,7 +101,6 @@ def test_sqlite_runs_in_wal_mode_with_foreign_keys(workspace: Path) -> None:
     assert (workspace / "xaudit.db").exists()
 
 
-@on_both_backends
 def test_round_trip_and_cascade_delete(workspace: Path) -> None:
     with session_scope() as s:
         ds = Dataset(name="d", kind="synthetic", root="/r", params={"seed": 3},
@@ -122,7 +122,6 @@ def test_round_trip_and_cascade_delete(workspace: Path) -> None:
         assert s.scalars(select(Sample)).all() == []
 
 
-@on_both_backends
 def test_failed_transaction_leaves_no_rows(workspace: Path) -> None:
     with pytest.raises(RuntimeError):
         with session_scope() as s:
