@@ -137,3 +137,34 @@ def test_unwritable_workspace_is_one_clear_error(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("XAUDIT_HOME", "/proc/xaudit-cannot-exist")
     with pytest.raises(WorkspaceError, match="set XAUDIT_HOME to a writable directory"):
         workspace_dir("datasets")
+
+
+def test_names_at_the_column_limit_are_stored_and_longer_ones_refused(workspace: Path, tmp_path: Path) -> None:
+    """PostgreSQL enforces VARCHAR lengths (SQLite does not): both backends accept a name of exactly
+    the limit and refuse one character more with the same one-line error, before writing anything."""
+    import models
+    from models.checkpoints import save_checkpoint
+    from tests.integration.test_data_build import assert_nothing_written
+    from tests.integration.test_data_import import make_folder
+    from xai_core.data import import_dataset
+    from xai_core.errors import ConfigError
+
+    net = models.build("vgg16", 2, in_chans=1, width=0.125)
+    kwargs = dict(arch="vgg16", width=0.125, num_classes=2, in_chans=1, input_size=16, pretrain="none",
+                  degree=None, phase="external")
+    with pytest.raises(ConfigError, match=r"checkpoint name must be 1\.\.243 characters \(got 244\)"):
+        save_checkpoint(net, name="c" * 244, **kwargs)
+    assert not (workspace / "checkpoints").exists() or list((workspace / "checkpoints").iterdir()) == []
+    save_checkpoint(net, name="c" * 243, **kwargs)
+
+    root = tmp_path / "imgs"
+    make_folder(root, {"a": 4, "b": 4}, shape=(16, 16), masks=False)
+    (root / "a" / "p0.png").rename(root / "a" / f"{'x' * 199}.png")  # sample id "a-xxx…": 201 characters
+    with pytest.raises(ConfigError, match=r"sample id from a/x+\.png is 201 characters long \(at most 200"):
+        import_dataset(root, "long")
+    assert_nothing_written(workspace)
+    (root / "a" / f"{'x' * 199}.png").rename(root / "a" / f"{'x' * 198}.png")
+    import_dataset(root, "long")
+    with session_scope() as s:
+        assert s.scalar(select(Checkpoint.name)) == "c" * 243
+        assert sorted(len(x) for x in s.scalars(select(Sample.sample_id)))[-1] == 200
