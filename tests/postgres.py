@@ -2,7 +2,8 @@
 
 The server listens on 127.0.0.1 at a free port (password auth, SCRAM) and on a unix socket inside
 its folder (trust); it runs as the unprivileged ``postgres`` user when the tests run as root
-(``initdb`` refuses root), and is stopped and its folder removed by :meth:`PgCluster.stop`.
+(``initdb`` refuses root), and is stopped and its folder removed by :meth:`PgCluster.stop`, or by
+a watchdog process when the test run dies without stopping it.
 ``scripts/ensure_postgres.sh`` installs Debian's ``postgresql`` when it is missing.
 """
 
@@ -15,6 +16,7 @@ import secrets
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,6 +68,7 @@ class PgCluster:
     password: str
     bindir: Path
     user: str | None
+    watchdog: subprocess.Popen[bytes] | None = None
 
     @property
     def socket_dir(self) -> Path:
@@ -96,9 +99,29 @@ class PgCluster:
         self.psql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
     def stop(self) -> None:
+        if self.watchdog is not None:
+            self.watchdog.kill()
+            self.watchdog.wait()
         subprocess.run([str(self.bindir / "pg_ctl"), "stop", "-D", str(self.folder / "data"), "-m", "immediate",
                         "-w"], capture_output=True, timeout=60, user=self.user, cwd=self.folder)
         shutil.rmtree(self.folder, ignore_errors=True)
+
+
+# Stops the server and removes its folder when the process that started it dies without
+# stopping it (a test run killed by a CI timeout or SIGKILL gets no fixture teardown).
+WATCHDOG = """
+import os, shutil, subprocess, sys, time
+parent, pg_ctl, folder, user = sys.argv[1:5]
+while True:
+    try:
+        os.kill(int(parent), 0)
+    except ProcessLookupError:
+        break
+    time.sleep(0.5)
+subprocess.run([pg_ctl, "stop", "-D", folder + "/data", "-m", "immediate", "-w"], capture_output=True,
+               user=user or None, cwd=folder)
+shutil.rmtree(folder, ignore_errors=True)
+"""
 
 
 def start_cluster() -> PgCluster:
@@ -124,6 +147,9 @@ def start_cluster() -> PgCluster:
                    " -c shared_buffers=32MB")
         _checked([str(bindir / "pg_ctl"), "start", "-D", str(folder / "data"), "-w", "-t", "60",
                   "-l", str(folder / "server.log"), "-o", options], user, folder)
+        cluster.watchdog = subprocess.Popen(
+            [sys.executable, "-c", WATCHDOG, str(os.getpid()), str(bindir / "pg_ctl"), str(folder), user or ""],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     except BaseException:
         cluster.stop()
         raise

@@ -197,3 +197,23 @@ def test_url_that_is_not_postgresql_is_one_line(url: str, message: str, tmp_path
                                                  capsys: pytest.CaptureFixture[str]) -> None:
     line, _ = _one_line_error(COMMANDS[0], url, tmp_path / "ws", monkeypatch, capsys)
     assert line == message and "secret" not in line
+
+
+def test_a_killed_test_run_leaves_no_server_behind() -> None:
+    """The throw-away server outlives no test run: SIGKILL the process that started it (no teardown
+    runs) and the watchdog stops the server and removes its folder."""
+    script = ("import os, signal; from tests.postgres import start_cluster; c = start_cluster();"
+              " print(c.folder, c.port, flush=True); os.kill(os.getpid(), signal.SIGKILL)")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                          cwd=Path(__file__).resolve().parents[2])
+    assert done.returncode == -9, done.stderr
+    folder, port = done.stdout.split()
+    deadline = time.monotonic() + 30
+    while (Path(folder).exists() or _listening(int(port))) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not Path(folder).exists() and not _listening(int(port))
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
