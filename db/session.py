@@ -82,6 +82,9 @@ def open_error(parsed: URL, exc: DBAPIError) -> WorkspaceError:
         if "database" in low and "does not exist" in low:
             message = (f"database {parsed.database!r} does not exist on the PostgreSQL server at {where}; "
                        f"create it (createdb {parsed.database}) or fix the database name in DATABASE_URL")
+        elif "role" in low and "does not exist" in low:
+            message = (f"the PostgreSQL server at {where} has no user {user!r}; "
+                       "create it (createuser) or fix the user name in DATABASE_URL")
         elif "password" in low:
             message = (f"the PostgreSQL server at {where} refused user {user!r} ({reason}); "
                        "fix the user name and password in DATABASE_URL")
@@ -113,15 +116,22 @@ def make_engine(url: str) -> Engine:
     if is_sqlite:
         event.listen(engine, "connect", _sqlite_pragmas)
     try:
-        with engine.begin() as connection:
+        connection = engine.connect()
+    except OperationalError as exc:
+        engine.dispose()
+        raise open_error(parsed, exc) from None
+    try:
+        with connection.begin():
             cfg = alembic_config(parsed.render_as_string(hide_password=False))
             cfg.attributes["connection"] = connection
             command.upgrade(cfg, "head")
     except (OperationalError, ProgrammingError) as exc:
+        connection.close()
         engine.dispose()
-        if isinstance(exc, ProgrammingError) and "permission denied" not in str(exc.orig).lower():
-            raise
-        raise open_error(parsed, exc) from None
+        if is_sqlite or "permission denied" in str(exc.orig).lower():  # read-only file, no CREATE right
+            raise open_error(parsed, exc) from None
+        raise
+    connection.close()
     return engine
 
 

@@ -18,8 +18,10 @@ import pytest
 from sqlalchemy import make_url
 
 from db import reset_engines
+from db.session import make_engine
 from tests.postgres import PgCluster, free_port
 from xai_core.cli import run
+from xai_core.errors import WorkspaceError
 
 XAUDIT = Path(sys.executable).with_name("xaudit")
 
@@ -136,10 +138,14 @@ COMMANDS = [["demo", "--quick", "--no-serve"], ["report"], ["data", "build", "--
 def test_server_down_fails_fast_with_one_line(args: list[str], pg_cluster: PgCluster, tmp_path: Path,
                                               monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     port = free_port()  # nothing listens there
-    line, seconds = _one_line_error(args, pg_cluster.url("xaudit", port=port), tmp_path / "ws", monkeypatch, capsys)
+    line, _ = _one_line_error(args, pg_cluster.url("xaudit", port=port), tmp_path / "ws", monkeypatch, capsys)
     assert line == (f"error: cannot reach the PostgreSQL server at 127.0.0.1:{port} (Connection refused); "
                     "start the server or fix the host and port in DATABASE_URL")
-    assert pg_cluster.password not in line and seconds < 5
+    assert pg_cluster.password not in line
+    t0 = time.perf_counter()  # a refused connection fails at once (no retries, no waiting for the timeout)
+    with pytest.raises(WorkspaceError, match="Connection refused"):
+        make_engine(pg_cluster.url("xaudit", port=port))
+    assert time.perf_counter() - t0 < 2
 
 
 def test_hung_server_times_out_after_the_connect_timeout(hung_server: int, pg_cluster: PgCluster, tmp_path: Path,
@@ -165,7 +171,7 @@ def test_unknown_database_is_named_and_not_created(args: list[str], pg_cluster: 
     assert pg_cluster.psql(f"SELECT count(*) FROM pg_database WHERE datname = '{name}'") == "0"
 
 
-def test_wrong_password_is_refused_without_showing_it(password_role: tuple[str, str], pg_cluster: PgCluster,
+def test_wrong_password_and_missing_rights_are_one_line_without_the_password(password_role: tuple[str, str], pg_cluster: PgCluster,
                                                       tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                       capsys: pytest.CaptureFixture[str]) -> None:
     role, password = password_role
@@ -184,6 +190,13 @@ def test_wrong_password_is_refused_without_showing_it(password_role: tuple[str, 
     reset_engines()
     assert run(["data", "list"]) == 0
     assert int(pg_cluster.psql(tables, role)) >= 8
+    # a database the user does not own: PostgreSQL 15 gives it no CREATE right on schema public
+    line, _ = _one_line_error(COMMANDS[0], pg_cluster.url("postgres", user=role, password=password), tmp_path / "ws",
+                              monkeypatch, capsys)
+    assert line == (f"error: user '{role}' may not create xaudit's tables in database 'postgres' at "
+                    f"127.0.0.1:{pg_cluster.port} (permission denied for schema public); use the database's owner "
+                    "in DATABASE_URL or grant CREATE on schema public")
+    assert pg_cluster.psql(tables, "postgres") == "0"
 
 
 @pytest.mark.parametrize(("url", "message"), [
