@@ -56,7 +56,14 @@ def free_port() -> int:
 
 def _run_as() -> str | None:
     """The user the server runs as: ``postgres`` when we are root, else ourselves (None)."""
-    return SUPERUSER if os.geteuid() == 0 else None
+    if os.geteuid() != 0:
+        return None
+    try:
+        pwd.getpwnam(SUPERUSER)
+    except KeyError:
+        raise RuntimeError("tests run as root but there is no 'postgres' user to run the server: "
+                           "run scripts/ensure_postgres.sh (Debian's postgresql creates it)") from None
+    return SUPERUSER
 
 
 @dataclass

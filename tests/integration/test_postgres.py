@@ -176,7 +176,7 @@ def test_wrong_password_and_missing_rights_are_one_line_without_the_password(pas
                                                       capsys: pytest.CaptureFixture[str]) -> None:
     role, password = password_role
     wrong = "wrong-horse-battery"
-    tables = f"SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'"
+    tables = "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'"
     for args in COMMANDS:
         line, _ = _one_line_error(args, pg_cluster.url(role, user=role, password=wrong), tmp_path / "ws",
                                   monkeypatch, capsys)
