@@ -57,6 +57,9 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
+MAX_FILE_NAME = 255  # bytes in one path component on Linux, macOS and Windows file systems
+
+
 def safe_name(name: str) -> str:
     """A file-system-safe version of a checkpoint name."""
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "checkpoint"
@@ -202,6 +205,7 @@ def save_checkpoint(
     predictions ``(sample_pks, pred, prob, correct)``) in one DB transaction."""
     from db import Checkpoint, Prediction, session_scope
 
+    check_checkpoint_name(name)
     meta = {
         "arch": arch, "width": float(width), "num_classes": int(num_classes), "in_chans": int(in_chans),
         "input_size": int(input_size), "pretrain": pretrain, "degree": degree, "phase": phase,
@@ -234,6 +238,16 @@ def save_checkpoint(
             )
         checkpoint_id = row.id
     return CheckpointInfo(checkpoint_id, name, path, digest, {**meta, "sha256": digest, "checkpoint_id": checkpoint_id})
+
+
+def check_checkpoint_name(name: str) -> str:
+    """A name that fits the database column and, as ``<name>.safetensors``, a file name."""
+    from db.models import Checkpoint, column_limit
+
+    limit = min(column_limit(Checkpoint.name), MAX_FILE_NAME - len(".safetensors"))
+    if not name or len(name) > limit:
+        raise ConfigError(f"checkpoint name must be 1..{limit} characters (got {len(name)}); choose a shorter --name")
+    return name
 
 
 def _jsonable(obj: Any) -> Any:

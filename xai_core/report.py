@@ -145,6 +145,9 @@ def write_report(out: str | Path | None = None, progress: Progress = silent, rep
     """Write ``report.html`` and the CSV tables into ``out`` (default: a new folder under
     ``$XAUDIT_HOME/reports``), atomically (built in a temp folder, then renamed); ``replace``
     swaps out an existing report folder. Returns the HTML file's path."""
+    from db import get_engine
+
+    get_engine()  # an unreachable database fails here, before any folder is made
     stamp = datetime.now(timezone.utc)
     target = Path(out) if out else workspace_dir("reports") / stamp.strftime("%Y%m%d-%H%M%S")
     if target.exists() and any(target.iterdir()) and not replace:

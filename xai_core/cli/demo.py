@@ -31,8 +31,10 @@ def demo(
 
     The dashboard starts as soon as the benchmark data exist and fills in as stages complete.
     """
+    from db import get_engine
     from xai_core.demo import STAGES, build_demo
 
+    get_engine()  # a database that cannot be opened is one line, before any progress bar
     bar = TqdmProgress("demo")
     server = None
     try:
