@@ -82,6 +82,18 @@ def test_normalisation_module_applies_mean_and_std() -> None:
     torch.testing.assert_close(seen[0], want, rtol=0, atol=1e-5)
 
 
+def test_prepared_copies_follow_a_change_of_preprocessing() -> None:
+    """The engine's cache of canonical copies is keyed on the preprocessing too."""
+    plain, net = _pair("vgg16", 0.125)
+    g = _grey(1)
+    kw = dict(target=[0], sign="signed", device="cpu")
+    before = explain(plain, g, "saliency", **kw)
+    set_preprocess(plain, "imagenet")
+    after = explain(plain, g, "saliency", **kw)
+    np.testing.assert_allclose(after, explain(net, g, "saliency", **kw), rtol=1e-6)
+    assert not np.allclose(before, after, rtol=1e-2)
+
+
 def test_saliency_of_replicated_grey_image_is_the_channel_reduction_of_gradients() -> None:
     plain, _ = _pair("resnet18")
     g = _grey(2)
