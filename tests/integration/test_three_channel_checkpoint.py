@@ -127,4 +127,7 @@ def test_import_refuses_bad_declarations_in_one_line(workspace: Path, tmp_path: 
         extra = () if "--num-classes" in args else ("--num-classes", "2")
         code, _, err = _cli(capsys, "models", "import", *args, *extra)
         assert code == 2 and err.strip().count("\n") == 0 and message in err, err
+    code, _, err = _cli(capsys, "pretrain", "--source", "imagenet", "--arch", "resnet18", "--in-chans", "1")
+    assert code == 2 and err.strip().count("\n") == 0
+    assert "imagenet weights take 3 input channels (grey images are replicated to them automatically)" in err
     assert models.list_checkpoints() == []  # nothing registered

@@ -248,8 +248,11 @@ def explain(
 ) -> np.ndarray:
     """Attribution maps of ``model`` for ``images`` with ``method``: ``(N, H, W)`` float32.
 
-    - ``images``: ``(N, C, H, W)`` or ``(N, H, W)`` (numpy or torch); NaN/Inf raise
-      :class:`InvalidValueError`, a wrong channel count or size :class:`ShapeError`;
+    - ``images``: ``(N, C, H, W)`` or ``(N, H, W)`` (numpy or torch) in [0, 1]; grey images are
+      replicated to the model's channels and the model's input normalisation runs inside the
+      model the method sees (:mod:`models.inputs`), so maps are in image space and reduced over
+      the channels (``reduce``); NaN/Inf raise :class:`InvalidValueError`, a channel count that is
+      neither 1 nor the model's, or a wrong size, :class:`ShapeError`;
     - ``target``: ``None``/``"predicted"`` (the predicted class), one class index, or one per image;
       outside the model's classes raises :class:`InvalidValueError`;
     - ``method``: a name from :func:`list_methods` (unknown: :class:`UnknownNameError`);

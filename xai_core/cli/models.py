@@ -35,7 +35,7 @@ def pretrain_cmd(
     from models.architectures import get_architecture
     from models.pretraining import get_pretraining_source, pretrain
 
-    get_pretraining_source(source)
+    get_pretraining_source(source).resolve_channels(in_chans)
     get_architecture(arch)
     bar = TqdmProgress(f"pretrain {source}")
     try:
