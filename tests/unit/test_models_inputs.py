@@ -155,3 +155,23 @@ def test_cam_and_propagation_methods_see_the_normalised_input(method: str) -> No
     else:  # guided gradient w.r.t. x = guided gradient w.r.t. z divided by std_c
         by_hand = GuidedBackprop(canon).attribute(zr, target=target).detach() / STD
     np.testing.assert_allclose(wrapped, by_hand.sum(1).numpy(), rtol=1e-4, atol=1e-6 * float(by_hand.abs().max()))
+
+
+def test_each_imagenet_file_declares_its_own_normalisation() -> None:
+    """timm's pretrained config and torchvision's Inception transform_input are the references."""
+    import timm
+
+    cfg = timm.models.get_pretrained_cfg("resnetv2_50.a1h_in1k")
+    specs = {a: models.get_architecture(a).imagenet for a in models.list_architectures()}
+    assert {a: s.preprocess for a, s in specs.items() if s is not None} == {
+        "densenet121": "imagenet", "densenet201": "imagenet", "inception_v3": "inception", "resnet18": "imagenet",
+        "resnet50": "imagenet", "resnet50v2": "inception", "vgg16": "imagenet", "vgg16_plain": "imagenet"}
+    assert get_preprocess("inception").mean == tuple(cfg.mean) and get_preprocess("inception").std == tuple(cfg.std)
+    # torchvision's Inception-v3 with transform_input: ImageNet-normalised x -> x * std / 0.5 + (mean - 0.5) / 0.5,
+    # i.e. (v - 0.5) / 0.5 of the [0, 1] image
+    v = torch.rand(1, 3, 4, 4)
+    import torchvision
+
+    inception = torchvision.models.inception_v3(weights=None, aux_logits=False, transform_input=True,
+                                                init_weights=False)
+    torch.testing.assert_close(inception._transform_input((v - MEAN) / STD), (v - 0.5) / 0.5)
