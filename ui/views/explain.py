@@ -117,8 +117,7 @@ with user_errors():
     batch = select_samples(dataset, sample_pks=[int(pk)])
     image = batch.images[0]
     mask = None if batch.masks is None else batch.masks[0].astype(bool)
-    with torch.no_grad():
-        probs = torch.softmax(model(torch.from_numpy(image[None, None].astype(np.float32))), dim=1)[0].numpy()
+    probs = models.predict(model, image[None])[1][0]  # the model's own input preparation (channels, normalisation)
     class_names = meta.get("class_names") or [str(i) for i in range(len(probs))]
     pred = int(probs.argmax())
     m1, m2, m3 = st.columns(3)
