@@ -19,6 +19,7 @@ demo: setup
 
 test: setup
 	bash scripts/ensure_chromium.sh
+	bash scripts/ensure_postgres.sh
 	$(BIN)/python -m pytest -q
 
 bench: setup

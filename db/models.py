@@ -13,6 +13,12 @@ def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
+def column_limit(column: Any) -> int:
+    """The declared length of a ``String`` column: PostgreSQL refuses longer values (SQLite would
+    store them), so user-supplied names are checked against it before anything is written."""
+    return int(column.property.columns[0].type.length)
+
+
 class Base(DeclarativeBase):
     type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
 

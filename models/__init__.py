@@ -8,6 +8,7 @@ Public API::
     freeze_for_degree(model, arch, degree);  DEGREES
     load(ref) -> (model, metadata)                     # checkpoint id, name or file path
     predict(model, images, batch_size=64) -> (pred, probs)
+    prepare_images(images, model); set_preprocess(model, name)   # inputs: grey replicated, normalisation
     pretrain(...), train(...), train_grid(...)         # jobs (progress callback)
     list_pretraining_sources()
 """
@@ -37,6 +38,10 @@ _LAZY = {
     "list_checkpoints": "models.checkpoints",
     "resolve_checkpoint": "models.checkpoints",
     "predict": "models.training",
+    "model_input": "models.inputs",
+    "prepare_images": "models.inputs",
+    "set_preprocess": "models.inputs",
+    "list_preprocessing": "models.inputs",
     "train": "models.training",
     "train_grid": "models.training",
     "fit": "models.training",

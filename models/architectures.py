@@ -62,6 +62,7 @@ class ImageNetWeights:
     file: str  # file name expected in torch.hub.get_dir()/checkpoints/
     url: str  # where the user downloads it from
     library: str  # "torchvision" | "timm"
+    preprocess: str = "imagenet"  # the input normalisation the weights expect (models.inputs.PREPROCESSING)
 
 
 @dataclass(frozen=True)
@@ -369,6 +370,7 @@ register(
             "resnetv2_50.a1h_in1k.safetensors",
             "https://huggingface.co/timm/resnetv2_50.a1h_in1k/resolve/main/model.safetensors",
             "timm",
+            "inception",  # timm's pretrained_cfg: mean = std = (0.5, 0.5, 0.5)
         ),
         description="timm resnetv2_50 (He et al. 2016, pre-activation), as ResNet50V2 in Elangovan & Ting",
         head_chain=lambda m: m.head,
@@ -462,7 +464,7 @@ register(
         supports_width=False,
         imagenet=ImageNetWeights("inception_v3_google-0cc3c7bd.pth",
                                  "https://download.pytorch.org/models/inception_v3_google-0cc3c7bd.pth",
-                                 "torchvision"),
+                                 "torchvision", "inception"),  # torchvision's transform_input: (x - 0.5) / 0.5
         description="torchvision inception_v3 (Szegedy et al. 2016), no auxiliary classifier",
         head_chain=lambda m: nn.Sequential(m.avgpool, m.dropout, nn.Flatten(1), m.fc),
     )

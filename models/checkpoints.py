@@ -29,12 +29,13 @@ from sqlalchemy import select
 from torch import nn
 
 from models.architectures import build, get_architecture
+from models.inputs import get_preprocess, preprocess_name, set_preprocess
 from xai_core.config import workspace_dir
-from xai_core.errors import CheckpointError, ConfigError, InputFileError, UnknownNameError
+from xai_core.errors import CheckpointError, ConfigError, InputFileError, UnknownNameError, XAuditError
 
 META_KEY = "xaudit"
 META_FIELDS = ("arch", "width", "num_classes", "in_chans", "input_size", "pretrain", "degree", "phase",
-               "class_names", "epoch")
+               "class_names", "epoch", "preprocess")
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,9 @@ def sha256_file(path: Path) -> str:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+MAX_FILE_NAME = 255  # bytes in one path component on Linux, macOS and Windows file systems
 
 
 def safe_name(name: str) -> str:
@@ -199,14 +203,16 @@ def save_checkpoint(
     replace: bool = True,
 ) -> CheckpointInfo:
     """Write ``model`` to ``checkpoints/<name>.safetensors`` and register it (plus its test-split
-    predictions ``(sample_pks, pred, prob, correct)``) in one DB transaction."""
+    predictions ``(sample_pks, pred, prob, correct)``) in one DB transaction. The model's input
+    normalisation (:func:`models.inputs.preprocess_name`) is kept in the file's metadata."""
     from db import Checkpoint, Prediction, session_scope
 
+    check_checkpoint_name(name)
     meta = {
         "arch": arch, "width": float(width), "num_classes": int(num_classes), "in_chans": int(in_chans),
         "input_size": int(input_size), "pretrain": pretrain, "degree": degree, "phase": phase,
         "class_names": list(class_names or [str(i) for i in range(num_classes)]), "epoch": epoch,
-        "name": name,
+        "name": name, "preprocess": preprocess_name(model),
     }
     path = workspace_dir("checkpoints") / f"{safe_name(name)}.safetensors"
     digest = write_safetensors(model, path, meta)
@@ -234,6 +240,16 @@ def save_checkpoint(
             )
         checkpoint_id = row.id
     return CheckpointInfo(checkpoint_id, name, path, digest, {**meta, "sha256": digest, "checkpoint_id": checkpoint_id})
+
+
+def check_checkpoint_name(name: str) -> str:
+    """A name that fits the database column and, as ``<name>.safetensors``, a file name."""
+    from db.models import Checkpoint, column_limit
+
+    limit = min(column_limit(Checkpoint.name), MAX_FILE_NAME - len(".safetensors"))
+    if not name or len(name) > limit:
+        raise ConfigError(f"checkpoint name must be 1..{limit} characters (got {len(name)}); choose a shorter --name")
+    return name
 
 
 def _jsonable(obj: Any) -> Any:
@@ -272,8 +288,10 @@ def resolve_checkpoint(ref: int | str | Path) -> Any:
 def load(ref: int | str | Path) -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild a network from a checkpoint id, name or file path; returns ``(model, metadata)``.
 
-    The model is in eval mode on the CPU. ``metadata`` holds arch, width, num_classes, in_chans,
-    input_size, pretrain, degree, phase, class_names, sha256 and checkpoint_id (None off-DB).
+    The model is in eval mode on the CPU, its input normalisation set (``metadata["preprocess"]``,
+    ``none`` for checkpoints saved without one). ``metadata`` holds arch, width, num_classes,
+    in_chans, input_size, pretrain, degree, phase, class_names, preprocess, sha256 and
+    checkpoint_id (None off-DB).
     """
     row = resolve_checkpoint(ref)
     if row is not None:
@@ -300,6 +318,10 @@ def load(ref: int | str | Path) -> tuple[nn.Module, dict[str, Any]]:
         )
     model = build(meta["arch"], int(meta["num_classes"]), int(meta.get("in_chans", 1)), float(meta.get("width", 1.0)))
     load_state_checked(model, state, path.name)
+    try:
+        set_preprocess(model, str(meta.get("preprocess", "none")))
+    except XAuditError as exc:
+        raise CheckpointError(f"{path.name} declares an input preprocessing that cannot be used: {exc}") from None
     model.eval()
     meta = dict(meta)
     meta.setdefault("input_size", get_architecture(meta["arch"]).default_input_size)
@@ -319,20 +341,45 @@ def import_checkpoint(
     in_chans: int | None = None,
     input_size: int | None = None,
     class_names: list[str] | None = None,
+    preprocess: str = "none",
+    dataset: str | None = None,
 ) -> CheckpointInfo:
-    """Validate an external state dict against ``arch`` and register a safetensors copy of it."""
+    """Validate an external state dict against ``arch`` and register a safetensors copy of it.
+
+    ``preprocess``: the input normalisation its weights expect (``imagenet`` for torchvision
+    ImageNet fine-tunes; see :data:`models.inputs.PREPROCESSING`), stored with the checkpoint.
+    ``dataset``: the dataset it belongs to (explained on by default; its image size is the
+    default ``input_size``)."""
     spec = get_architecture(arch)
+    get_preprocess(preprocess)
+    dataset_id, dataset_size, dataset_classes = _dataset_row(dataset, num_classes) if dataset else (None, None, None)
     state, _ = read_tensors(Path(file))
     if in_chans is None:
         key = f"{spec.first_conv}.weight"
         in_chans = int(state[key].shape[1]) if key in state and state[key].ndim == 4 else 1
     model = build(arch, num_classes, in_chans, width)
     load_state_checked(model, state, Path(file).name)
+    set_preprocess(model, preprocess)
     return save_checkpoint(
         model, name=name or f"imported-{Path(file).stem}", arch=arch, width=width, num_classes=num_classes,
-        in_chans=in_chans, input_size=input_size or spec.default_input_size, pretrain="external", degree=None,
-        phase="external", class_names=class_names, replace=False,
+        in_chans=in_chans, input_size=input_size or dataset_size or spec.default_input_size, pretrain="external",
+        degree=None, phase="external", class_names=class_names or dataset_classes, dataset_id=dataset_id, replace=False,
     )
+
+
+def _dataset_row(name: str, num_classes: int) -> tuple[int, int, list[str]]:
+    """(id, image size, class names) of the dataset called ``name``, which must have ``num_classes``."""
+    from db import Dataset, session_scope
+
+    with session_scope() as session:
+        row = session.scalar(select(Dataset).where(Dataset.name == name))
+        if row is None:
+            raise UnknownNameError(f"no dataset named {name!r}; see `xaudit data list`")
+        classes = [str(c) for c in (row.class_names or [])]
+        if classes and len(classes) != int(num_classes):
+            raise ConfigError(f"dataset {name!r} has {len(classes)} classes but --num-classes is {num_classes}; "
+                              "import the checkpoint with the dataset's class count")
+        return row.id, int(row.image_size), classes
 
 
 def list_checkpoints() -> list[dict[str, Any]]:

@@ -2,9 +2,11 @@
 
 * ``imagenet`` - the real torchvision / timm ImageNet weights, read offline from the torch hub
   cache ``torch.hub.get_dir()/checkpoints/<file>`` (``$TORCH_HOME/hub/checkpoints``). A missing
-  file raises an error naming the file, its download URL and the folder to put it in. RGB first
-  convolutions are adapted to one channel by summing over the colour axis
-  (``w1[o,0] = sum_c w[o,c]``, so a grey image ``g`` gives the response of RGB ``(g,g,g)``).
+  file raises an error naming the file, its download URL and the folder to put it in. The
+  network keeps its 3-channel first convolution and the weights' own input normalisation
+  (``models.inputs``: ImageNet mean/std for torchvision, [-1, 1] scaling for Google's Inception
+  and timm's ResNetV2 file): grey images are replicated to ``(g, g, g)`` and normalised in
+  training, prediction and attribution.
 * ``natural`` - a small offline stand-in for ImageNet: supervised pre-training on the natural
   photographs shipped inside scikit-image; the task is "which photograph did this random,
   augmented crop come from" (random scale, rotation, flip, translation, contrast/brightness).
@@ -35,6 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.architectures import build, get_architecture
+from models.inputs import set_preprocess
 from xai_core.config import device as pick_device
 from xai_core.errors import ConfigError, InputFileError, UnknownNameError, UnsupportedError
 from xai_core.progress import Progress, silent
@@ -51,16 +54,27 @@ class PretrainSource:
     description: str
     kind: str  # "weights" | "pretext" | "none"
     make: Callable[..., Any] | None
+    channels: int | None = None  # input channels the source's networks must have (None: any, default 1)
+
+    def resolve_channels(self, in_chans: int | None) -> int:
+        """``in_chans`` (None: the source's default) checked against what the source supports."""
+        if self.channels is None:
+            return int(in_chans or 1)
+        if in_chans not in (None, self.channels):
+            raise ConfigError(f"{self.name} weights take {self.channels} input channels (grey images are replicated "
+                              f"to them automatically); drop --in-chans {in_chans} or pass --in-chans {self.channels}")
+        return self.channels
 
 
 _SOURCES: dict[str, PretrainSource] = {}
 
 
-def register_source(name: str, description: str, kind: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+def register_source(name: str, description: str, kind: str,
+                    channels: int | None = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Decorator registering a pre-training source builder under ``name``."""
 
     def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
-        _SOURCES[name] = PretrainSource(name, description, kind, fn)
+        _SOURCES[name] = PretrainSource(name, description, kind, fn, channels)
         return fn
 
     return wrap
@@ -107,21 +121,15 @@ def _fix_imagenet_keys(arch: str, state: dict[str, torch.Tensor]) -> dict[str, t
     return out
 
 
-def adapt_first_conv(weight: torch.Tensor, in_chans: int) -> torch.Tensor:
-    """RGB kernel ``(O,3,kh,kw)`` -> ``(O,1,kh,kw)`` by summing the colour axis (identity for 3)."""
-    if weight.shape[1] == in_chans:
-        return weight
-    if in_chans == 1:
-        return weight.sum(dim=1, keepdim=True)
-    raise UnsupportedError(f"cannot adapt a {weight.shape[1]}-channel first convolution to {in_chans} channels")
-
-
-@register_source("imagenet", "torchvision / timm ImageNet-1k weights from the local torch hub cache", "weights")
-def imagenet_model(arch: str, width: float = 1.0, in_chans: int = 1, **_: Any) -> tuple[nn.Module, list[str]]:
-    """The ImageNet-pre-trained ``arch`` (1000-class head; VGG's size-agnostic head re-initialised)."""
+@register_source("imagenet", "torchvision / timm ImageNet-1k weights from the local torch hub cache", "weights",
+                 channels=3)
+def imagenet_model(arch: str, width: float = 1.0, in_chans: int | None = None, **_: Any) -> tuple[nn.Module, list[str]]:
+    """The ImageNet-pre-trained ``arch`` (1000-class head; VGG's size-agnostic head re-initialised),
+    3 input channels, with the weights' input normalisation set (:func:`models.inputs.set_preprocess`)."""
     from models.checkpoints import load_state_checked, read_tensors
 
     spec = get_architecture(arch)
+    get_pretraining_source("imagenet").resolve_channels(in_chans)
     if spec.imagenet is None:
         raise UnsupportedError(f"no ImageNet weights are known for {arch}")
     if float(width) != 1.0:
@@ -134,10 +142,7 @@ def imagenet_model(arch: str, width: float = 1.0, in_chans: int = 1, **_: Any) -
         )
     state, _ = read_tensors(path)
     state = _fix_imagenet_keys(arch, state)
-    key = f"{spec.first_conv}.weight"
-    if key in state:
-        state[key] = adapt_first_conv(state[key], in_chans)
-    model = build(arch, 1000, in_chans, width)
+    model = set_preprocess(build(arch, 1000, 3, width), spec.imagenet.preprocess)
     head = tuple(f"{h}." for h in spec.head)
     # keep the file's head only if it fits ours exactly (torchvision ResNet/DenseNet/Inception, timm)
     head_fits = all(
@@ -342,7 +347,7 @@ def pretrain(
     batch_size: int = PRETRAIN_DEFAULTS["batch_size"],
     lr: float = PRETRAIN_DEFAULTS["lr"],
     seed: int = 0,
-    in_chans: int = 1,
+    in_chans: int | None = None,
     name: str | None = None,
     anatomy: str | Path | None = None,
     labels_csv: str | Path | None = None,
@@ -350,7 +355,8 @@ def pretrain(
     progress: Progress = silent,
 ) -> Any:
     """Pre-train (or, for ``imagenet``, load) ``arch`` on ``source`` and save it as a
-    ``phase="pretrain"`` checkpoint; returns its :class:`models.checkpoints.CheckpointInfo`."""
+    ``phase="pretrain"`` checkpoint; returns its :class:`models.checkpoints.CheckpointInfo`.
+    ``in_chans`` None: the source's channels (3 for ImageNet weights, 1 for the pretext sources)."""
     from models.checkpoints import save_checkpoint
 
     src = get_pretraining_source(source)
@@ -361,6 +367,7 @@ def pretrain(
         raise ConfigError("steps and batch_size must be >= 1 and lr > 0")
     if size < spec.min_input_size:
         raise ConfigError(f"{arch} needs --size of at least {spec.min_input_size} px (got {size})")
+    in_chans = src.resolve_channels(in_chans)
     name = name or f"pretrain-{source}-{arch}-w{width:g}-c{in_chans}-s{seed}"
     t0 = time.perf_counter()
     dev = pick_device(device)
@@ -390,7 +397,7 @@ def pretrain(
     )
 
 
-def ensure_pretrained(source: str, arch: str, width: float, in_chans: int = 1, progress: Progress = silent,
+def ensure_pretrained(source: str, arch: str, width: float, in_chans: int | None = None, progress: Progress = silent,
                       **kwargs: Any) -> tuple[nn.Module, dict[str, Any]]:
     """The newest ``phase="pretrain"`` checkpoint of (source, arch, width, in_chans), pre-training
     one with ``kwargs`` (size, steps, ...) first when none exists. Returns ``load()``'s result."""
@@ -399,7 +406,7 @@ def ensure_pretrained(source: str, arch: str, width: float, in_chans: int = 1, p
     from db import Checkpoint, session_scope
     from models.checkpoints import load
 
-    get_pretraining_source(source)
+    in_chans = get_pretraining_source(source).resolve_channels(in_chans)
     with session_scope() as session:
         rows = session.scalars(
             select(Checkpoint).where(

@@ -33,8 +33,9 @@ from models.architectures import (
     get_architecture,
     trainable_blocks,
 )
+from models.inputs import first_conv_channels, prepare_images, preprocess_name, preprocessed, set_preprocess
 from xai_core.config import device as pick_device
-from xai_core.errors import ConfigError, InvalidValueError, ShapeError, UnknownNameError
+from xai_core.errors import ConfigError, InvalidValueError, UnknownNameError
 from xai_core.progress import Progress, silent
 
 PROTOCOLS = ("single", "tl-ft")
@@ -69,34 +70,8 @@ class FitResult:
 
 
 # ------------------------------------------------------------------------------------------
-# Inputs
+# Inputs (models.inputs: grey replicated to the model's channels, its normalisation in front)
 # ------------------------------------------------------------------------------------------
-def _in_chans(model: nn.Module) -> int:
-    for module in model.modules():
-        if isinstance(module, nn.Conv2d):
-            return int(module.in_channels)
-    return 1
-
-
-def as_input(images: np.ndarray | torch.Tensor, in_chans: int = 1) -> torch.Tensor:
-    """``(N,H,W)`` or ``(N,C,H,W)`` array -> float32 ``(N,in_chans,H,W)`` tensor (grey images are
-    repeated to 3 channels for RGB networks)."""
-    x = torch.as_tensor(np.asarray(images) if not isinstance(images, torch.Tensor) else images)
-    x = x.to(torch.float32)
-    if x.ndim == 3:
-        x = x[:, None]
-    if x.ndim != 4:
-        raise ShapeError(f"images must be (N,H,W) or (N,C,H,W), got shape {tuple(x.shape)}")
-    if x.shape[1] != in_chans:
-        if x.shape[1] == 1:
-            x = x.expand(-1, in_chans, -1, -1)
-        else:
-            raise ShapeError(f"images have {x.shape[1]} channels but the network expects {in_chans}")
-    if not torch.isfinite(x).all():
-        raise InvalidValueError("images contain NaN or Inf; clean the dataset")
-    return x.contiguous()
-
-
 @torch.no_grad()
 def _run_batched(module: nn.Module, x: torch.Tensor, device: torch.device, batch_size: int) -> torch.Tensor:
     outs = [module(x[i : i + batch_size].to(device)) for i in range(0, len(x), batch_size)]
@@ -111,8 +86,8 @@ def predict(
     dev = pick_device(device)
     was_training = model.training
     model.eval().to(dev)
-    x = as_input(images, _in_chans(model))
-    logits = _run_batched(model, x, dev, batch_size).float()
+    x = prepare_images(images, model)
+    logits = _run_batched(preprocessed(model, model), x, dev, batch_size).float()
     model.train(was_training)
     probs = torch.softmax(logits, dim=1).cpu().numpy().astype(np.float32)
     return probs.argmax(1).astype(np.int64), probs
@@ -264,12 +239,12 @@ def fit(
     freeze_for_degree(model, arch, degree)
     model.to(dev, memory_format=torch.channels_last)  # 1.75x faster convolutions on CPU (bench/RESULTS.md)
     chain = spec.chain(model)
+    chain[0] = preprocessed(chain[0], model)  # the weights' input normalisation runs first, in every pass
     n_frozen = frozen_blocks(degree)
     prefix = nn.Sequential(*chain[:n_frozen]).eval()
     tail = nn.Sequential(*chain[n_frozen:])
-    in_chans = _in_chans(model)
-    xtr, ytr = as_input(train_xy[0], in_chans), torch.as_tensor(np.asarray(train_xy[1]), dtype=torch.long)
-    xva, yva = as_input(val_xy[0], in_chans), torch.as_tensor(np.asarray(val_xy[1]), dtype=torch.long)
+    xtr, ytr = prepare_images(train_xy[0], model), torch.as_tensor(np.asarray(train_xy[1]), dtype=torch.long)
+    xva, yva = prepare_images(val_xy[0], model), torch.as_tensor(np.asarray(val_xy[1]), dtype=torch.long)
     t0 = time.perf_counter()
     # Frozen blocks run once: on the images, or with augmentation on each of the (8 or 2) dihedral
     # variants of every image, from which each epoch draws one per image (the same distribution as
@@ -484,29 +459,33 @@ def cell_name(dataset: str, arch: str, width: float, pretrain: str, degree: str,
 
 
 def init_from(model: nn.Module, arch: str, source: nn.Module) -> nn.Module:
-    """Copy every non-head tensor of ``source`` into ``model`` (head keeps its fresh init)."""
+    """Copy every non-head tensor of ``source`` into ``model`` (head keeps its fresh init), and
+    ``source``'s input normalisation with them (the weights expect it)."""
     from models.checkpoints import load_state_checked
 
     head = tuple(f"{h}." for h in get_architecture(arch).head)
     state = {k: v for k, v in source.state_dict().items() if not k.startswith(head)}
-    return load_state_checked(model, state, "pre-trained backbone", ignore=head)
+    load_state_checked(model, state, "pre-trained backbone", ignore=head)
+    return set_preprocess(model, preprocess_name(source))
 
 
-def _start_model(arch: str, splits: DataSplits, width: float, pretrain: str, in_chans: int,
+def _start_model(arch: str, splits: DataSplits, width: float, pretrain: str, in_chans: int | None,
                  pretrain_kwargs: dict[str, Any], progress: Progress) -> tuple[nn.Module, int | None]:
-    """Fresh model initialised from the ``pretrain`` source; returns (model, pretrain checkpoint id)."""
+    """Fresh model initialised from the ``pretrain`` source; returns (model, pretrain checkpoint id).
+
+    ``in_chans`` None: the source's channels (3 for ImageNet weights, grey images replicated; else 1)."""
     from models.architectures import build
     from models.pretraining import ensure_pretrained
 
-    model = build(arch, splits.num_classes, in_chans, width)
     if pretrain == "none":
-        return model, None
+        return build(arch, splits.num_classes, in_chans or 1, width), None
     source_model, source_meta = ensure_pretrained(pretrain, arch, width, in_chans, progress=progress, **pretrain_kwargs)
+    model = build(arch, splits.num_classes, int(source_meta["in_chans"]), width)
     init_from(model, arch, source_model)
     return model, source_meta.get("checkpoint_id")
 
 
-def _save(model: nn.Module, splits: DataSplits, *, name: str, arch: str, width: float, in_chans: int, pretrain: str,
+def _save(model: nn.Module, splits: DataSplits, *, name: str, arch: str, width: float, pretrain: str,
           degree: str, phase: str, parent_id: int | None, result: FitResult | None, epoch: int | None,
           config: TrainConfig, extra_metrics: dict[str, Any] | None = None) -> Any:
     from models.checkpoints import save_checkpoint
@@ -522,7 +501,8 @@ def _save(model: nn.Module, splits: DataSplits, *, name: str, arch: str, width: 
         labels = np.asarray(splits.test[1])
         predictions = (splits.test_pks, pred, probs[np.arange(len(pred)), pred], pred == labels)
     return save_checkpoint(
-        model, name=name, arch=arch, width=width, num_classes=splits.num_classes, in_chans=in_chans,
+        model, name=name, arch=arch, width=width, num_classes=splits.num_classes,
+        in_chans=first_conv_channels(model) or 1,
         input_size=splits.input_size, pretrain=pretrain, degree=degree, phase=phase, class_names=splits.class_names,
         epoch=epoch, parent_id=parent_id, dataset_id=splits.dataset_id, metrics=metrics,
         history=result.history if result else [], train_time_s=result.seconds if result else 0.0,
@@ -530,17 +510,17 @@ def _save(model: nn.Module, splits: DataSplits, *, name: str, arch: str, width: 
     )
 
 
-def _fit_and_save(model: nn.Module, splits: DataSplits, *, name: str, arch: str, width: float, in_chans: int,
+def _fit_and_save(model: nn.Module, splits: DataSplits, *, name: str, arch: str, width: float,
                   pretrain: str, degree: str, phase: str, parent_id: int | None, config: TrainConfig,
                   progress: Progress, feature_cache: dict | None = None,
                   extra_metrics: dict[str, Any] | None = None) -> Any:
     def on_epoch(epoch: int, m: nn.Module) -> None:
-        _save(m, splits, name=f"{name}-e{epoch}", arch=arch, width=width, in_chans=in_chans, pretrain=pretrain,
+        _save(m, splits, name=f"{name}-e{epoch}", arch=arch, width=width, pretrain=pretrain,
               degree=degree, phase="epoch", parent_id=parent_id, result=None, epoch=epoch, config=config)
 
     result = fit(model, arch, degree, splits.train, splits.val, config, progress, on_epoch, label=name,
                  feature_cache=feature_cache)
-    return _save(model, splits, name=name, arch=arch, width=width, in_chans=in_chans, pretrain=pretrain,
+    return _save(model, splits, name=name, arch=arch, width=width, pretrain=pretrain,
                  degree=degree, phase=phase, parent_id=parent_id, result=result, epoch=None, config=config,
                  extra_metrics=extra_metrics)
 
@@ -558,7 +538,7 @@ def train(
     seed: int = 0,
     save_every: int | None = None,
     name: str | None = None,
-    in_chans: int = 1,
+    in_chans: int | None = None,
     config: TrainConfig | None = None,
     pretrain_kwargs: dict[str, Any] | None = None,
     progress: Progress = silent,
@@ -568,7 +548,9 @@ def train(
     ``protocol="single"``: one run, checkpoint phase ``tl`` (degree tl) or ``ft``, parent = the
     pre-training checkpoint. ``protocol="tl-ft"`` (Elangovan & Ting): a TL run (head only), then
     full fine-tuning (``all``) continued from it; parent(FT) = TL, parent(TL) = pre-training.
-    Missing ``natural``/``mri`` pre-training checkpoints are created first. Returns the saved
+    Missing ``natural``/``mri`` pre-training checkpoints are created first. ``in_chans``: the
+    network's input channels, default the source's (ImageNet weights take 3: grey images are
+    replicated and normalised as the weights expect; otherwise 1). Returns the saved
     :class:`models.checkpoints.CheckpointInfo` (TL then FT for ``tl-ft``).
     """
     from models.architectures import get_architecture as _ga
@@ -592,7 +574,7 @@ def train(
         raise ConfigError(f"{arch} needs inputs of at least {spec.min_input_size} px; dataset has {splits.input_size} px")
     model, parent = _start_model(arch, splits, width, pretrain, in_chans, pretrain_kwargs or {}, progress)
     base = name or cell_name(splits.name, arch, width, pretrain, degree if protocol == "single" else "tlft", seed)
-    common = dict(arch=arch, width=width, in_chans=in_chans, pretrain=pretrain, config=cfg, progress=progress)
+    common = dict(arch=arch, width=width, pretrain=pretrain, config=cfg, progress=progress)
     if protocol == "single":
         phase = "tl" if degree == "tl" else "ft"
         return [_fit_and_save(model, splits, name=base, degree=degree, phase=phase, parent_id=parent, **common)]
@@ -694,12 +676,12 @@ def train_grid(
         if start_id is not None:
             model, _ = load(start_id)
         else:
-            model, _ = _start_model(a, splits, width, p, 1, pretrain_kwargs or {}, sub)
+            model, _ = _start_model(a, splits, width, p, None, pretrain_kwargs or {}, sub)
         parent = _pretrain_parent(a, width, p) if (d == "tl" or tl_id is None) else tl_id
         phase = "tl" if d == "tl" else "ft"
         lr_cell = cfg.lr * (FT_LR_FACTOR if start_id is not None else 1.0)
         cell_cfg = replace(cfg, lr=lr_cell, epochs=per_degree[d])
-        info = _fit_and_save(model, splits, name=name, arch=a, width=width, in_chans=1, pretrain=p, degree=d,
+        info = _fit_and_save(model, splits, name=name, arch=a, width=width, pretrain=p, degree=d,
                              phase=phase, parent_id=parent, config=cell_cfg, progress=sub,
                              feature_cache=caches.setdefault((a, p), {}), extra_metrics={"init_from": start_id})
         done[name] = info.id

@@ -1,4 +1,8 @@
-"""Shared fixtures: every test that touches the workspace gets its own, with a fresh engine."""
+"""Shared fixtures: every test that touches the workspace gets its own, with a fresh engine.
+
+``workspace`` uses SQLite in the workspace by default; a test marked ``@on_both_backends``
+(tests/postgres.py) runs twice, the second time with ``DATABASE_URL`` naming a fresh database on a
+throw-away PostgreSQL server that is started once per session (only when a test asks for it)."""
 
 from __future__ import annotations
 
@@ -8,15 +12,47 @@ from pathlib import Path
 import pytest
 
 from db import reset_engines
+from tests.postgres import PgCluster, start_cluster
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[PgCluster]:
+    """A PostgreSQL server on 127.0.0.1 at a free port, in a temporary folder; stopped and removed
+    at the end of the session, whatever happened."""
+    cluster = start_cluster()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
 
 
 @pytest.fixture
-def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """An empty workspace in a temporary folder, selected through XAUDIT_HOME."""
+def pg_url(pg_cluster: PgCluster) -> Iterator[str]:
+    """The URL of a new empty database on the session's server, dropped after the test."""
+    name = pg_cluster.create_database()
+    yield pg_cluster.url(name)
+    reset_engines()
+    pg_cluster.drop_database(name)
+
+
+@pytest.fixture
+def backend(request: pytest.FixtureRequest) -> str:
+    """``sqlite`` unless a test is parametrized over backends (``@on_both_backends``)."""
+    return str(getattr(request, "param", "sqlite"))
+
+
+@pytest.fixture
+def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest,
+              backend: str) -> Iterator[Path]:
+    """An empty workspace in a temporary folder, selected through XAUDIT_HOME; its database is
+    the workspace's SQLite file or, for ``backend == "postgresql"``, a fresh PostgreSQL database."""
     home = tmp_path / "ws"
     home.mkdir()
     monkeypatch.setenv("XAUDIT_HOME", str(home))
-    monkeypatch.delenv("DATABASE_URL", raising=False)
+    if backend == "postgresql":
+        monkeypatch.setenv("DATABASE_URL", request.getfixturevalue("pg_url"))
+    else:
+        monkeypatch.delenv("DATABASE_URL", raising=False)
     reset_engines()
     yield home
     reset_engines()

@@ -198,6 +198,9 @@ def build_demo(quick: bool = False, only: tuple[str, ...] | None = None,
 
     Each stage's job skips what is already stored, so a second run is fast.
     """
+    from db import get_engine
+
+    get_engine()  # an unreachable database fails here, before the workspace is touched
     s = settings_for(quick)
     status = _new_status(s)
     names = [n for n, _, _ in STAGES if only is None or n in only]

@@ -19,9 +19,10 @@ import plotly.io as pio
 
 from xai_core.config import home, workspace_dir
 from xai_core.errors import WorkspaceError
-from xai_core.findings import headline_findings
+from xai_core.attribution import equivalence_column
+from xai_core.findings import CI_RULE, NEAR_CHANCE_RULE, UNTESTABLE, VERDICT_TONES, Finding, headline_findings
 from xai_core.metrics import BASELINE_METHODS, ci_table, summarise
-from xai_core.metrics.figures import accuracy_scatter, ci_bars, drift_box, metric_box
+from xai_core.metrics.figures import accuracy_scatter, ci_bars, degree_lines, drift_box
 from xai_core.metrics.queries import DRIFT_KEYS, accuracy_frame, drift_frame, gt_frame, reversal_table, write_frame
 from xai_core.progress import Progress, silent
 
@@ -40,13 +41,43 @@ def _figure_html(fig, first: list[bool]) -> str:
     return pio.to_html(fig, include_plotlyjs=include, full_html=False)
 
 
+METHODS_TEXT = (
+    "<h2>Methods</h2><p>Explanation precision is the share of a map's top-n pixels inside the lesion mask "
+    "(n = lesion size), on correctly classified test images. " + html.escape(CI_RULE) + " The per-cell tables "
+    "use the percentile bootstrap of the cell's rows (one row per image in a cell). "
+    + html.escape(NEAR_CHANCE_RULE) + " Each finding's card names the rule and thresholds of its verdict.</p>"
+)
+
+
+def finding_card_html(finding: Finding) -> str:
+    """One finding as an HTML card (all text escaped): verdict badge, study, claim, evidence, rule."""
+    e = html.escape
+    badge = VERDICT_TONES.get(finding.verdict, "none")
+    summary = "Why it is not testable here" if finding.verdict == UNTESTABLE else "How this verdict is decided"
+    rule = (f"<details{' open' if finding.verdict == UNTESTABLE else ''}><summary>{summary}</summary>"
+            f"<p>{e(finding.rule)}</p></details>") if finding.rule else ""
+    return (f'<div class="card"><span class="badge {badge}">{e(finding.verdict)}</span> '
+            f'<span class="study">{e(finding.study)}</span><p><b>Claim:</b> {e(finding.claim)}</p>'
+            f"<p><b>Evidence:</b> {e(finding.evidence)}</p>{rule}</div>")
+
+
+def _with_notes(wide: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+    """A method-indexed table with a ``note`` column where two methods give the same maps, and the notes."""
+    notes, why = equivalence_column(list(wide.index))
+    if any(notes):
+        wide = wide.copy()
+        wide.insert(0, "note", notes)
+    return wide, "".join(f"<p><em>{html.escape(text)}</em></p>" for text in why)
+
+
 def build_sections(tables: dict[str, pd.DataFrame]) -> list[str]:
     """The report's HTML sections; fills ``tables`` with the CSV tables it shows."""
     first = [True]
     parts: list[str] = []
-    findings = pd.DataFrame([f.__dict__ for f in headline_findings()])
-    tables["findings"] = findings
-    parts.append("<h2>Findings on this workspace</h2>" + _table_html(findings))
+    findings = headline_findings()
+    tables["findings"] = pd.DataFrame([f.__dict__ for f in findings])
+    parts.append("<h2>Findings on this workspace</h2>" + "".join(finding_card_html(f) for f in findings))
+    parts.append(METHODS_TEXT)
 
     gt = gt_frame("correct")
     parts.append("<h2>Explanation performance (Oliveira et al. 2024)</h2>")
@@ -59,8 +90,11 @@ def build_sections(tables: dict[str, pd.DataFrame]) -> list[str]:
         precision = summary[summary["metric"] == "precision"]
         parts.append("<p>Mean explanation precision on correctly classified test images, 95% "
                      f"bootstrap CI; baselines: {', '.join(BASELINE_METHODS)}.</p>")
-        parts.append(_table_html(ci_table(precision).reset_index()))
-        parts.append(_figure_html(metric_box(gt, "precision"), first))
+        wide, notes = _with_notes(ci_table(precision))
+        parts.append(_table_html(wide.reset_index()) + notes)
+        lines = degree_lines(precision, "precision")
+        lines.update_layout(title="Mean precision against fine-tuning degree, per method (95% CI bands)")
+        parts.append(_figure_html(lines, first))
         accuracy = []
         for method in sorted(set(gt["method"]) - set(BASELINE_METHODS)):
             acc = accuracy_frame(method, "precision").dropna(subset=["accuracy"])
@@ -95,7 +129,12 @@ def build_sections(tables: dict[str, pd.DataFrame]) -> list[str]:
 PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>xaudit report</title>
 <style>body{{font-family:sans-serif;margin:2em;max-width:1200px}} table.t{{border-collapse:collapse;
 font-size:13px;margin:1em 0}} table.t td,table.t th{{padding:3px 8px;border-bottom:1px solid #ddd}}
-code{{background:#f4f4f4;padding:1px 4px}}</style></head><body>
+code{{background:#f4f4f4;padding:1px 4px}}
+.card{{border:1px solid #ddd;border-radius:8px;padding:.6em 1em;margin:.8em 0}} .card p{{margin:.4em 0}}
+.badge{{display:inline-block;border-radius:1em;padding:2px 10px;font-weight:600;font-size:13px}}
+.badge.good{{background:#d9f2e1;color:#17663a}} .badge.bad{{background:#fbdcdc;color:#9b1c1c}}
+.badge.warn{{background:#fdebd0;color:#8a5300}} .badge.none{{background:#e8e8e8;color:#444}}
+.study{{color:#666;font-size:13px}} details{{font-size:13px;color:#444}}</style></head><body>
 <h1>xaudit report</h1><p>Workspace <code>{workspace}</code>, written {when}.</p>
 {body}
 </body></html>
@@ -106,6 +145,9 @@ def write_report(out: str | Path | None = None, progress: Progress = silent, rep
     """Write ``report.html`` and the CSV tables into ``out`` (default: a new folder under
     ``$XAUDIT_HOME/reports``), atomically (built in a temp folder, then renamed); ``replace``
     swaps out an existing report folder. Returns the HTML file's path."""
+    from db import get_engine
+
+    get_engine()  # an unreachable database fails here, before any folder is made
     stamp = datetime.now(timezone.utc)
     target = Path(out) if out else workspace_dir("reports") / stamp.strftime("%Y%m%d-%H%M%S")
     if target.exists() and any(target.iterdir()) and not replace:

@@ -1,4 +1,4 @@
-"""A quick demo workspace served by a real ``streamlit run app.py`` on a free localhost port."""
+"""A quick demo workspace served by the real dashboard (``python -m ui.launch``) on a free localhost port."""
 
 from __future__ import annotations
 
@@ -31,17 +31,29 @@ def quick_workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return home
 
 
-@pytest.fixture(scope="session")
-def server(quick_workspace: Path) -> Iterator[str]:
-    """The dashboard of the quick workspace; yields its base URL."""
+def _serve(home: Path) -> Iterator[str]:
+    """A dashboard of ``home`` on a free localhost port, stopped afterwards; yields its base URL."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    proc = start_dashboard(quick_workspace, port, address="127.0.0.1", quiet=True)
+    proc = start_dashboard(home, port, address="127.0.0.1", quiet=True)
     try:
         wait_healthy(url, proc)
         yield url
     finally:
         stop(proc)
+
+
+@pytest.fixture(scope="session")
+def server(quick_workspace: Path) -> Iterator[str]:
+    """The dashboard of the quick workspace, shared by the tests; yields its base URL."""
+    yield from _serve(quick_workspace)
+
+
+@pytest.fixture
+def fresh_server(quick_workspace: Path) -> Iterator[str]:
+    """A new dashboard of the quick workspace that no browser has opened yet (only its health
+    check was asked); yields its base URL."""
+    yield from _serve(quick_workspace)
 
 
 @pytest.fixture(scope="session")

@@ -1,10 +1,11 @@
-"""Real-browser end-to-end test: Debian Chromium driven by Playwright against `streamlit run app.py`
+"""Real-browser end-to-end test: Debian Chromium driven by Playwright against the real dashboard (`python -m ui.launch`)
 serving a quick demo workspace. Screenshots go to tests/e2e/artifacts/."""
 
 from __future__ import annotations
 
 import json
 import re
+import sqlite3
 import time
 from pathlib import Path
 
@@ -59,6 +60,14 @@ def test_every_page_in_a_real_browser(server: str, page) -> None:  # type: ignor
     # Overview: build stages and workspace counts
     _open(page, server, "", "This workspace")
     _cells_when(page, lambda c: c.count("done") == 7 and "mri-lesions (160 images)" in c)
+    # findings as cards: claim, evidence and a verdict badge, all without horizontal scrolling
+    page.get_by_text("Claim:", exact=False).first.wait_for(timeout=120_000)
+    main = page.locator('[data-testid="stMain"]').inner_text()
+    assert main.count("Claim:") == 6 and main.count("Evidence:") == 6, main[-3000:]
+    verdicts = re.findall(r"not testable here|not reproduced \((?:opposite direction|no clear difference|mixed "
+                          r"directions)\)|reproduced", main)
+    assert len(verdicts) >= 6 and "None" not in _cells(page)  # build stages without a time show —
+    assert page.evaluate("document.scrollingElement.scrollWidth <= document.scrollingElement.clientWidth")
     _assert_clean(page, "overview")
 
     # Data: the sample image with its lesion contour
@@ -79,6 +88,8 @@ def test_every_page_in_a_real_browser(server: str, page) -> None:  # type: ignor
     page.get_by_text("Integrated Gradients", exact=True).click()
     page.locator(".js-plotly-plot").nth(1).wait_for(timeout=120_000)
     page.wait_for_function("!document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=120_000)
+    # the chart and its timing caption arrive as separate deltas: wait for the second caption too
+    page.get_by_text(re.compile(r"in \d+\.\d+ s .* on cpu")).nth(1).wait_for(timeout=120_000)
     captions = page.locator('[data-testid="stCaptionContainer"]').all_inner_texts()
     timing = [c for c in captions if re.search(r"in \d+\.\d+ s .* on cpu", c)]
     assert len(timing) == 2 and all("precision" in c for c in timing), captions
@@ -87,6 +98,9 @@ def test_every_page_in_a_real_browser(server: str, page) -> None:  # type: ignor
     # Benchmark: the method × pre-training × degree table holds CI cells
     _open(page, server, "benchmark", "Benchmark")
     _cells_when(page, lambda c: any(re.fullmatch(r"0\.\d{3} \[0\.\d{3}, 0\.\d{3}\]", x) for x in c))
+    # the sample link is the app's page link (st.page_link), not the plain-markdown fallback
+    link = page.locator('[data-testid="stPageLink"] a', has_text="Open this sample on the Explain page")
+    assert re.fullmatch(r"explain\?checkpoint=\d+&sample=\d+&method=\w+", link.get_attribute("href") or "")
     _assert_clean(page, "benchmark")
 
     # Drift: architecture × method table with values
@@ -95,3 +109,47 @@ def test_every_page_in_a_real_browser(server: str, page) -> None:  # type: ignor
     _cells_when(page, lambda c: "vgg16" in c and any(re.fullmatch(ci, x) for x in c))
     assert page.locator('[data-testid="stTable"]').count() >= 2  # ranks and the sample's drift values
     _assert_clean(page, "drift")
+
+
+NAVIGATION = ["Overview", "Data", "Models", "Explain", "Benchmark", "Drift"]
+
+
+def _deep_link_target(home: Path) -> tuple[int, str, int, str]:
+    """A deep link's (checkpoint id, its label on the Explain page, sample pk, its label): the
+    first fine-tuned checkpoint (not the page's default, the last one) and its dataset's last test
+    sample (not the first, which the page would show anyway)."""
+    with sqlite3.connect(f"file:{home / 'xaudit.db'}?mode=ro", uri=True) as db:
+        ck_id, name, arch, phase, dataset, ds_id = db.execute(
+            "SELECT c.id, c.name, c.arch, c.phase, d.name, d.id FROM checkpoints c JOIN datasets d ON d.id = c.dataset_id "
+            "WHERE c.phase = 'ft' ORDER BY c.id LIMIT 1").fetchone()
+        last = db.execute("SELECT MAX(id) FROM checkpoints WHERE dataset_id IS NOT NULL").fetchone()[0]
+        pk, sid, label, split = db.execute(
+            "SELECT id, sample_id, label, split FROM samples WHERE dataset_id = ? AND split = 'test' "
+            "ORDER BY id DESC LIMIT 1", (ds_id,)).fetchone()
+    assert ck_id != last
+    return ck_id, f"{name}  ({arch}, {phase}, {dataset})", pk, f"{sid}  (label {label}, {split})"
+
+
+def test_deep_link_is_the_first_request_to_a_new_server(fresh_server: str, quick_workspace: Path,
+                                                       page) -> None:  # type: ignore[no-untyped-def]
+    ck_id, ck_label, pk, sample_label = _deep_link_target(quick_workspace)
+    _open(page, fresh_server, f"explain?checkpoint={ck_id}&sample={pk}&method=saliency", "Explain")
+    page.locator(".js-plotly-plot").first.wait_for(timeout=120_000)
+    page.wait_for_function("!document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=120_000)
+    _assert_clean(page, "deep-link-explain")
+    # the app's page config, navigation and sidebar (app.py ran), not Streamlit's automatic ones
+    assert page.title() == "xaudit"
+    links = page.locator('[data-testid="stSidebarNavLink"]')
+    assert [t.strip().splitlines()[-1] for t in links.all_inner_texts()] == NAVIGATION
+    sidebar = page.locator('[data-testid="stSidebar"]').inner_text()
+    assert "Workspace" in sidebar and str(quick_workspace.resolve()) in sidebar
+    assert "Compute device:" in sidebar
+    # the deep-linked content: the link's checkpoint, sample and method
+    assert page.get_by_role("combobox", name="Checkpoint").input_value() == ck_label
+    assert page.get_by_role("combobox", name="Sample").input_value() == sample_label
+    assert page.get_by_role("checkbox", name="Saliency").is_checked()
+    assert page.locator(".js-plotly-plot").count() == 1
+    # toolbarMode=minimal: no Deploy button or developer menu for this audience
+    assert page.locator('[data-testid="stAppDeployButton"]').count() == 0
+    assert page.locator('[data-testid="stMainMenu"]').count() == 0
+    assert page.get_by_role("button", name="Deploy").count() == 0

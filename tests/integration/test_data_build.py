@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import gzip
 import hashlib
+import os
 import shutil
 from pathlib import Path
 
@@ -35,7 +36,7 @@ def assert_nothing_written(home: Path) -> None:
     datasets = home / "datasets"
     if datasets.is_dir():
         assert sorted(p.name for p in datasets.iterdir()) == []
-    if (home / "xaudit.db").exists():
+    if (home / "xaudit.db").exists() or os.environ.get("DATABASE_URL"):
         with session_scope() as session:
             assert session.scalar(select(func.count()).select_from(Dataset)) == 0
             assert session.scalar(select(func.count()).select_from(Sample)) == 0

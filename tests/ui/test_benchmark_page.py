@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
+import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from xai_core.metrics import explanation_precision, random_maps
@@ -49,11 +51,26 @@ def test_tables_chart_and_click_through(workspace: Path) -> None:
     assert not at.exception, at.exception
     wide = at.dataframe[0].value
     assert list(wide.index) == ["baseline_random", "saliency"]
+    # the study's degree order, not the alphabet ("all" before "tl")
+    assert list(wide.columns) == ["imagenet / tl", "imagenet / all", "mri / tl", "mri / all"]
     cell = wide.loc["saliency", "mri / all"]
     assert cell.startswith(f"{means['mri/all']:.3f} [")
     assert wide.loc["saliency", "imagenet / tl"].startswith(f"{means['imagenet/tl']:.3f}")
     assert any("Chance: baseline_random" in c.value for c in at.caption)
-    assert len(at.get("plotly_chart")) >= 2  # box plot and accuracy scatter
+    charts = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    assert len(charts) >= 3  # degree lines, box plot, accuracy scatter
+    lines = charts[0]
+    titles = [a["text"] for a in lines["layout"]["annotations"]]
+    assert titles == ["baseline_random", "saliency"]  # one small panel per method
+    assert lines["layout"]["xaxis"]["categoryarray"] == ["tl", "all"]
+    named = [t for t in lines["data"] if t.get("mode") == "lines+markers"]
+    assert sorted({t["name"] for t in named}) == ["imagenet", "mri"]
+    mri = next(t for t in named if t["name"] == "mri" and "saliency" in t["hovertemplate"])
+    assert mri["x"] == ["tl", "all"] and mri["y"][1] == pytest.approx(means["mri/all"], abs=1e-9)
+    box = charts[1]
+    assert box["layout"]["title"]["text"].startswith("saliency") and at.selectbox(key="box_method").value == "saliency"
+    at.selectbox(key="box_method").set_value("baseline_random").run()
+    assert json.loads(at.get("plotly_chart")[1].proto.spec)["layout"]["title"]["text"].startswith("baseline_random")
     link = [c.value for c in at.caption if "Explain page link" in c.value]
     assert link and "&method=saliency" in link[0] and "?checkpoint=" in link[0]
     # switching the metric re-renders the table with that metric
@@ -73,3 +90,22 @@ def test_incorrect_selection_and_user_error(workspace: Path, monkeypatch: pytest
     at = AppTest.from_file(PAGE, default_timeout=60).run()
     assert not at.exception
     assert at.error and "cannot open the database" in at.error[0].value
+
+
+def test_equivalent_methods_are_noted_next_to_their_rows(workspace: Path) -> None:
+    st.cache_data.clear()  # the page's caches ignore the workspace on main (fixed on another branch)
+    n, h = 6, 16
+    masks = np.zeros((n, h, h), bool)
+    masks[:, 4:8, 4:10] = True
+    labels = [i % 2 for i in range(n)]
+    pks = add_dataset_rows("tiny", masks, labels)
+    ck = add_checkpoint("vgg-mri-tl", "vgg16", "mri", "tl", "tl", pks, labels, labels)
+    maps = np.random.default_rng(0).random((n, h, h)).astype(np.float32) + masks
+    for method in ("lrp", "input_x_gradient", "saliency"):
+        add_gt_rows(ck, method, pks, maps, masks, [True] * n)
+    at = AppTest.from_file(PAGE, default_timeout=60).run()
+    assert not at.exception, at.exception
+    wide = at.dataframe[0].value
+    assert wide.loc["lrp", "note"] == "same maps as input_x_gradient"
+    assert wide.loc["input_x_gradient", "note"] == "same maps as lrp" and wide.loc["saliency", "note"] == ""
+    assert any("Ancona et al. 2018" in c.value for c in at.caption)

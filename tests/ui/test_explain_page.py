@@ -82,3 +82,34 @@ def test_overlay_of_two_methods_with_lesion_contour(workspace: Path) -> None:
     fig = json.loads(at.get("plotly_chart")[0].proto.spec)
     z = _array(fig["data"][1]["z"])
     assert 0.05 < np.isfinite(z).mean() <= 0.15
+
+
+def test_imported_three_channel_checkpoint_on_grey_samples(workspace: Path, tmp_path: Path) -> None:
+    """A torchvision resnet18 state dict (3 input channels) imported for the grey dataset: the page
+    predicts through ``models.predict`` (grey replicated) and explains with (H, W) maps."""
+    import json
+
+    import torchvision
+
+    from xai_core.attribution import load_maps
+    from xai_core.attribution.store import select_samples
+    from xai_core.data import build_dataset
+
+    build_dataset("tiny", n=12, size=SIZE, seed=0, train_frac=0.5, val_frac=0.1)
+    torch.manual_seed(0)
+    reference = torchvision.models.resnet18(num_classes=2).eval()
+    torch.save(reference.state_dict(), tmp_path / "rgb.pth")
+    ckpt = models.import_checkpoint(tmp_path / "rgb.pth", "resnet18", 2, name="rgb", dataset="tiny").id
+    at = AppTest.from_file(PAGE, default_timeout=120).run()
+    assert not at.exception, at.exception
+    pk = at.selectbox[2].value
+    image = select_samples("tiny", sample_pks=[pk]).images[0]
+    with torch.no_grad():
+        probs = torch.softmax(reference(torch.from_numpy(image)[None, None].repeat(1, 3, 1, 1)), 1)[0].numpy()
+    names = models.load(ckpt)[1]["class_names"]
+    assert at.metric[0].value == names[int(probs.argmax())]
+    assert at.metric[1].value == f"{probs.max():.3f}"
+    fig = json.loads(at.get("plotly_chart")[0].proto.spec)
+    z = _array(fig["data"][1]["z"])
+    assert z.shape == (SIZE, SIZE)
+    np.testing.assert_allclose(z, load_maps(ckpt, "saliency", [pk])[0], rtol=1e-6)

@@ -301,3 +301,17 @@ def test_cpu_multi_pass_methods_hold_about_32_rows_of_128_px_per_pass(monkeypatc
     explain(tiny_cnn(), x, "integrated_gradients", target=np.array([0, 1]), n_steps=4, device="cpu",
             internal_batch_size=5)
     assert seen[-1] == 5  # an explicit value wins
+
+
+def test_epsilon_lrp_equals_input_x_gradient_on_a_relu_cnn_as_the_registry_says() -> None:
+    """Ancona et al. 2018: on ReLU networks ε-LRP (ε → 0) is Input×Gradient; the registry declares it,
+    so the Benchmark page and the report can say why the two rows are identical."""
+    from xai_core.attribution import equivalence_column
+
+    assert get_method("lrp").equivalent_to == "input_x_gradient" and "Ancona" in get_method("lrp").equivalence
+    notes, why = equivalence_column(["lrp", "saliency", "input_x_gradient"])
+    assert notes == ["same maps as input_x_gradient", "", "same maps as lrp"] and len(why) == 1
+    model, x, t = tiny_cnn(seed=3), _images(n=6, seed=2), np.array([0, 1, 2, 0, 1, 2])
+    lrp = explain(model, x, "lrp", t, sign="signed", backend="captum")
+    ixg = explain(model, x, "input_x_gradient", t, sign="signed")
+    np.testing.assert_allclose(lrp, ixg, rtol=1e-4, atol=1e-6)

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import ndimage
-from scipy.stats import kendalltau
+from scipy.stats import kendalltau, spearmanr
 
 from xai_core.errors import ConfigError, InvalidValueError
 from xai_core.metrics import (
@@ -21,6 +21,7 @@ from xai_core.metrics import (
     stability_ranking,
     summarise,
 )
+from xai_core.metrics.statistics import cluster_bootstrap, clustered_summary, contrast_ci, spearman_rows
 
 
 @settings(max_examples=40, deadline=None)
@@ -153,3 +154,57 @@ def test_ci_text_and_table() -> None:
     assert wide.loc["a", "natural / tl"] == "0.250 [0.200, 0.300]"
     assert wide.loc["b", "mri / all"] == "0.125 [0.100, 0.150]"
     assert pd.isna(wide.loc["b", "mri / tl"])
+
+
+def test_cluster_bootstrap_equals_the_per_cluster_mean_bootstrap_for_identical_rows() -> None:
+    """Clusters of identical rows (equal sizes): resampling clusters and averaging all their rows is
+    resampling the per-cluster means, with the same draws — the CIs agree exactly."""
+    rng = np.random.default_rng(3)
+    values = rng.random(25)
+    frame = pd.DataFrame({"sample_pk": np.repeat(np.arange(25), 6),  # 6 rows per image: 3 checkpoints × 2 methods
+                          "method": np.tile(["a", "b"], 75), "precision": np.repeat(values, 6)})
+    out = clustered_summary(frame, "precision", ["method"], n_boot=700, seed=4)
+    expected = bootstrap_ci(values, n_boot=700, seed=4)
+    assert list(out["method"]) == ["a", "b"] and list(out["n"]) == [75, 75] and list(out["n_clusters"]) == [25, 25]
+    for row in out.itertuples():
+        assert row.mean == pytest.approx(values.mean())
+        assert (row.ci_low, row.ci_high) == pytest.approx(expected, abs=1e-12)
+    # the naive row bootstrap treats the 6 copies as independent: its CI is ~sqrt(3) too narrow
+    # (3 rows of each image per method)
+    naive = np.diff(bootstrap_ci(frame.loc[frame["method"] == "a", "precision"], n_boot=700))[0]
+    assert naive < 0.75 * (expected[1] - expected[0])
+
+
+def test_cluster_bootstrap_by_hand_on_two_clusters() -> None:
+    """Two images, rows (image 0: 1, 3) and (image 1: 10): the resamples are {0,0}, {0,1}, {1,0}, {1,1}
+    with means (1+3+1+3)/4 = 2, (1+3+10)/3 = 14/3 (twice) and 10 — all rows of each drawn image, so
+    the image with two rows weighs twice; every replicate is one of those."""
+    frame = pd.DataFrame({"sample_pk": [0, 0, 1], "g": ["x", "x", "x"], "v": [1.0, 3.0, 10.0]})
+    groups, boot = cluster_bootstrap(frame, "v", ["g"], n_boot=4000, seed=0)
+    assert groups["mean"].iat[0] == pytest.approx(14 / 3)
+    assert set(np.round(boot[:, 0], 9)) == {2.0, round(14 / 3, 9), 10.0}
+    share = np.mean(np.isclose(boot[:, 0], 14 / 3))
+    assert share == pytest.approx(0.5, abs=0.03)
+
+
+def test_cluster_bootstrap_contrasts_share_draws_and_missing_groups_are_nan() -> None:
+    frame = pd.DataFrame({"sample_pk": [0, 0, 1, 1, 2], "g": ["a", "b", "a", "b", "c"], "v": [1.0, 2.0, 3.0, 4.0, 9.0]})
+    groups, boot = cluster_bootstrap(frame, "v", ["g"], n_boot=300, seed=1)
+    # b − a is exactly 1 on every image, so the paired contrast has no spread at all
+    diff = boot[:, 1] - boot[:, 0]
+    assert np.allclose(diff[np.isfinite(diff)], 1.0)
+    assert np.isnan(boot[:, 2]).any()  # resamples without image 2 have no "c" rows
+    est, lo, hi = contrast_ci(groups["mean"].iat[2], boot[:, 2])
+    assert (est, lo, hi) == (9.0, 9.0, 9.0)
+
+
+def test_spearman_rows_matches_scipy() -> None:
+    rng = np.random.default_rng(0)
+    values = rng.random((50, 6))
+    values[3] = values[3, 0]  # constant row: undefined
+    order = np.arange(6)
+    got = spearman_rows(values, order)
+    for i in (0, 1, 7, 49):
+        assert got[i] == pytest.approx(spearmanr(values[i], order)[0])
+    assert np.isnan(got[3])
+    assert spearman_rows(np.array([0.1, 0.2, 0.3]), np.array([0, 1, 2]))[0] == pytest.approx(1.0)

@@ -12,6 +12,7 @@ from safetensors.torch import save_file
 
 import models
 from models.checkpoints import import_checkpoint, list_checkpoints, read_tensors, save_checkpoint
+from tests.postgres import on_both_backends
 from xai_core.errors import CheckpointError, UnknownNameError
 
 
@@ -26,6 +27,7 @@ def _save(model: torch.nn.Module, name: str = "ck", num_classes: int = 2):  # ty
                            if num_classes == 2 else None)
 
 
+@on_both_backends
 def test_saved_and_reloaded_checkpoint_gives_identical_logits(workspace: Path) -> None:
     model = _tiny()
     info = _save(model)
@@ -45,6 +47,7 @@ def test_saved_and_reloaded_checkpoint_gives_identical_logits(workspace: Path) -
     assert info.path.parent == workspace / "checkpoints"
 
 
+@on_both_backends
 def test_plain_torch_state_dict_loads_with_weights_only(workspace: Path, tmp_path: Path) -> None:
     model = _tiny(seed=1)
     file = tmp_path / "external.pt"
@@ -67,6 +70,7 @@ class _Exploit:
         return (os.system, (f"touch {self.marker}",))
 
 
+@on_both_backends
 def test_malicious_pickle_is_refused_and_leaves_no_trace(workspace: Path, tmp_path: Path) -> None:
     marker = tmp_path / "pwned"
     file = tmp_path / "evil.pt"

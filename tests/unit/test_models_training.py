@@ -123,7 +123,7 @@ def test_bad_data() -> None:
     one = DataSplits("mono", (x, np.zeros(20, np.int64)), (x, y), (x, y), ["only"])
     with pytest.raises(InvalidValueError, match="only one class"):
         load_splits(one)
-    with pytest.raises(ShapeError, match=r"\(N,H,W\)"):
+    with pytest.raises(ShapeError, match=r"\(N, H, W\) or \(N, C, H, W\)"):
         predict(models.build("vgg16", 2, width=0.125), np.zeros((4, 4)), device="cpu")
     bad = x.copy()
     bad[0, 0, 0] = np.nan

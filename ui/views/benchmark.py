@@ -7,12 +7,13 @@ import pandas as pd
 import streamlit as st
 
 from ui.common import user_errors
-from xai_core.config import home
 from xai_core.metrics import jobs, queries
 from xai_core.metrics.baselines import BASELINE_METHODS
 from xai_core.metrics.ground_truth import GROUND_TRUTH_KEYS
-from xai_core.metrics.figures import accuracy_scatter, metric_box
+from xai_core.attribution import equivalence_column
+from xai_core.metrics.figures import accuracy_scatter, degree_lines, metric_box
 from xai_core.metrics.statistics import ci_table, summarise
+from xai_core.stamp import change_stamp
 
 FILL_COMMANDS = """xaudit demo --quick --no-serve                  # data, checkpoints, maps and metrics in one go
 # or step by step:
@@ -30,18 +31,22 @@ LABELS = {
 }
 
 
-@st.cache_data(show_spinner=False)
-def _gt(selection: str, _home: str, _rows: int) -> pd.DataFrame:
+TABLES = ("gt_metrics", "checkpoints", "samples", "predictions")  # what the cached reads below read
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def _gt(selection: str, stamp: tuple) -> pd.DataFrame:
+    """Keyed on the selection and :func:`change_stamp` of :data:`TABLES` (workspace and rows)."""
     return queries.gt_frame(selection)
 
 
-@st.cache_data(show_spinner=False)
-def _summary(selection: str, metric: str, _home: str, _rows: int) -> pd.DataFrame:
-    return summarise(_gt(selection, _home, _rows), ["method", "pretrain", "degree"], [metric], n_boot=1000)
+@st.cache_data(show_spinner=False, max_entries=32)
+def _summary(selection: str, metric: str, stamp: tuple) -> pd.DataFrame:
+    return summarise(_gt(selection, stamp), ["method", "pretrain", "degree"], [metric], n_boot=1000)
 
 
-@st.cache_data(show_spinner=False)
-def _acc(method: str, metric: str, selection: str, _home: str, _rows: int) -> pd.DataFrame:
+@st.cache_data(show_spinner=False, max_entries=32)
+def _acc(method: str, metric: str, selection: str, stamp: tuple) -> pd.DataFrame:
     return queries.accuracy_frame(method, metric, selection)
 
 
@@ -62,14 +67,21 @@ with user_errors():
     selection = col1.selectbox("Samples", ["correct", "all", "incorrect"], index=0,
                                help="Correctly classified test samples (the MRI study's choice), all, or only errors.")
     metric = col2.selectbox("Metric", list(GROUND_TRUTH_KEYS), format_func=lambda k: LABELS[k])
-    df = _gt(selection, str(home()), counts["gt_metrics"])
+    stamp = change_stamp(*TABLES)
+    df = _gt(selection, stamp)
     if df.empty:
         st.warning(f"No stored metrics for the '{selection}' selection; run `xaudit evaluate --selection {selection}`.")
         st.stop()
 
-    summary = _summary(selection, metric, str(home()), counts["gt_metrics"])
+    summary = _summary(selection, metric, stamp)
     st.subheader(f"Mean {metric} by method × pre-training × degree (mean [95% CI])")
-    st.dataframe(ci_table(summary), width="stretch")
+    wide = ci_table(summary)
+    notes, why = equivalence_column(list(wide.index))
+    if any(notes):
+        wide.insert(0, "note", notes)
+    st.dataframe(wide, width="stretch", column_config={"note": st.column_config.TextColumn(width="medium")})
+    for text in why:
+        st.caption(text)
     chance = queries.chance_precision(selection)
     base = summary[summary["method"].isin(BASELINE_METHODS)]
     if not base.empty:
@@ -81,15 +93,22 @@ with user_errors():
     with st.expander("Long table (n, mean, median, CI)"):
         st.dataframe(summary, width="stretch")
 
-    st.subheader("Distributions")
-    fig = metric_box(df, metric)
-    st.plotly_chart(fig, width="stretch")
+    st.subheader(f"Mean {metric} against fine-tuning degree, per method (the MRI study's figure)")
+    st.caption("One line per pre-training source with its 95% CI band; degrees from the frozen backbone (tl) "
+               "to all layers trained.")
+    st.plotly_chart(degree_lines(summary, metric), width="stretch")
+
+    st.subheader("Per-image distribution of one method")
+    methods = sorted(df["method"].unique())
+    box_method = st.selectbox("Method for the box plots", methods, key="box_method",
+                              index=methods.index("saliency") if "saliency" in methods else 0)
+    st.plotly_chart(metric_box(df, metric, box_method), width="stretch")
 
     st.subheader("Accuracy vs explanation performance")
     real_methods = sorted(m for m in df["method"].unique() if m not in BASELINE_METHODS)
     if real_methods:
         method = st.selectbox("Method", real_methods, key="acc_method")
-        acc = _acc(method, metric, selection, str(home()), counts["gt_metrics"]).dropna(subset=["accuracy"])
+        acc = _acc(method, metric, selection, stamp).dropna(subset=["accuracy"])
         if len(acc) >= 2:
             scatter, fit, why = accuracy_scatter(acc, metric)
             st.plotly_chart(scatter, width="stretch")
@@ -117,7 +136,7 @@ with user_errors():
             params = {"checkpoint": str(int(chosen["checkpoint_id"])), "sample": str(int(chosen["sample_pk"])), "method": method}
             st.table(chosen[list(GROUND_TRUTH_KEYS)].to_frame().T)
             try:
-                st.page_link("pages/explain.py", label="Open this sample on the Explain page", icon="🔥", query_params=params)
+                st.page_link("views/explain.py", label="Open this sample on the Explain page", icon="🔥", query_params=params)
             except Exception:  # page not registered (page run on its own): plain link
                 st.markdown(f"[Open this sample on the Explain page](/explain?checkpoint={params['checkpoint']}"
                             f"&sample={params['sample']}&method={method})")

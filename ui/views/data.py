@@ -13,23 +13,26 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from ui.common import user_errors
-from xai_core.config import home
+from xai_core.stamp import change_stamp
 
 AXES = {"axial": 2, "coronal": 1, "sagittal": 0}
 
 
-@st.cache_data(show_spinner=False, ttl=10)
-def _datasets(home_dir: str) -> list[dict]:
-    """Registered datasets of workspace ``home_dir`` (the argument keys the cache)."""
+TABLES = ("datasets", "samples")  # what the cached reads below read
+
+
+@st.cache_data(show_spinner=False, max_entries=4)
+def _datasets(stamp: tuple) -> list[dict]:
+    """Registered datasets; keyed on :func:`change_stamp` of :data:`TABLES` (workspace and rows)."""
     from xai_core.data import list_datasets
 
     return list_datasets()
 
 
 @st.cache_data(show_spinner="Loading the dataset…", max_entries=4)
-def _load(home_dir: str, name: str, version: int, split: str | None) -> dict[str, np.ndarray | list]:
-    """Arrays of one dataset, keyed by workspace, name, dataset id (a rebuilt dataset gets a new
-    id) and split."""
+def _load(stamp: tuple, name: str, version: int, split: str | None) -> dict[str, np.ndarray | list]:
+    """Arrays of one dataset, keyed by :func:`change_stamp` of :data:`TABLES`, name, dataset id
+    (a rebuilt dataset gets a new id) and split."""
     from xai_core.data import load_dataset
 
     ds = load_dataset(name, split)
@@ -95,8 +98,8 @@ st.caption("Benchmark and imported datasets: each image with its ground-truth le
            "anatomy the benchmark is drawn from.")
 
 with user_errors():
-    ws = str(home())
-    datasets = _datasets(ws)
+    stamp = change_stamp(*TABLES)
+    datasets = _datasets(stamp)
     if not datasets:
         st.info("No datasets in this workspace yet. Build the lesion benchmark with "
                 "`xaudit data build --name mri-lesions` (or import your own images with "
@@ -108,7 +111,7 @@ with user_errors():
         info = by_name[name]
         split_choice = c2.selectbox("Split", ["all", "train", "val", "test"], key="split")
         class_choice = c3.selectbox("Class", ["all", *info["class_names"]], key="class")
-        data = _load(ws, name, int(info["id"]), None if split_choice == "all" else split_choice)
+        data = _load(stamp, name, int(info["id"]), None if split_choice == "all" else split_choice)
         labels = np.asarray(data["labels"])
         class_names = data["class_names"]
         keep = np.arange(len(labels)) if class_choice == "all" else np.nonzero(

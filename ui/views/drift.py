@@ -7,11 +7,11 @@ import plotly.express as px
 import streamlit as st
 
 from ui.common import user_errors
-from xai_core.config import home
 from xai_core.metrics import jobs, queries
 from xai_core.metrics.figures import drift_box
 from xai_core.metrics.jobs import read_stored_maps, split_drift_label
 from xai_core.metrics.statistics import STABILITY_DIRECTION, ci_table, ranking_agreement, stability_ranking, summarise
+from xai_core.stamp import change_stamp
 
 FILL_COMMANDS = """xaudit demo --quick --no-serve                  # everything in one go
 # or step by step:
@@ -31,14 +31,18 @@ DESCRIPTIONS = {
 }
 
 
-@st.cache_data(show_spinner=False)
-def _drift(_home: str, _rows: int) -> pd.DataFrame:
+TABLES = ("drift_metrics", "checkpoints", "samples")  # what the cached reads below read
+
+
+@st.cache_data(show_spinner=False, max_entries=4)
+def _drift(stamp: tuple) -> pd.DataFrame:
+    """Keyed on :func:`change_stamp` of :data:`TABLES` (workspace and rows)."""
     return queries.drift_frame()
 
 
-@st.cache_data(show_spinner=False)
-def _summary(_home: str, _rows: int) -> pd.DataFrame:
-    return summarise(_drift(_home, _rows), ["arch", "method"], list(queries.DRIFT_KEYS), n_boot=1000)
+@st.cache_data(show_spinner=False, max_entries=4)
+def _summary(stamp: tuple) -> pd.DataFrame:
+    return summarise(_drift(stamp), ["arch", "method"], list(queries.DRIFT_KEYS), n_boot=1000)
 
 
 st.title("Drift: did fine-tuning change the evidence?")
@@ -53,11 +57,12 @@ with user_errors():
         st.info("No drift metrics in this workspace yet. Fill it with:")
         st.code(FILL_COMMANDS, language="bash")
         st.stop()
-    df = _drift(str(home()), counts["drift_metrics"])
+    stamp = change_stamp(*TABLES)
+    df = _drift(stamp)
 
     st.subheader("Architecture × method drift (mean [95% CI])")
     metrics = list(queries.DRIFT_KEYS)
-    summary = _summary(str(home()), counts["drift_metrics"])
+    summary = _summary(stamp)
     wide = ci_table(summary, ["arch", "method"], ("metric",))
     wide = wide[[m for m in metrics if m in wide.columns]]
     n_per = df.groupby(["arch", "method"]).size().rename("n")

@@ -12,23 +12,26 @@ import models
 from ui.common import user_errors
 from xai_core.attribution import capabilities, explain_samples_info, get_method, list_methods
 from xai_core.attribution.store import select_samples
-from xai_core.config import device, home
+from xai_core.config import device
 from xai_core.metrics import explanation_precision
+from xai_core.stamp import change_stamp
 
 COLORMAPS = ["Jet", "Hot", "Inferno", "Viridis", "RdBu_r", "Turbo"]
 FILL_COMMANDS = """xaudit data build --name mri-lesions          # a benchmark dataset
 xaudit train --dataset mri-lesions --arch vgg16 # a checkpoint to explain"""
 
 
-@st.cache_resource(show_spinner="Loading the checkpoint…")
-def _model(checkpoint_id: int, sha256: str) -> tuple[torch.nn.Module, dict]:
-    """The loaded checkpoint (kept across reruns; keyed by id and file hash)."""
+@st.cache_resource(show_spinner="Loading the checkpoint…", max_entries=4)
+def _model(checkpoint_id: int, sha256: str, workspace: tuple) -> tuple[torch.nn.Module, dict]:
+    """The loaded checkpoint (kept across reruns; keyed by id, file hash and the workspace,
+    :func:`change_stamp` of no tables)."""
     return models.load(checkpoint_id)
 
 
-@st.cache_data(show_spinner=False)
-def _samples(_home: str, dataset: str, split: str | None) -> list[tuple[int, str, int, str]]:
-    """(pk, sample_id, label, split) of a dataset's samples."""
+@st.cache_data(show_spinner=False, max_entries=16)
+def _samples(stamp: tuple, dataset: str, split: str | None) -> list[tuple[int, str, int, str]]:
+    """(pk, sample_id, label, split) of a dataset's samples; keyed on :func:`change_stamp` of
+    the datasets and samples tables (workspace and rows)."""
     from db import Dataset, Sample, session_scope
 
     with session_scope() as session:
@@ -83,7 +86,7 @@ with user_errors():
     dataset = ckpt["dataset"]
     wanted_sample = int(query["sample"]) if query.get("sample", "").isdigit() else None
     split = right.selectbox("Split", ["test", "val", "train", "all"], index=3 if wanted_sample else 0)
-    samples = _samples(str(home()), dataset, None if split == "all" else split)
+    samples = _samples(change_stamp("datasets", "samples"), dataset, None if split == "all" else split)
     if not samples:
         st.info(f"Dataset {dataset} has no {split} samples.")
         st.stop()
@@ -110,12 +113,11 @@ with user_errors():
     colormap = c2.selectbox("Colour map", COLORMAPS)
     top_percent = c3.slider("Show top-k% of pixels", 1, 100, 100)
 
-    model, meta = _model(int(ckpt_id), ckpt["sha256"])
+    model, meta = _model(int(ckpt_id), ckpt["sha256"], change_stamp())
     batch = select_samples(dataset, sample_pks=[int(pk)])
     image = batch.images[0]
     mask = None if batch.masks is None else batch.masks[0].astype(bool)
-    with torch.no_grad():
-        probs = torch.softmax(model(torch.from_numpy(image[None, None].astype(np.float32))), dim=1)[0].numpy()
+    probs = models.predict(model, image[None])[1][0]  # the model's own input preparation (channels, normalisation)
     class_names = meta.get("class_names") or [str(i) for i in range(len(probs))]
     pred = int(probs.argmax())
     m1, m2, m3 = st.columns(3)

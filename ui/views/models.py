@@ -8,8 +8,7 @@ import plotly.express as px
 import streamlit as st
 
 from ui.common import user_errors
-
-DEGREE_ORDER = ["tl", "1conv", "2conv", "3conv", "4conv", "all"]
+from xai_core.metrics.order import order_columns
 
 
 def checkpoint_frame() -> pd.DataFrame:
@@ -66,8 +65,7 @@ with user_errors():
             st.subheader("Test accuracy: pre-training × fine-tuning degree")
             arch_choice = st.selectbox("Architecture", sorted(trained["arch"].unique()), key="heat_arch")
             sub = trained[trained["arch"] == arch_choice].sort_values("id").groupby(["pretrain", "degree"]).last()
-            heat = sub["accuracy"].unstack("degree")
-            heat = heat[[d for d in DEGREE_ORDER if d in heat.columns]]
+            heat = order_columns(sub["accuracy"].unstack("degree"))
             fig = px.imshow(heat, text_auto=".3f", color_continuous_scale="Viridis", zmin=0.5, zmax=1.0,
                             labels={"x": "degree", "y": "pre-training", "color": "accuracy"}, aspect="auto")
             st.plotly_chart(fig, width="stretch")

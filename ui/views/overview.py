@@ -9,9 +9,10 @@ import streamlit as st
 
 from ui.common import user_errors
 from xai_core.config import home
-from xai_core.findings import headline_findings
+from xai_core.findings import OPPOSITE, REPRODUCED, UNTESTABLE, VERDICT_TONES, VERDICTS, headline_findings
 from xai_core.inventory import inventory
 from xai_core.report import write_report
+from xai_core.stamp import change_stamp
 from xai_core.status import read_status
 
 st.title("xaudit — can these heatmaps be trusted?")
@@ -31,7 +32,8 @@ def build_progress() -> None:
     st.subheader("Demo build" + (" — complete" if status.finished else " — in progress"))
     rows = [{"stage": s.title, "state": s.state,
              "progress": f"{s.done}/{s.total}" if s.total else "",
-             "seconds": s.seconds, "details": s.message} for s in status.stages]
+             "seconds": "—" if s.seconds is None else f"{s.seconds:.1f}", "details": s.message}
+            for s in status.stages]
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
     running = [s for s in status.stages if s.state == "running" and s.total]
     for stage in running:
@@ -40,8 +42,38 @@ def build_progress() -> None:
         st.json(status.settings)
 
 
-@st.cache_data(show_spinner="Computing headline findings…")
-def cached_findings(_home: str, stamp: tuple[int, ...]) -> pd.DataFrame:
+TONE_COLOURS = {"good": "green", "bad": "red", "warn": "orange", "none": "gray"}
+BADGE_ICONS = {REPRODUCED: ":material/check_circle:", OPPOSITE: ":material/swap_vert:", UNTESTABLE: ":material/block:"}
+_MARKDOWN_SPECIAL = "\\`*_{}[]<>()#+-.!|$~:"
+
+
+def md_escape(text: str) -> str:
+    """``text`` shown literally in ``st.markdown`` (CI brackets, method names with underscores)."""
+    return "".join("\\" + c if c in _MARKDOWN_SPECIAL else c for c in str(text))
+
+
+def finding_card(finding: pd.Series) -> None:
+    """One finding in a bordered card: verdict badge and study, then claim, evidence and how it was decided."""
+    with st.container(border=True):
+        colour = TONE_COLOURS[VERDICT_TONES.get(finding["verdict"], "none")]
+        icon = BADGE_ICONS.get(finding["verdict"], ":material/remove:")
+        st.markdown(f":{colour}-badge[{icon} {md_escape(finding['verdict'])}] &nbsp; "
+                    f":gray[{md_escape(finding['study'])}]")
+        st.markdown(f"**Claim:** {md_escape(finding['claim'])}")
+        st.markdown(f"**Evidence:** {md_escape(finding['evidence'])}")
+        if finding.get("rule"):
+            with st.expander("How this verdict is decided (thresholds and reasons)"
+                             if finding["verdict"] != UNTESTABLE else "Why it is not testable here",
+                             expanded=finding["verdict"] == UNTESTABLE):
+                st.markdown(md_escape(finding["rule"]))
+
+
+FINDINGS_TABLES = ("gt_metrics", "drift_metrics", "checkpoints", "samples", "predictions")  # what findings read
+
+
+@st.cache_data(show_spinner="Computing headline findings…", max_entries=4)
+def cached_findings(stamp: tuple) -> pd.DataFrame:
+    """Keyed on :func:`change_stamp` of :data:`FINDINGS_TABLES` (workspace and rows)."""
     return pd.DataFrame([f.__dict__ for f in headline_findings()])
 
 
@@ -61,9 +93,11 @@ with user_errors():
                 "or a benchmark with `xaudit data build --name mri-lesions`.")
 
     st.subheader("Headline findings on this workspace")
-    findings = cached_findings(str(home()), tuple(p.count for p in parts))
-    st.dataframe(findings, hide_index=True, width="stretch",
-                 column_config={"evidence": st.column_config.TextColumn(width="large")})
+    findings = cached_findings(change_stamp(*FINDINGS_TABLES))
+    counts = findings["verdict"].value_counts()
+    st.caption(" · ".join(f"{verdict}: {counts[verdict]}" for verdict in VERDICTS if verdict in counts))
+    for _, finding in findings.iterrows():
+        finding_card(finding)
 
     st.subheader("Report")
     st.caption("A self-contained HTML report with the figures and both studies' tables "

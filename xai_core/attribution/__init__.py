@@ -12,7 +12,16 @@ Public API::
     load_maps(checkpoint_id, method, sample_pks, params=None) -> np.ndarray
 """
 
-from xai_core.attribution.registry import MethodSpec, Param, get_method, list_methods, params_hash, register_method
+from xai_core.attribution.registry import (
+    MethodSpec,
+    Param,
+    equivalence_column,
+    equivalent_pairs,
+    get_method,
+    list_methods,
+    params_hash,
+    register_method,
+)
 from xai_core.attribution import methods as _methods  # noqa: F401,E402  (registers the methods)
 from xai_core.attribution.capabilities import capabilities, capability_matrix, check_supported  # noqa: E402
 from xai_core.attribution.canonical import prepare  # noqa: E402
@@ -35,6 +44,8 @@ __all__ = [
     "SampleMaps",
     "StoredMaps",
     "explain_checkpoint",
+    "equivalence_column",
+    "equivalent_pairs",
     "explain_samples",
     "explain_samples_info",
     "load_maps",

@@ -25,6 +25,9 @@ ResNet reuses ``self.relu`` three times per block, Inception calls ``F.relu``, .
    traced graph, including timm's ResNetV2).
    Kinds ``"grad"`` and ``"cam"`` keep the module structure and share the weights' storage with
    the original (a copy costs no memory and no time; see :func:`_copy`).
+8. a model whose weights expect normalised inputs (``models.inputs``: ImageNet mean/std) gets its
+   ``Normalize`` module in front (``Preprocessed``), so every method takes images in [0, 1] image
+   space (grey replicated to the model's channels by the engine) and maps stay in image space.
 
 Prepared models are cached per (model object, parameter versions, kind, device): preparing a
 model a second time is free, and an optimiser step on the original (which bumps the parameters'
@@ -42,6 +45,8 @@ import torch
 import torch.fx as fx
 import torch.nn.functional as F
 from torch import nn
+
+from models.inputs import first_conv_channels, model_input, preprocessed
 
 KINDS = ("grad", "lrp", "cam")
 
@@ -204,13 +209,6 @@ def _adds_to_sum(gm: fx.GraphModule, adds: list[fx.Node]) -> None:
         gm.graph.erase_node(node)
 
 
-def _first_in_chans(model: nn.Module) -> int | None:
-    for module in model.modules():
-        if isinstance(module, nn.Conv2d):
-            return int(module.in_channels)
-    return None
-
-
 def module_name(model: nn.Module, target: nn.Module) -> str | None:
     """The qualified name of ``target`` inside ``model`` (None when it is not a submodule)."""
     for name, module in model.named_modules():
@@ -249,7 +247,7 @@ def _canonicalise(model: nn.Module, kind: str, example: torch.Tensor, cam_name: 
     _no_inplace(work)
     for p in work.parameters():
         p.requires_grad_(False)
-    in_chans = _first_in_chans(work)
+    in_chans = first_conv_channels(work)
     leaves = frozenset([cam_name] if (kind == "cam" and cam_name) else [])
     notes: list[str] = []
     try:
@@ -296,8 +294,8 @@ def _canonicalise(model: nn.Module, kind: str, example: torch.Tensor, cam_name: 
     return Prepared(gm.eval(), kind, True, int(out_meta[1]), in_chans, cam, has_merge, notes)
 
 
-# model -> {(kind, device, cam_name): (fingerprint, Prepared)}
-_CACHE: "weakref.WeakKeyDictionary[nn.Module, dict[tuple[str, str, str | None], tuple[tuple, Prepared]]]" = (
+# model -> {(kind, device, cam_name, preprocessing): (fingerprint, Prepared)}
+_CACHE: "weakref.WeakKeyDictionary[nn.Module, dict[tuple[str, str, str | None, str], tuple[tuple, Prepared]]]" = (
     weakref.WeakKeyDictionary()
 )
 
@@ -315,7 +313,7 @@ def prepare(model: nn.Module, kind: str, example: torch.Tensor, device: torch.de
     """
     if kind not in KINDS:
         raise ValueError(f"unknown preparation kind {kind!r}")
-    key = (kind, str(device), cam_name if kind == "cam" else None)
+    key = (kind, str(device), cam_name if kind == "cam" else None, model_input(model).preprocess.name)
     per_model = _CACHE.setdefault(model, {})
     fp = fingerprint(model)
     hit = per_model.get(key)
@@ -326,7 +324,8 @@ def prepare(model: nn.Module, kind: str, example: torch.Tensor, device: torch.de
         prepared = _canonicalise(model, kind, example[:1].detach().float().cpu(), cam_name)
     finally:
         model.train(was_training)
-    prepared.model.to(device)
+    # the input normalisation in front of the canonical graph (models.inputs: maps stay in image space)
+    prepared.model = preprocessed(prepared.model, model).eval().to(device)
     per_model[key] = (fp, prepared)
     return prepared
 

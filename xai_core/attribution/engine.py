@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from models.inputs import ModelInput, as_images, model_input
 from xai_core.attribution import methods as _methods  # noqa: F401  (registers the methods)
 from xai_core.attribution.canonical import Prepared, last_conv_name, module_name, prepare
 from xai_core.attribution.capabilities import check_supported
@@ -46,40 +47,17 @@ class Explanation:
 
 
 def as_batch(images: Any) -> torch.Tensor:
-    """``images`` (N,C,H,W) or (N,H,W), numpy or torch, as a float32 CPU tensor (N,C,H,W)."""
-    x = images if isinstance(images, torch.Tensor) else torch.as_tensor(np.asarray(images))
-    x = x.detach()
-    if not (x.is_floating_point() or x.dtype in (torch.uint8, torch.int16, torch.int32, torch.int64, torch.bool)):
-        raise InvalidValueError(f"images must be numeric (got dtype {x.dtype})")
-    if x.ndim == 3:
-        x = x[:, None]
-    if x.ndim != 4:
-        raise ShapeError(f"images must be (N, H, W) or (N, C, H, W); got shape {tuple(x.shape)}")
+    """``images`` (N,C,H,W) or (N,H,W), numpy or torch, as a float32 CPU tensor (N,C,H,W)
+    (:func:`models.inputs.as_images`), at least one image."""
+    x = as_images(images)
     if x.shape[0] == 0:
         raise ShapeError("no images to explain (N = 0)")
-    x = x.to(torch.float32)
-    finite = torch.isfinite(x).flatten(1).all(dim=1)
-    if not bool(finite.all()):
-        bad = torch.nonzero(~finite)[:, 0].tolist()
-        shown = ", ".join(map(str, bad[:5])) + (" ..." if len(bad) > 5 else "")
-        raise InvalidValueError(f"image(s) {shown} contain NaN or Inf values; fix or drop them before explaining")
-    return x.cpu()
+    return x
 
 
-def expected_in_chans(model: nn.Module) -> int | None:
-    """Input channels of the first convolution (None for conv-less models)."""
-    for module in model.modules():
-        if isinstance(module, nn.Conv2d):
-            return int(module.in_channels)
-    return None
-
-
-def _check_shape(x: torch.Tensor, model: nn.Module, arch: str | None, input_size: int | None) -> None:
+def _check_shape(x: torch.Tensor, model_in: ModelInput, arch: str | None, input_size: int | None) -> None:
     n, c, h, w = x.shape
-    want = expected_in_chans(model)
-    if want is not None and c != want:
-        raise ShapeError(f"images have {c} channel(s) but the model expects {want}; "
-                         f"pass (N, {want}, H, W) images" + (" or (N, H, W) grey images" if want == 1 else ""))
+    model_in.check(c)
     if input_size is not None and (h, w) != (int(input_size), int(input_size)):
         raise ShapeError(f"images are {h}x{w} but the model was trained at {input_size}x{input_size}; "
                          f"resize them to {input_size}x{input_size}")
@@ -196,7 +174,8 @@ def explain_with_info(
     check_supported(method, arch)
     resolved = spec.resolve(params)
     x = as_batch(images)
-    _check_shape(x, model, arch, input_size)
+    model_in = model_input(model)
+    _check_shape(x, model_in, arch, input_size)
     t = _targets(target, x.shape[0])
     if resolved.get("baseline") == "mean" and resolved.get("baseline_value") is None:
         resolved["baseline_value"] = round(float(x.mean()), 6)
@@ -205,7 +184,7 @@ def explain_with_info(
     if spec.model_kind == "cam" and cam_name is None:
         raise UnsupportedError(f"{method} needs a convolutional layer but the model has none; use a gradient method")
     try:
-        prepared: Prepared = prepare(model, spec.model_kind, x[:1], dev, cam_name)
+        prepared: Prepared = prepare(model, spec.model_kind, model_in.replicate(x[:1]), dev, cam_name)
     except RuntimeError as exc:
         raise ShapeError(f"the model cannot process {tuple(x.shape[1:])} images ({str(exc).splitlines()[0][:160]}); "
                          "check the image size and channel count") from None
@@ -228,7 +207,7 @@ def explain_with_info(
         warnings.filterwarnings("ignore", message=r".*(hooks|backward hook|non-full backward).*")
         while start < n:
             stop = min(start + bs, n)
-            xb = x[start:stop].to(dev)
+            xb = model_in.replicate(x[start:stop].to(dev))  # grey -> the model's channels, on the device
             tb = None if t is None else t[start:stop].to(dev)
             ctx = MethodContext(prepared=prepared, device=dev, batch_size=bs)
             run_params = dict(resolved)
@@ -269,8 +248,11 @@ def explain(
 ) -> np.ndarray:
     """Attribution maps of ``model`` for ``images`` with ``method``: ``(N, H, W)`` float32.
 
-    - ``images``: ``(N, C, H, W)`` or ``(N, H, W)`` (numpy or torch); NaN/Inf raise
-      :class:`InvalidValueError`, a wrong channel count or size :class:`ShapeError`;
+    - ``images``: ``(N, C, H, W)`` or ``(N, H, W)`` (numpy or torch) in [0, 1]; grey images are
+      replicated to the model's channels and the model's input normalisation runs inside the
+      model the method sees (:mod:`models.inputs`), so maps are in image space and reduced over
+      the channels (``reduce``); NaN/Inf raise :class:`InvalidValueError`, a channel count that is
+      neither 1 nor the model's, or a wrong size, :class:`ShapeError`;
     - ``target``: ``None``/``"predicted"`` (the predicted class), one class index, or one per image;
       outside the model's classes raises :class:`InvalidValueError`;
     - ``method``: a name from :func:`list_methods` (unknown: :class:`UnknownNameError`);

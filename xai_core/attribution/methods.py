@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from models.inputs import Normalize
 from xai_core.attribution.baselines import BASELINES, make_baseline
 from xai_core.attribution.canonical import Prepared
 from xai_core.attribution.registry import Param, register_method
@@ -215,14 +216,20 @@ _ZENNIT_COMPOSITES = ("epsilon_plus_flat", "epsilon_plus", "epsilon_alpha2_beta1
                          Param("epsilon", float, 1e-9, "epsilon stabiliser of the epsilon rule", minimum=0.0),
                          *POST),
                  group="propagation", library="captum/zennit", model_kind="lrp",
-                 paper="Bach et al. 2015, doi:10.1371/journal.pone.0130140")
+                 paper="Bach et al. 2015, doi:10.1371/journal.pone.0130140",
+                 equivalent_to="input_x_gradient",
+                 equivalence="on ReLU networks the ε-rule (Captum backend, the default for plain feed-forward "
+                             "networks such as VGG) gives exactly Input×Gradient as ε → 0 (Ancona et al. 2018, "
+                             "arXiv:1711.06104; default ε = 1e-9), so their stored maps agree up to float error")
 def lrp(ctx: MethodContext, x: Tensor, target: Tensor | None, p: dict[str, Any]) -> tuple[Tensor, Tensor]:
     """Layer-wise relevance propagation, starting from ``R = f_t(x)`` at the target logit.
     Captum backend: the epsilon rule on every layer (Captum's default ``LRP``). Zennit backend: a
     composite (default EpsilonPlusFlat: flat rule on the first layer, z+ on convolutions, epsilon on
     dense layers, Norm on sums/pooling) on the canonical graph, where BatchNorm is folded into the
     preceding convolution and residual additions are explicit ``Sum`` modules (the canonizers'
-    work, done graph-aware)."""
+    work, done graph-aware). A model's input normalisation (``models.inputs.Normalize``) passes
+    relevance through unchanged (Captum's ``IdentityRule``, Zennit's ``Pass``): an elementwise
+    bijection moves each pixel's relevance from the normalised to the [0, 1] image unchanged."""
     _need_traced(ctx, "lrp")
     backend = p["backend"]
     if backend == "auto":
@@ -237,11 +244,13 @@ def lrp(ctx: MethodContext, x: Tensor, target: Tensor | None, p: dict[str, Any])
     if backend == "captum":
         from captum.attr import LRP
         from captum.attr._core.lrp import SUPPORTED_LAYERS_WITH_RULES
-        from captum.attr._utils.lrp_rules import EpsilonRule
+        from captum.attr._utils.lrp_rules import EpsilonRule, IdentityRule
 
         for module in ctx.model.modules():  # the epsilon rule (with our epsilon) on every rule layer
             if type(module) in SUPPORTED_LAYERS_WITH_RULES:
                 module.rule = EpsilonRule(epsilon=p["epsilon"])  # type: ignore[assignment]
+            elif isinstance(module, Normalize):  # input normalisation: relevance passes through unchanged
+                module.rule = IdentityRule()  # type: ignore[assignment]
         try:
             attr = LRP(ctx.model).attribute(xr, target=t)
         except TypeError as exc:  # a layer type Captum has no rule for
@@ -260,7 +269,10 @@ def lrp(ctx: MethodContext, x: Tensor, target: Tensor | None, p: dict[str, Any])
     kwargs: dict[str, Any] = {}
     if p["composite"].startswith("epsilon"):
         kwargs["epsilon"] = max(p["epsilon"], 1e-12)
-    composite = COMPOSITES[p["composite"]](**kwargs)
+    from zennit.rules import Pass
+
+    # the input normalisation (an elementwise bijection) passes relevance through unchanged
+    composite = COMPOSITES[p["composite"]](layer_map=[(Normalize, Pass())], **kwargs)
 
     def output_relevance(out: Tensor) -> Tensor:
         return out * F.one_hot(t, out.shape[1]).to(out.dtype)

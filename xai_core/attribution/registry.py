@@ -93,6 +93,8 @@ class MethodSpec:
     output: str  # "input" (B,C,H,W, post-processed) | "cam" (B,H,W in [0,1])
     paper: str
     doc: str
+    equivalent_to: str = ""  # a method that gives the same maps on some models ...
+    equivalence: str = ""  # ... on which models, and why (shown next to both methods' rows)
 
     @property
     def param_names(self) -> list[str]:
@@ -136,6 +138,8 @@ def register_method(
     deterministic: bool = True,
     output: str = "input",
     paper: str = "",
+    equivalent_to: str = "",
+    equivalence: str = "",
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Decorator: register ``fn`` as attribution method ``name`` (docstring = its documentation)."""
 
@@ -146,7 +150,7 @@ def register_method(
         _REGISTRY[name] = MethodSpec(
             name=name, title=title, fn=fn, params=tuple(params), group=group, library=library,
             model_kind=model_kind, deterministic=deterministic, output=output, paper=paper,
-            doc=(fn.__doc__ or "").strip(),
+            doc=(fn.__doc__ or "").strip(), equivalent_to=equivalent_to, equivalence=equivalence,
         )
         return fn
 
@@ -166,6 +170,20 @@ def get_method(name: str) -> MethodSpec:
         raise UnknownNameError(
             f"unknown attribution method {name!r}; choose one of {', '.join(list_methods())}"
         ) from None
+
+
+def equivalent_pairs() -> list[tuple[str, str, str]]:
+    """``(method, equivalent method, when and why)`` for every declared equivalence."""
+    return [(spec.name, spec.equivalent_to, spec.equivalence) for spec in _REGISTRY.values() if spec.equivalent_to]
+
+
+def equivalence_column(methods: list[str]) -> tuple[list[str], list[str]]:
+    """For table rows of ``methods``: a short note per row ("same maps as lrp" where the equivalent
+    method is also a row, else "") and the full explanations of the pairs present."""
+    present = [(a, b, why) for a, b, why in equivalent_pairs() if a in methods and b in methods]
+    partner = {a: b for a, b, _ in present} | {b: a for a, b, _ in present}
+    column = [f"same maps as {partner[m]}" if m in partner else "" for m in methods]
+    return column, [f"{a} and {b} give the same maps: {why}." for a, b, why in present]
 
 
 TARGET_CHOICES = ("predicted", "true")

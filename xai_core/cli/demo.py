@@ -36,11 +36,13 @@ def demo(
     The dashboard starts as soon as the benchmark data exist and fills in as stages complete.
     SIGTERM (``docker stop``, a supervisor) stops it like Ctrl-C: the dashboard process goes too.
     """
+    from db import get_engine
     from ui.server import ensure_port_free, stop
     from xai_core.demo import STAGES, build_demo
 
     if not no_serve:
         ensure_port_free(port)
+    get_engine()  # a database that cannot be opened is one line, before any progress bar
     workspace_dir()  # an unwritable workspace (a read-only /data in Docker) stops here, in one line
     previous = signal.signal(signal.SIGTERM, _interrupt)
     bar = TqdmProgress("demo")

@@ -25,7 +25,8 @@ def pretrain_cmd(
     batch_size: int = typer.Option(64, "--batch-size"),
     lr: float = typer.Option(2e-3, "--lr"),
     seed: int = typer.Option(0, "--seed"),
-    in_chans: int = typer.Option(1, "--in-chans", help="1 (grey MRI) or 3"),
+    in_chans: Optional[int] = typer.Option(None, "--in-chans", help="1 (grey MRI) or 3; default: 3 for imagenet "
+                                           "(grey images are replicated), else 1"),
     anatomy: Optional[Path] = typer.Option(None, "--anatomy", help="folder of T1 NIfTI volumes (mri; default MNI152)"),
     labels: Optional[Path] = typer.Option(None, "--labels", help="CSV file,label for the mri task (e.g. sex)"),
     name: Optional[str] = typer.Option(None, "--name"),
@@ -34,7 +35,7 @@ def pretrain_cmd(
     from models.architectures import get_architecture
     from models.pretraining import get_pretraining_source, pretrain
 
-    get_pretraining_source(source)
+    get_pretraining_source(source).resolve_channels(in_chans)
     get_architecture(arch)
     bar = TqdmProgress(f"pretrain {source}")
     try:
@@ -135,13 +136,22 @@ def import_cmd(
     num_classes: int = typer.Option(..., "--num-classes"),
     name: Optional[str] = typer.Option(None, "--name"),
     width: float = typer.Option(1.0, "--width"),
-    input_size: Optional[int] = typer.Option(None, "--input-size"),
+    input_size: Optional[int] = typer.Option(None, "--input-size", help="default: the dataset's image size, "
+                                              "else the architecture's"),
+    preprocess: str = typer.Option("none", "--preprocess", help="input normalisation the weights expect: none | "
+                                   "imagenet (torchvision ImageNet mean/std) | inception ((x - 0.5) / 0.5)"),
+    dataset: Optional[str] = typer.Option(None, "--dataset", help="dataset the checkpoint belongs to (explained "
+                                          "on by default, listed on the Explain page)"),
 ) -> None:
-    """Register an externally trained checkpoint after validating every tensor shape."""
+    """Register an externally trained checkpoint after validating every tensor shape. Grey images are
+    replicated to a 3-channel network's channels and normalised with --preprocess everywhere."""
     from models.checkpoints import import_checkpoint
 
-    info = import_checkpoint(file, arch, num_classes, name=name, width=width, input_size=input_size)
-    typer.echo(f"imported checkpoint {info.id} {info.name} (sha256 {info.sha256[:12]})")
+    info = import_checkpoint(file, arch, num_classes, name=name, width=width, input_size=input_size,
+                             preprocess=preprocess, dataset=dataset)
+    meta = info.metadata
+    typer.echo(f"imported checkpoint {info.id} {info.name} (sha256 {info.sha256[:12]}; {meta['in_chans']} input "
+               f"channel(s), preprocessing {meta['preprocess']}, {meta['input_size']} px)")
 
 
 @models_app.command("list")

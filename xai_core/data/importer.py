@@ -163,13 +163,19 @@ def import_dataset(folder: str | Path, name: str, *, split_csv: str | Path | Non
         if m is not None:
             masks[i] = resize_stack(pad_square(m.astype(np.float32))[None], size, mask=True)[0]
     n_lesions = count_components(masks)
+    from db.models import Sample, column_limit
+
     ids, seen = [], set()
+    limit = column_limit(Sample.sample_id)
     for i, rel in enumerate(rels):
         parts = Path(rel).parts
         sid = "-".join([*parts[:-1], strip_suffix(parts[-1])])
         sid = "".join(c if c.isalnum() or c in "-_." else "_" for c in sid)
         while sid in seen:
             sid += "_"
+        if len(sid) > limit:
+            raise ConfigError(f"sample id from {rel} is {len(sid)} characters long (at most {limit} are stored); "
+                              "shorten its folder or file name")
         seen.add(sid)
         ids.append(sid)
     stage = Staging(name, overwrite)

@@ -19,6 +19,7 @@ from xai_core.errors import ConfigError, InputFileError, WorkspaceError
 from xai_core.metrics.drift_measures import drift_keys
 from xai_core.metrics.ground_truth import GROUND_TRUTH_KEYS
 from xai_core.metrics.jobs import DRIFT_TOP_PERCENT, GT_SELECTIONS
+from xai_core.metrics.order import sort_by_degree
 from xai_core.metrics.statistics import (
     accuracy_controlled_effect,
     ranking_agreement,
@@ -114,6 +115,18 @@ def checkpoint_accuracy() -> pd.DataFrame:
     return out.rename(columns={"mean": "accuracy", "size": "n_predictions"})
 
 
+def checkpoint_info() -> pd.DataFrame:
+    """Per checkpoint: ``checkpoint_id, checkpoint`` (name), ``arch, pretrain, degree, num_classes``
+    and its test ``accuracy`` / ``n_predictions`` (:func:`checkpoint_accuracy`; NaN / 0 without)."""
+    from db import Checkpoint
+
+    info = _frame(select(Checkpoint.id.label("checkpoint_id"), Checkpoint.name.label("checkpoint"), Checkpoint.arch,
+                         Checkpoint.pretrain, Checkpoint.degree, Checkpoint.num_classes))
+    out = info.merge(checkpoint_accuracy(), on="checkpoint_id", how="left")
+    out["n_predictions"] = out["n_predictions"].fillna(0).astype(int)
+    return out
+
+
 def benchmark_table(selection: str = "correct", metrics: tuple[str, ...] = GROUND_TRUTH_KEYS,
                     n_boot: int = 1000) -> pd.DataFrame:
     """Mean, median and bootstrap 95% CI per (method, pre-training, degree) and metric."""
@@ -127,7 +140,8 @@ def accuracy_frame(method: str, metric: str = "precision", selection: str = "cor
         return pd.DataFrame(columns=[*CHECKPOINT_COLS, metric, "n", "accuracy"])
     per = df.groupby(CHECKPOINT_COLS, dropna=False)[metric].agg(["mean", "size"]).reset_index()
     per = per.rename(columns={"mean": metric, "size": "n"})
-    return per.merge(checkpoint_accuracy(), on="checkpoint_id", how="left")
+    return sort_by_degree(per.merge(checkpoint_accuracy(), on="checkpoint_id", how="left"),
+                          ["arch", "pretrain", "degree", "checkpoint_id"])
 
 
 def accuracy_effect(method: str, metric: str = "precision", selection: str = "correct",

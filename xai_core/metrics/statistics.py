@@ -2,6 +2,12 @@
 
 * :func:`bootstrap_ci` / :func:`summarise`: mean, median and percentile-bootstrap 95% CI
   (Efron & Tibshirani 1993) per group.
+* :func:`cluster_bootstrap` / :func:`clustered_summary`: the clustered (block) bootstrap over the
+  independent units. The same test images are explained by every checkpoint and method, so their
+  rows are not independent; the bootstrap resamples *images* (cluster ids) with replacement and
+  keeps every row of each drawn image (all its checkpoints and methods). Done at once: per
+  resample the draw counts ``W`` (``n_boot × n_clusters``) weight per-cluster sums and counts,
+  ``mean_g = (W @ S)_g / (W @ N)_g`` (Davison & Hinkley 1997, §3.8; Field & Welsh 2007).
 * :func:`stability_ranking` / :func:`ranking_agreement`: per-method ranking of architectures by
   drift stability, Kendall's tau-b between two methods' rankings and reversal flags (the chest
   X-ray study's "architecture-dependent" finding: the most stable architecture under one method
@@ -13,6 +19,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from itertools import combinations
 from typing import Any
@@ -22,6 +29,7 @@ import pandas as pd
 from scipy import stats
 
 from xai_core.errors import ConfigError, InvalidValueError
+from xai_core.metrics.order import order_columns, sort_by_degree
 
 # +1: higher is more stable; -1: lower is more stable; 0: closer to zero is more stable.
 STABILITY_DIRECTION = {
@@ -61,6 +69,96 @@ def bootstrap_ci(
     return (float(lo), float(hi))
 
 
+def _percentile_ci(boot: np.ndarray, confidence: float) -> tuple[np.ndarray, np.ndarray]:
+    """Column-wise percentile interval of a ``(n_boot, k)`` matrix (NaN resamples ignored)."""
+    if not 0 < confidence < 1:
+        raise ConfigError(f"confidence must lie in (0, 1), got {confidence}")
+    alpha = (1 - confidence) / 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns give NaN
+        lo, hi = np.nanquantile(boot, [alpha, 1 - alpha], axis=0)
+    return lo, hi
+
+
+def cluster_draws(n_clusters: int, n_boot: int = 2000, seed: int = 0) -> np.ndarray:
+    """``(n_boot, n_clusters)`` counts: how often each cluster is drawn in each resample of
+    ``n_clusters`` draws with replacement (the index matrix of :func:`bootstrap_ci`, counted)."""
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, n_clusters, size=(n_boot, n_clusters))
+    flat = (idx + n_clusters * np.arange(n_boot)[:, None]).ravel()
+    return np.bincount(flat, minlength=n_boot * n_clusters).reshape(n_boot, n_clusters).astype(np.float64)
+
+
+def cluster_bootstrap(
+    frame: pd.DataFrame, value: str, by: Sequence[str], cluster: str = "sample_pk",
+    n_boot: int = 2000, seed: int = 0,
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """Clustered bootstrap of the mean of ``value`` per group ``by``.
+
+    The units resampled are the distinct ``cluster`` ids (test images): each resample draws as
+    many ids as there are, with replacement, and takes *all* rows of every drawn id — across
+    every checkpoint and method — so the dependence between rows of the same image is kept.
+    Group means of a resample are ``(W @ S) / (W @ N)`` with ``W`` the draw counts
+    (:func:`cluster_draws`), ``S``/``N`` the per-cluster sums/counts of each group; this equals
+    concatenating the drawn clusters' rows. Non-finite values are dropped first.
+
+    Returns ``(groups, boot)``: ``groups`` has the ``by`` columns plus ``n`` (rows), ``n_clusters``
+    and ``mean`` (on the data), one row per group in sorted order (degrees in the study's order);
+    ``boot`` is ``(n_boot, n_groups)``, NaN where a resample drew no cluster of that group.
+    Contrasts (differences of groups, rank correlations over groups) are computed row-wise on
+    ``boot``, so every statistic of one resample uses the same drawn images.
+    """
+    missing = [c for c in [*by, value, cluster] if c not in frame.columns]
+    if missing:
+        raise ConfigError(f"unknown column(s) {missing}; available: {sorted(frame.columns)}")
+    df = frame[np.isfinite(frame[value].to_numpy(dtype=np.float64))]
+    keys = sort_by_degree(df[list(by)].drop_duplicates(), list(by))
+    if df.empty:
+        return keys.assign(n=0, n_clusters=0, mean=np.nan), np.empty((n_boot, 0))
+    g_code = df[list(by)].merge(keys.reset_index(names="_g"), on=list(by), how="left")["_g"].to_numpy()
+    c_code, _ = pd.factorize(df[cluster], sort=True)
+    n_c, n_g = int(c_code.max()) + 1, len(keys)
+    flat = c_code * n_g + g_code
+    x = df[value].to_numpy(dtype=np.float64)
+    sums = np.bincount(flat, weights=x, minlength=n_c * n_g).reshape(n_c, n_g)
+    counts = np.bincount(flat, minlength=n_c * n_g).reshape(n_c, n_g).astype(np.float64)
+    draws = cluster_draws(n_c, n_boot, seed)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        boot = (draws @ sums) / (draws @ counts)
+    out = keys.assign(n=counts.sum(0).astype(int), n_clusters=(counts > 0).sum(0).astype(int),
+                      mean=sums.sum(0) / counts.sum(0))
+    return out, boot
+
+
+def clustered_summary(frame: pd.DataFrame, value: str, by: Sequence[str], cluster: str = "sample_pk",
+                      n_boot: int = 2000, confidence: float = 0.95, seed: int = 0) -> pd.DataFrame:
+    """:func:`cluster_bootstrap` with a percentile CI: ``by, n, n_clusters, mean, ci_low, ci_high``."""
+    groups, boot = cluster_bootstrap(frame, value, by, cluster, n_boot, seed)
+    lo, hi = _percentile_ci(boot, confidence) if boot.shape[1] else (np.array([]), np.array([]))
+    return groups.assign(ci_low=lo, ci_high=hi)
+
+
+def contrast_ci(point: float, boot: np.ndarray, confidence: float = 0.95) -> tuple[float, float, float]:
+    """``(estimate, ci_low, ci_high)`` of a statistic from its value on the data and its ``(n_boot,)``
+    clustered-bootstrap replicates (percentile interval)."""
+    lo, hi = _percentile_ci(np.asarray(boot, dtype=np.float64)[:, None], confidence)
+    return float(point), float(lo[0]), float(hi[0])
+
+
+def spearman_rows(values: np.ndarray, order: np.ndarray) -> np.ndarray:
+    """Spearman's rho between each row of ``values`` (``(k,)`` or ``(n_boot, k)``) and ``order``
+    (``(k,)``), average ranks for ties; NaN where a row has a NaN or is constant."""
+    v = np.atleast_2d(np.asarray(values, dtype=np.float64))
+    rv = stats.rankdata(v, axis=1)
+    ro = stats.rankdata(np.asarray(order, dtype=np.float64))
+    rv = rv - rv.mean(axis=1, keepdims=True)
+    ro = ro - ro.mean()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rho = (rv @ ro) / np.sqrt((rv**2).sum(axis=1) * (ro**2).sum())
+    rho[~np.isfinite(v).all(axis=1)] = np.nan
+    return rho
+
+
 def ci_text(mean: float, low: float, high: float, signed: bool = False) -> str:
     """``"0.412 [0.380, 0.441]"`` (``signed``: ``"+0.012 [-0.004, +0.030]"``), the tables' cell text."""
     f = "+.3f" if signed else ".3f"
@@ -72,6 +170,7 @@ def ci_table(summary: pd.DataFrame, index: str | list[str] = "method",
     """Wide ``index`` × ``"pretrain / degree"`` table of :func:`ci_text` cells from :func:`summarise`."""
     texts = [ci_text(m, lo, hi) for m, lo, hi in zip(summary["mean"], summary["ci_low"], summary["ci_high"], strict=True)]
     wide = summary.assign(cell=texts).pivot_table(index=index, columns=list(columns), values="cell", aggfunc="first")
+    wide = order_columns(wide)
     wide.columns = [" / ".join(map(str, c)) if isinstance(c, tuple) else str(c) for c in wide.columns]
     return wide
 
@@ -108,7 +207,7 @@ def summarise(
                     "ci_high": hi,
                 }
             )
-    return pd.DataFrame(rows)
+    return sort_by_degree(pd.DataFrame(rows), list(by))
 
 
 def stability_ranking(

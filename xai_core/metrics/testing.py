@@ -9,7 +9,7 @@ No model weights are involved; checkpoint files are not needed by the metric job
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -82,3 +82,72 @@ def add_gt_rows(checkpoint_id: int, method: str, sample_pks: Sequence[int], maps
     preds = {int(pk): (0, bool(c)) for pk, c in zip(sample_pks, correct, strict=True)}
     _insert(GroundTruthMetric, _gt_rows(checkpoint_id, method, params_hash, selection, list(sample_pks), preds,
                                         np.asarray(maps, np.float32), np.asarray(masks, bool), 8))
+
+
+def add_precision_rows(checkpoint_id: int, method: str, sample_pks: Sequence[int], precision: Sequence[float],
+                       selection: str = "correct") -> None:
+    """``GroundTruthMetric`` rows of correctly classified samples with the given precision (every
+    other ground-truth metric set to the same value): verdict logic tests with known directions."""
+    from db import GroundTruthMetric
+    from xai_core.metrics.ground_truth import GROUND_TRUTH_KEYS
+    from xai_core.metrics.jobs import _insert
+
+    _insert(GroundTruthMetric, [
+        {"checkpoint_id": checkpoint_id, "method": method, "params_hash": "seeded", "sample_pk": int(pk),
+         "selection": selection, "correct": True, "constant_map": False, **dict.fromkeys(GROUND_TRUTH_KEYS, float(v))}
+        for pk, v in zip(sample_pks, precision, strict=True)])
+
+
+def add_drift_rows(checkpoint_a_id: int, checkpoint_b_id: int, method: str, sample_pks: Sequence[int],
+                   iou: Sequence[float], pearson: Sequence[float] | None = None) -> None:
+    """``DriftMetric`` rows with the given top-10/20% IoU and Pearson values (the other drift metrics 0)."""
+    from db import DriftMetric
+    from xai_core.metrics.jobs import _insert
+    from xai_core.metrics.queries import DRIFT_KEYS
+
+    corr = iou if pearson is None else pearson
+    _insert(DriftMetric, [
+        {"checkpoint_a_id": checkpoint_a_id, "checkpoint_b_id": checkpoint_b_id, "method": method,
+         "params_hash": "seeded", "sample_pk": int(pk), "selection": "true_positive",
+         **dict.fromkeys(DRIFT_KEYS, 0.0), "iou_top10": float(v), "iou_top20": float(v), "pearson": float(c),
+         "spearman": float(c)}
+        for pk, v, c in zip(sample_pks, iou, corr, strict=True)])
+
+
+def add_scored_checkpoint(name: str, sample_pks: Sequence[int], accuracy: float, pretrain: str = "mri",
+                          degree: str | None = "all", phase: str = "ft", parent_id: int | None = None,
+                          arch: str = "vgg16") -> tuple[int, list[int]]:
+    """A checkpoint whose first ``round(accuracy * n)`` predictions on ``sample_pks`` (labels alternate
+    0, 1, …) are right, the rest wrong; returns (its id, the correctly classified pks)."""
+    labels = [i % 2 for i in range(len(sample_pks))]
+    n_right = round(accuracy * len(sample_pks))
+    preds = [y if i < n_right else 1 - y for i, y in enumerate(labels)]
+    ck = add_checkpoint(name, arch, pretrain, degree, phase, sample_pks, preds, labels, parent_id=parent_id)
+    return ck, list(sample_pks[:n_right])
+
+
+def add_precision_grid(level: Callable[[str, str], float], methods: dict[str, float], degrees: Sequence[str],
+                       sources: Sequence[str] = ("natural", "mri"), n_images: int = 40,
+                       accuracy: Callable[[str, str], float] = lambda s, d: 0.9, image_sd: float = 0.05,
+                       noise_sd: float = 0.01, sobel: float | None = None, seed: int = 0) -> list[int]:
+    """A benchmark of ``n_images`` test images and one ``vgg-{source}-{degree}`` checkpoint per cell with
+    known precision: ``level(source, degree) + methods[method]`` + an image effect (mean 0, shared by
+    every checkpoint and method: the clustered structure) + independent row noise; ``sobel`` adds
+    ``baseline_sobel`` rows at that level (+ the image effect). Returns the sample pks."""
+    masks = np.zeros((n_images, 8, 8), bool)
+    masks[:, 2:5, 2:5] = True
+    pks = add_dataset_rows("bench", masks, [i % 2 for i in range(n_images)])
+    rng = np.random.default_rng(seed)
+    image = rng.normal(0, image_sd, n_images)
+    image -= image.mean()
+    for source in sources:
+        for degree in degrees:
+            ck, right = add_scored_checkpoint(f"vgg-{source}-{degree}", pks, accuracy(source, degree), source,
+                                              degree, degree)
+            effect = image[: len(right)]
+            for method, offset in methods.items():
+                add_precision_rows(ck, method, right, level(source, degree) + offset + effect
+                                   + rng.normal(0, noise_sd, len(right)))
+            if sobel is not None:
+                add_precision_rows(ck, "baseline_sobel", right, sobel + effect)
+    return pks

@@ -1,0 +1,45 @@
+"""AppTest of the Overview page: findings as cards with verdict badges, the build table without None."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from xai_core.metrics.testing import add_precision_grid
+from xai_core.status import BuildStatus, StageStatus, write_status
+
+APP = str(Path(__file__).resolve().parents[2] / "ui" / "app.py")  # the Overview is its default page
+
+
+def _seed_opposite() -> None:
+    """natural above mri at tl (the issue's demo case: 0.245 vs 0.221), both models working."""
+    add_precision_grid(lambda s, d: 0.245 if s == "natural" else 0.221, {"saliency": 0.0, "input_x_gradient": 0.0},
+                       ("tl",), n_images=30, accuracy=lambda s, d: 1.0, image_sd=0.02, noise_sd=0.0)
+
+
+def _markdown(at: AppTest) -> str:
+    return "\n".join(m.value for m in at.markdown)
+
+
+def test_findings_are_cards_with_verdict_badges(workspace: Path) -> None:
+    st.cache_data.clear()
+    _seed_opposite()
+    write_status(BuildStatus("quick", {}, [StageStatus("data", "Benchmark data", "done", seconds=2.5),
+                                           StageStatus("train", "Fine-tuning grid", "pending")]))
+    at = AppTest.from_file(APP, default_timeout=120).run()
+    assert not at.exception, at.exception
+    build = at.dataframe[0].value
+    assert list(build["seconds"]) == ["2.5", "—"]  # a stage without a time shows a dash, not None
+    text = _markdown(at)
+    # the pre-training finding says the opposite direction, in a red badge, with its evidence
+    assert ":red-badge[:material/swap_vert: not reproduced \\(opposite direction\\)]" in text
+    assert ":gray-badge[:material/block: not testable here]" in text and ":gray[Oliveira et al\\. 2024 \\(MRI\\)]" in text
+    assert "**Claim:** At low fine\\-tuning degrees" in text
+    assert "natural higher \\(opposite\\)" in text
+    assert "mri 0\\.221 \\[" in text and "natural 0\\.245 \\[" in text
+    assert "None" not in text
+    # findings are not in a data grid (whose cells cut the verdict off)
+    assert len(at.dataframe) == 2  # the build table and the workspace inventory only
+    assert any("How this verdict is decided" in e.label for e in at.expander)
