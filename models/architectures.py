@@ -50,6 +50,7 @@ import torchvision
 from torch import nn
 
 from xai_core.errors import ConfigError, UnknownNameError, UnsupportedError
+from xai_core.registry import Registry
 
 DEGREES: tuple[str, ...] = ("tl", "1conv", "2conv", "3conv", "4conv", "all")
 N_BLOCKS = 5
@@ -88,12 +89,21 @@ class ArchSpec:
     description: str
     # callable(model) -> module mapping the last block's output to logits
     head_chain: Callable[[nn.Module], nn.Module] = field(repr=False, default=None)  # type: ignore[assignment]
+    paper: str = ""
 
     # --- views on a built model -------------------------------------------------------------
     def conv_blocks(self, model: nn.Module) -> list[nn.Module]:
         """The five conv blocks of ``model`` in forward order (each an ``nn.Sequential`` view
         sharing the model's modules)."""
         return [nn.Sequential(*[model.get_submodule(n) for n in names]) for names in self.blocks]
+
+    @property
+    def label(self) -> str:  # registry metadata (xai_core.registry.Entry)
+        return self.name
+
+    @property
+    def help(self) -> str:
+        return self.description
 
     def block_module_names(self, index: int) -> tuple[str, ...]:
         return self.blocks[index]
@@ -113,28 +123,22 @@ class ArchSpec:
         return [*self.conv_blocks(model), self.head_chain(model)]
 
 
-_REGISTRY: dict[str, ArchSpec] = {}
+ARCHITECTURES: Registry[ArchSpec] = Registry("architecture", sort=True)
 
 
 def register(spec: ArchSpec) -> ArchSpec:
-    """Add ``spec`` to the registry (a later registration of the same name replaces it)."""
-    _REGISTRY[spec.name] = spec
-    return spec
+    """Add ``spec`` to the registry (a name registered twice raises ConfigError)."""
+    return ARCHITECTURES.add(spec)
 
 
 def list_architectures() -> list[str]:
     """Registered architecture names, sorted."""
-    return sorted(_REGISTRY)
+    return ARCHITECTURES.list()
 
 
 def get_architecture(arch: str) -> ArchSpec:
     """The :class:`ArchSpec` of ``arch``; unknown names raise :class:`UnknownNameError`."""
-    try:
-        return _REGISTRY[arch]
-    except KeyError:
-        raise UnknownNameError(
-            f"unknown architecture {arch!r}; choose one of {', '.join(list_architectures())}"
-        ) from None
+    return ARCHITECTURES.get(arch)
 
 
 def _no_inplace(model: nn.Module) -> nn.Module:

@@ -39,8 +39,9 @@ from torch import nn
 from models.architectures import build, get_architecture
 from models.inputs import set_preprocess
 from xai_core.config import device as pick_device
-from xai_core.errors import ConfigError, InputFileError, UnknownNameError, UnsupportedError
+from xai_core.errors import ConfigError, InputFileError, UnsupportedError
 from xai_core.progress import Progress, silent
+from xai_core.registry import Registry
 
 Sampler = Callable[[int, torch.Generator], tuple[torch.Tensor, torch.Tensor]]
 
@@ -55,6 +56,15 @@ class PretrainSource:
     kind: str  # "weights" | "pretext" | "none"
     make: Callable[..., Any] | None
     channels: int | None = None  # input channels the source's networks must have (None: any, default 1)
+    paper: str = ""
+
+    @property
+    def label(self) -> str:  # registry metadata (xai_core.registry.Entry)
+        return self.name
+
+    @property
+    def help(self) -> str:
+        return self.description
 
     def resolve_channels(self, in_chans: int | None) -> int:
         """``in_chans`` (None: the source's default) checked against what the source supports."""
@@ -66,35 +76,26 @@ class PretrainSource:
         return self.channels
 
 
-_SOURCES: dict[str, PretrainSource] = {}
+SOURCES: Registry[PretrainSource] = Registry("pre-training source", sort=True)
 
 
 def register_source(name: str, description: str, kind: str,
                     channels: int | None = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Decorator registering a pre-training source builder under ``name``."""
-
-    def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
-        _SOURCES[name] = PretrainSource(name, description, kind, fn, channels)
-        return fn
-
-    return wrap
+    return SOURCES.register(lambda fn: PretrainSource(name, description, kind, fn, channels))
 
 
 def list_pretraining_sources() -> list[str]:
     """Registered source names (``imagenet``, ``mri``, ``natural``, ``none``)."""
-    return sorted(_SOURCES)
+    return SOURCES.list()
 
 
 def get_pretraining_source(name: str) -> PretrainSource:
-    try:
-        return _SOURCES[name]
-    except KeyError:
-        raise UnknownNameError(
-            f"unknown pre-training source {name!r}; choose one of {', '.join(list_pretraining_sources())}"
-        ) from None
+    """The :class:`PretrainSource` of ``name``; unknown names raise :class:`UnknownNameError`."""
+    return SOURCES.get(name)
 
 
-_SOURCES["none"] = PretrainSource("none", "random initialisation", "none", None)
+SOURCES.add(PretrainSource("none", "random initialisation", "none", None))
 
 
 # ------------------------------------------------------------------------------------------

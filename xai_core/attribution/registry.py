@@ -1,5 +1,6 @@
 """The attribution-method registry: one decorator registers a method with typed, documented
-parameters; :func:`list_methods` / :func:`get_method` read it (like ``torchvision.models``).
+parameters; :func:`list_methods` / :func:`get_method` read it (like ``torchvision.models``), on
+the shared :class:`xai_core.registry.Registry`.
 
 A method is a function ``fn(ctx, x, target, params) -> (attributions, targets)`` where ``x`` is
 an ``(B, C, H, W)`` batch on the device, ``target`` a ``(B,)`` long tensor or ``None`` (= the
@@ -16,7 +17,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from xai_core.errors import ConfigError, InvalidValueError, UnknownNameError
+from xai_core.errors import ConfigError, InvalidValueError
+from xai_core.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -97,6 +99,16 @@ class MethodSpec:
     equivalence: str = ""  # ... on which models, and why (shown next to both methods' rows)
 
     @property
+    def label(self) -> str:
+        """The registry label: the method's title (menus, table rows)."""
+        return self.title
+
+    @property
+    def help(self) -> str:
+        """The first paragraph of the method's docstring."""
+        return self.doc.split("\n\n", 1)[0].strip()
+
+    @property
     def param_names(self) -> list[str]:
         return [p.name for p in self.params]
 
@@ -124,7 +136,7 @@ class MethodSpec:
         return {p.name: resolved[p.name] for p in self.params if p.affects_result}
 
 
-_REGISTRY: dict[str, MethodSpec] = {}
+METHODS: Registry[MethodSpec] = Registry("attribution method")
 
 
 def register_method(
@@ -142,39 +154,29 @@ def register_method(
     equivalence: str = "",
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Decorator: register ``fn`` as attribution method ``name`` (docstring = its documentation)."""
-
-    def decorator(fn: Callable[..., Any]) -> Callable[..., Any]:
-        names = [p.name for p in params]
-        if len(set(names)) != len(names):
-            raise ValueError(f"duplicate parameter names in {name}: {names}")
-        _REGISTRY[name] = MethodSpec(
-            name=name, title=title, fn=fn, params=tuple(params), group=group, library=library,
-            model_kind=model_kind, deterministic=deterministic, output=output, paper=paper,
-            doc=(fn.__doc__ or "").strip(), equivalent_to=equivalent_to, equivalence=equivalence,
-        )
-        return fn
-
-    return decorator
+    names = [p.name for p in params]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"duplicate parameter names in {name}: {names}")
+    return METHODS.register(lambda fn: MethodSpec(
+        name=name, title=title, fn=fn, params=tuple(params), group=group, library=library,
+        model_kind=model_kind, deterministic=deterministic, output=output, paper=paper,
+        doc=(fn.__doc__ or "").strip(), equivalent_to=equivalent_to, equivalence=equivalence,
+    ))
 
 
 def list_methods() -> list[str]:
     """Registered method names, in registration order (the two studies' methods first)."""
-    return list(_REGISTRY)
+    return METHODS.list()
 
 
 def get_method(name: str) -> MethodSpec:
     """The :class:`MethodSpec` of ``name``; unknown names raise :class:`UnknownNameError`."""
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise UnknownNameError(
-            f"unknown attribution method {name!r}; choose one of {', '.join(list_methods())}"
-        ) from None
+    return METHODS.get(name)
 
 
 def equivalent_pairs() -> list[tuple[str, str, str]]:
     """``(method, equivalent method, when and why)`` for every declared equivalence."""
-    return [(spec.name, spec.equivalent_to, spec.equivalence) for spec in _REGISTRY.values() if spec.equivalent_to]
+    return [(spec.name, spec.equivalent_to, spec.equivalence) for spec in METHODS.entries() if spec.equivalent_to]
 
 
 def equivalence_column(methods: list[str]) -> tuple[list[str], list[str]]:
