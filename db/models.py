@@ -130,47 +130,48 @@ class AttributionMap(Base):
 
 
 class GroundTruthMetric(Base):
-    """Ground-truth metrics of one map against its sample's lesion mask."""
+    """One ground-truth metric value of one map against its sample's lesion mask.
+
+    Long form: one row per (checkpoint, method, params hash, sample, metric), so a newly registered
+    metric (``xai_core.metrics.registry``) needs no schema change; queries pivot to one column per metric.
+    """
 
     __tablename__ = "gt_metrics"
-    __table_args__ = (UniqueConstraint("checkpoint_id", "method", "params_hash", "sample_pk"),)
+    __table_args__ = (UniqueConstraint("checkpoint_id", "method", "params_hash", "sample_pk", "metric"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     checkpoint_id: Mapped[int] = mapped_column(ForeignKey("checkpoints.id", ondelete="CASCADE"), index=True)
-    method: Mapped[str] = mapped_column(String(50), index=True)  # also "baseline_random", "baseline_sobel"
+    method: Mapped[str] = mapped_column(String(50), index=True)  # also the chance maps baseline_random, baseline_sobel
     params_hash: Mapped[str] = mapped_column(String(64))
     sample_pk: Mapped[int] = mapped_column(ForeignKey("samples.id", ondelete="CASCADE"), index=True)
+    metric: Mapped[str] = mapped_column(String(50))  # a registered ground-truth metric's name
+    value: Mapped[float] = mapped_column(Float)
     selection: Mapped[str] = mapped_column(String(12))  # correct | all | incorrect
-    correct: Mapped[bool] = mapped_column(Boolean)
-    precision: Mapped[float] = mapped_column(Float)
-    mass_accuracy: Mapped[float] = mapped_column(Float)
-    pointing_game: Mapped[float] = mapped_column(Float)
-    roc_auc: Mapped[float] = mapped_column(Float)
-    average_precision: Mapped[float] = mapped_column(Float)
-    emd_score: Mapped[float] = mapped_column(Float)
-    constant_map: Mapped[bool] = mapped_column(Boolean, default=False)
+    correct: Mapped[bool] = mapped_column(Boolean)  # the checkpoint classified the sample correctly
+    constant_map: Mapped[bool] = mapped_column(Boolean, default=False)  # the map is the same at every pixel
 
 
 class DriftMetric(Base):
-    """Drift between two maps of the same sample (checkpoint A, e.g. TL, vs checkpoint B, e.g. FT)."""
+    """One drift metric value between two maps of the same sample: checkpoint A (e.g. TL) with
+    (method A, params hash A) against checkpoint B (e.g. FT) with (method B, params hash B).
+
+    Long form like :class:`GroundTruthMetric`; a same-method comparison has method A = method B.
+    """
 
     __tablename__ = "drift_metrics"
     __table_args__ = (
-        UniqueConstraint("checkpoint_a_id", "checkpoint_b_id", "method", "params_hash", "sample_pk"),
+        UniqueConstraint("checkpoint_a_id", "checkpoint_b_id", "method_a", "params_hash_a", "method_b",
+                         "params_hash_b", "sample_pk", "metric"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     checkpoint_a_id: Mapped[int] = mapped_column(ForeignKey("checkpoints.id", ondelete="CASCADE"), index=True)
     checkpoint_b_id: Mapped[int] = mapped_column(ForeignKey("checkpoints.id", ondelete="CASCADE"), index=True)
-    method: Mapped[str] = mapped_column(String(50), index=True)
-    params_hash: Mapped[str] = mapped_column(String(64))
+    method_a: Mapped[str] = mapped_column(String(50), index=True)
+    params_hash_a: Mapped[str] = mapped_column(String(64))
+    method_b: Mapped[str] = mapped_column(String(50))
+    params_hash_b: Mapped[str] = mapped_column(String(64))
     sample_pk: Mapped[int] = mapped_column(ForeignKey("samples.id", ondelete="CASCADE"), index=True)
+    metric: Mapped[str] = mapped_column(String(50))  # a registered drift metric's name
+    value: Mapped[float] = mapped_column(Float)
     selection: Mapped[str] = mapped_column(String(20))  # true_positive | all
-    com_displacement: Mapped[float] = mapped_column(Float)
-    peak_displacement: Mapped[float] = mapped_column(Float)
-    iou_top10: Mapped[float] = mapped_column(Float)
-    iou_top20: Mapped[float] = mapped_column(Float)
-    pearson: Mapped[float] = mapped_column(Float)
-    spearman: Mapped[float] = mapped_column(Float)
-    gini_change: Mapped[float] = mapped_column(Float)
-    entropy_change: Mapped[float] = mapped_column(Float)

@@ -1,4 +1,4 @@
-"""Seed a workspace with metric-ready rows from arrays: for tests, benchmarks and demos.
+"""Test fixtures: seed a workspace with metric-ready rows from arrays.
 
 Inserts ``Checkpoint``, ``Prediction`` and ``AttributionMap`` rows for samples that already exist
 (or ``Dataset``/``Sample`` rows when asked) and writes the maps with the attribution store's own
@@ -75,43 +75,47 @@ def add_maps(checkpoint_id: int, method: str, sample_pks: Sequence[int], maps: n
 
 def add_gt_rows(checkpoint_id: int, method: str, sample_pks: Sequence[int], maps: np.ndarray, masks: np.ndarray,
                 correct: Sequence[bool], selection: str = "correct", params_hash: str = "seeded") -> None:
-    """``GroundTruthMetric`` rows computed from arrays with :func:`ground_truth_metrics` (one transaction)."""
+    """``GroundTruthMetric`` rows (every registered metric) computed from arrays, in one transaction."""
     from db import GroundTruthMetric
-    from xai_core.metrics.jobs import _gt_rows, _insert
+    from xai_core.metrics.evaluate_job import gt_rows
+    from xai_core.metrics.registry import list_ground_truth_metrics
+    from xai_core.metrics.stored import insert_rows
 
     preds = {int(pk): (0, bool(c)) for pk, c in zip(sample_pks, correct, strict=True)}
-    _insert(GroundTruthMetric, _gt_rows(checkpoint_id, method, params_hash, selection, list(sample_pks), preds,
-                                        np.asarray(maps, np.float32), np.asarray(masks, bool), 8))
+    insert_rows(GroundTruthMetric, gt_rows(checkpoint_id, method, params_hash, selection, list(sample_pks), preds,
+                                           np.asarray(maps, np.float32), np.asarray(masks, bool),
+                                           list_ground_truth_metrics()))
 
 
 def add_precision_rows(checkpoint_id: int, method: str, sample_pks: Sequence[int], precision: Sequence[float],
                        selection: str = "correct") -> None:
     """``GroundTruthMetric`` rows of correctly classified samples with the given precision (every
-    other ground-truth metric set to the same value): verdict logic tests with known directions."""
+    other registered ground-truth metric set to the same value): verdict logic tests with known directions."""
     from db import GroundTruthMetric
-    from xai_core.metrics.ground_truth import GROUND_TRUTH_KEYS
-    from xai_core.metrics.jobs import _insert
+    from xai_core.metrics.registry import list_ground_truth_metrics
+    from xai_core.metrics.stored import insert_rows, long_rows
 
-    _insert(GroundTruthMetric, [
-        {"checkpoint_id": checkpoint_id, "method": method, "params_hash": "seeded", "sample_pk": int(pk),
-         "selection": selection, "correct": True, "constant_map": False, **dict.fromkeys(GROUND_TRUTH_KEYS, float(v))}
-        for pk, v in zip(sample_pks, precision, strict=True)])
+    values = {k: np.asarray(precision, float) for k in list_ground_truth_metrics()}
+    fixed = {"checkpoint_id": checkpoint_id, "method": method, "params_hash": "seeded", "selection": selection,
+             "correct": True, "constant_map": False}
+    insert_rows(GroundTruthMetric, long_rows(fixed, list(sample_pks), values, {}))
 
 
 def add_drift_rows(checkpoint_a_id: int, checkpoint_b_id: int, method: str, sample_pks: Sequence[int],
                    iou: Sequence[float], pearson: Sequence[float] | None = None) -> None:
-    """``DriftMetric`` rows with the given top-10/20% IoU and Pearson values (the other drift metrics 0)."""
+    """``DriftMetric`` rows (same method on both sides) with the given top-10/20% IoU and Pearson
+    values (Spearman = Pearson, every other registered drift metric 0)."""
     from db import DriftMetric
-    from xai_core.metrics.jobs import _insert
-    from xai_core.metrics.queries import DRIFT_KEYS
+    from xai_core.metrics.registry import list_drift_metrics
+    from xai_core.metrics.stored import insert_rows, long_rows
 
-    corr = iou if pearson is None else pearson
-    _insert(DriftMetric, [
-        {"checkpoint_a_id": checkpoint_a_id, "checkpoint_b_id": checkpoint_b_id, "method": method,
-         "params_hash": "seeded", "sample_pk": int(pk), "selection": "true_positive",
-         **dict.fromkeys(DRIFT_KEYS, 0.0), "iou_top10": float(v), "iou_top20": float(v), "pearson": float(c),
-         "spearman": float(c)}
-        for pk, v, c in zip(sample_pks, iou, corr, strict=True)])
+    n = len(sample_pks)
+    corr = np.asarray(iou if pearson is None else pearson, float)
+    values = {k: np.zeros(n) for k in list_drift_metrics()} | {
+        "iou_top10": np.asarray(iou, float), "iou_top20": np.asarray(iou, float), "pearson": corr, "spearman": corr}
+    fixed = {"checkpoint_a_id": checkpoint_a_id, "checkpoint_b_id": checkpoint_b_id, "method_a": method,
+             "params_hash_a": "seeded", "method_b": method, "params_hash_b": "seeded", "selection": "true_positive"}
+    insert_rows(DriftMetric, long_rows(fixed, list(sample_pks), values, {}))
 
 
 def add_scored_checkpoint(name: str, sample_pks: Sequence[int], accuracy: float, pretrain: str = "mri",

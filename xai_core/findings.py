@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from xai_core.metrics import BASELINE_METHODS
+from xai_core.metrics import CHANCE_METHODS
 from xai_core.metrics.order import degree_rank, ordered_degrees
 from xai_core.metrics.queries import checkpoint_info, drift_frame, gt_frame, reversal_table
 from xai_core.metrics.statistics import ci_text, cluster_bootstrap, contrast_ci, spearman_rows
@@ -387,8 +387,8 @@ def headline_findings(n_boot: int = N_BOOT) -> list[Finding]:
     """Every headline finding of both studies on this workspace (empty parts say what is missing)."""
     health = Health.load()
     gt_all = gt_frame("correct")
-    baselines = gt_all[gt_all["method"].isin(BASELINE_METHODS)]
-    gt = gt_all[~gt_all["method"].isin(BASELINE_METHODS)]
+    baselines = gt_all[gt_all["method"].isin(CHANCE_METHODS)]
+    gt = gt_all[~gt_all["method"].isin(CHANCE_METHODS)]
     findings: list[Finding] = []
     if gt.empty:
         findings.append(Finding(MRI, "Ground-truth explanation performance", "no ground-truth metrics yet",

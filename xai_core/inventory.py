@@ -28,8 +28,8 @@ def inventory() -> list[Part]:
         n_samples = s.scalar(select(func.count(Sample.id))) or 0
         phases = dict(s.execute(select(Checkpoint.phase, func.count()).group_by(Checkpoint.phase)).all())
         methods = dict(s.execute(select(AttributionMap.method, func.count()).group_by(AttributionMap.method)).all())
-        n_gt = s.scalar(select(func.count(GroundTruthMetric.id))) or 0
-        n_drift = s.scalar(select(func.count(DriftMetric.id))) or 0
+        n_gt, k_gt = s.execute(select(func.count(), func.count(GroundTruthMetric.metric.distinct()))).one()
+        n_drift, k_drift = s.execute(select(func.count(), func.count(DriftMetric.metric.distinct()))).one()
     n_ckpt = sum(v for k, v in phases.items() if k != "epoch")
     return [
         Part("Datasets", len(datasets), f"{', '.join(datasets)} ({n_samples} images)" if datasets else "",
@@ -39,6 +39,8 @@ def inventory() -> list[Part]:
         Part("Attribution maps", sum(methods.values()),
              f"{len(methods)} methods: " + ", ".join(sorted(methods)) if methods else "",
              "xaudit explain --checkpoint C --methods saliency,integrated_gradients --split test"),
-        Part("Ground-truth metrics", n_gt, f"{n_gt} per-sample rows" if n_gt else "", "xaudit evaluate"),
-        Part("TL→FT drift", n_drift, f"{n_drift} per-sample rows" if n_drift else "", "xaudit drift"),
+        Part("Ground-truth metrics", n_gt, f"{n_gt} per-sample values of {k_gt} metrics" if n_gt else "",
+             "xaudit evaluate"),
+        Part("TL→FT drift", n_drift, f"{n_drift} per-sample values of {k_drift} metrics" if n_drift else "",
+             "xaudit drift"),
     ]

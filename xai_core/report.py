@@ -21,12 +21,12 @@ from xai_core.config import home, workspace_dir
 from xai_core.errors import WorkspaceError
 from xai_core.attribution import equivalence_column
 from xai_core.findings import CI_RULE, NEAR_CHANCE_RULE, UNTESTABLE, VERDICT_TONES, Finding, headline_findings
-from xai_core.metrics import BASELINE_METHODS, ci_table, summarise
+from xai_core.metrics import CHANCE_METHODS, ci_table, summarise
 from xai_core.metrics.figures import accuracy_scatter, ci_bars, degree_lines, drift_box
-from xai_core.metrics.queries import DRIFT_KEYS, accuracy_frame, drift_frame, gt_frame, reversal_table, write_frame
+from xai_core.metrics.queries import accuracy_frame, drift_frame, gt_frame, reversal_table, write_frame
+from xai_core.metrics.registry import DRIFT_METRICS, GROUND_TRUTH_METRICS, MetricSpec
 from xai_core.progress import Progress, silent
-
-GT_SHOWN = ("precision", "mass_accuracy", "pointing_game", "roc_auc")
+from xai_core.registry import Registry
 
 
 def _table_html(frame: pd.DataFrame, floatfmt: str = "{:.3f}") -> str:
@@ -70,6 +70,13 @@ def _with_notes(wide: pd.DataFrame) -> tuple[pd.DataFrame, str]:
     return wide, "".join(f"<p><em>{html.escape(text)}</em></p>" for text in why)
 
 
+def metrics_table(registry: Registry[MetricSpec]) -> pd.DataFrame:
+    """The registered metrics as the report lists them: name, label, direction, range, source."""
+    return pd.DataFrame([{"metric": m.name, "meaning": m.label, "better": m.direction,
+                          "range": f"{m.value_range[0]:g} to {m.value_range[1]:g}", "source": m.paper}
+                         for m in registry.entries()], columns=["metric", "meaning", "better", "range", "source"])
+
+
 def build_sections(tables: dict[str, pd.DataFrame]) -> list[str]:
     """The report's HTML sections; fills ``tables`` with the CSV tables it shows."""
     first = [True]
@@ -85,18 +92,19 @@ def build_sections(tables: dict[str, pd.DataFrame]) -> list[str]:
         parts.append("<p>No ground-truth metrics yet: run <code>xaudit explain</code> then "
                      "<code>xaudit evaluate</code>.</p>")
     else:
-        summary = summarise(gt, ["method", "pretrain", "degree"], list(GT_SHOWN), n_boot=1000)
+        summary = summarise(gt, ["method", "pretrain", "degree"], GROUND_TRUTH_METRICS.list(), n_boot=1000)
         tables["benchmark"] = summary
         precision = summary[summary["metric"] == "precision"]
         parts.append("<p>Mean explanation precision on correctly classified test images, 95% "
-                     f"bootstrap CI; baselines: {', '.join(BASELINE_METHODS)}.</p>")
+                     f"bootstrap CI; chance-level maps: {', '.join(CHANCE_METHODS)}.</p>")
         wide, notes = _with_notes(ci_table(precision))
         parts.append(_table_html(wide.reset_index()) + notes)
+        parts.append("<h3>Ground-truth metrics</h3>" + _table_html(metrics_table(GROUND_TRUTH_METRICS)))
         lines = degree_lines(precision, "precision")
         lines.update_layout(title="Mean precision against fine-tuning degree, per method (95% CI bands)")
         parts.append(_figure_html(lines, first))
         accuracy = []
-        for method in sorted(set(gt["method"]) - set(BASELINE_METHODS)):
+        for method in sorted(set(gt["method"]) - set(CHANCE_METHODS)):
             acc = accuracy_frame(method, "precision").dropna(subset=["accuracy"])
             if len(acc) < 2:
                 continue
@@ -113,9 +121,9 @@ def build_sections(tables: dict[str, pd.DataFrame]) -> list[str]:
     if drift.empty:
         parts.append("<p>No drift rows yet: run <code>xaudit drift</code>.</p>")
     else:
-        dsum = summarise(drift, ["arch", "method"], list(DRIFT_KEYS), n_boot=1000)
+        dsum = summarise(drift, ["arch", "method"], DRIFT_METRICS.list(), n_boot=1000)
         tables["drift-summary"] = dsum
-        parts.append(_table_html(dsum))
+        parts.append(_table_html(dsum) + "<h3>Drift metrics</h3>" + _table_html(metrics_table(DRIFT_METRICS)))
         iou = dsum[dsum["metric"] == "iou_top20"]
         parts.append(_figure_html(ci_bars(iou, "method", "arch", "top-20% IoU, TL vs FT (95% CI)"), first))
         parts.append(_figure_html(drift_box(drift, "pearson"), first))

@@ -35,7 +35,7 @@ def empty_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 def test_empty_database_is_migrated_to_head_and_matches_models(empty_url: str) -> None:
     engine = make_engine(empty_url)
     with engine.connect() as conn:
-        assert MigrationContext.configure(conn).get_current_revision() == _head() == "0004"
+        assert MigrationContext.configure(conn).get_current_revision() == _head() == "0005"
         assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
     assert set(inspect(engine).get_table_names()) >= {
         "datasets", "samples", "checkpoints", "predictions", "attribution_maps",
@@ -44,7 +44,7 @@ def test_empty_database_is_migrated_to_head_and_matches_models(empty_url: str) -
     engine.dispose()
 
 
-PREVIOUS = "0003"  # head - 1
+PREVIOUS = "0004"  # head - 1
 OLD_ROWS = [  # one row per table of the previous revision, inserted with plain SQL
     "INSERT INTO datasets (name, kind, root, params, class_names, image_size, n_samples, created_at)"
     " VALUES ('old', 'synthetic', '/x', '{\"seed\": 7}', '[\"regular\", \"irregular\"]', 64, 1,"
@@ -60,6 +60,9 @@ OLD_ROWS = [  # one row per table of the previous revision, inserted with plain 
     "INSERT INTO attribution_maps (checkpoint_id, method, params_hash, params, sample_pk, target, store_path,"
     " store_index, seconds, device, created_at) VALUES (1, 'saliency', 'h', '{}', 1, 1, 'a/c.npy', 0, 0.5,"
     " 'cpu', '2026-01-01 00:00:00+00:00')",
+    "INSERT INTO gt_metrics (checkpoint_id, method, params_hash, sample_pk, selection, correct, precision,"
+    " mass_accuracy, pointing_game, roc_auc, average_precision, emd_score, constant_map)"
+    " VALUES (1, 'saliency', 'h', 1, 'correct', TRUE, 0.25, 0.5, 1.0, 0.75, 0.125, 0.0625, FALSE)",
 ]
 
 
@@ -70,7 +73,6 @@ def test_upgrade_from_the_previous_revision_keeps_existing_rows(empty_url: str) 
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, PREVIOUS)
         assert MigrationContext.configure(conn).get_current_revision() == PREVIOUS
-        assert "gt_metrics" not in inspect(conn).get_table_names()
         for sql in OLD_ROWS:
             conn.execute(text(sql))
     engine.dispose()
@@ -82,6 +84,9 @@ def test_upgrade_from_the_previous_revision_keeps_existing_rows(empty_url: str) 
         assert conn.execute(text("SELECT prob, correct FROM predictions")).one() == (0.1234567890123456, True)
         assert conn.execute(text("SELECT train_time_s FROM checkpoints")).scalar_one() == 1.0000000000000002
         assert conn.execute(text("SELECT count(*) FROM attribution_maps")).scalar_one() == 1
+        assert conn.execute(text("SELECT metric, value FROM gt_metrics ORDER BY value")).all() == [
+            ("emd_score", 0.0625), ("average_precision", 0.125), ("precision", 0.25), ("mass_accuracy", 0.5),
+            ("roc_auc", 0.75), ("pointing_game", 1.0)]
     with Session(upgraded) as s:  # typed round trip through the models, and ids continue after the old rows
         ds = s.scalars(select(Dataset)).one()
         assert (ds.params, ds.class_names, ds.created_at.year) == ({"seed": 7}, ["regular", "irregular"], 2026)

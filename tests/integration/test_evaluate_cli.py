@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from xai_core.cli import run
-from xai_core.metrics.testing import add_checkpoint, add_dataset_rows, add_maps
+from tests.seed import add_checkpoint, add_dataset_rows, add_maps
 
 
 def test_drift_export_and_user_errors(workspace: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

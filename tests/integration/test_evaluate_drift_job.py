@@ -12,9 +12,9 @@ from sqlalchemy import select
 from db import DriftMetric, session_scope
 from xai_core.errors import ConfigError, UnknownNameError, WorkspaceError
 from xai_core.metrics import drift, drift_metrics
-from xai_core.metrics.jobs import read_stored_maps
+from xai_core.metrics.stored import read_stored_maps
 from xai_core.metrics.queries import drift_frame, drift_table, export_table, reversal_table
-from xai_core.metrics.testing import add_checkpoint, add_dataset_rows, add_maps
+from tests.seed import add_checkpoint, add_dataset_rows, add_maps
 
 KEYS = ["com_displacement", "peak_displacement", "iou_top10", "iou_top20", "pearson", "spearman",
         "gini_change", "entropy_change"]
@@ -49,13 +49,19 @@ def test_drift_job_values_resume_and_selection(workspace: Path) -> None:
     assert {(r.method, r.computed, r.skipped) for r in results} == {("gradcam", 4, 0), ("layercam", 4, 0)}
     assert progress[-1] == (8, 8)
     tp = [s["pks"][i] for i in range(4)]
-    expected = drift_metrics(read_stored_maps(s["tl"], "gradcam", results[0].params_hash, tp),
-                             read_stored_maps(s["ft"], "gradcam", results[0].params_hash, tp))
+    phash = results[0].params_hash_a
+    assert (results[0].method_b, results[0].params_hash_b) == ("gradcam", phash)
+    expected = drift_metrics(read_stored_maps(s["tl"], "gradcam", phash, tp), read_stored_maps(s["ft"], "gradcam", phash, tp))
+    D = DriftMetric
     with session_scope() as session:
-        rows = session.scalars(select(DriftMetric).where(DriftMetric.method == "gradcam").order_by(DriftMetric.sample_pk)).all()
-        got = {k: np.array([getattr(r, k) for r in rows]) for k in KEYS}
-        assert {r.selection for r in rows} == {"true_positive"}
-        assert [r.checkpoint_a_id for r in rows] == [s["tl"]] * 4
+        rows = session.execute(select(D.checkpoint_a_id, D.method_b, D.params_hash_a, D.params_hash_b, D.sample_pk,
+                                      D.selection, D.metric, D.value).where(D.method_a == "gradcam")).all()
+    long = pd.DataFrame(rows, columns=["a", "method_b", "hash_a", "hash_b", "sample_pk", "selection", "metric", "value"])
+    assert len(long) == 4 * len(KEYS) and set(long["metric"]) == set(KEYS)  # one row per (pair, metric)
+    assert set(long["selection"]) == {"true_positive"} and set(long["a"]) == {s["tl"]}
+    assert set(long["method_b"]) == {"gradcam"} and set(long["hash_a"]) == set(long["hash_b"]) == {phash}  # full hashes
+    got = long.pivot(index="sample_pk", columns="metric", values="value").sort_index()
+    assert got.index.tolist() == tp
     for key in KEYS:
         np.testing.assert_allclose(got[key], expected[key], atol=1e-12)
     # blob shifted by i pixels: displacement i / diagonal (float16 storage keeps the shape)
@@ -69,7 +75,7 @@ def test_drift_job_values_resume_and_selection(workspace: Path) -> None:
     more = drift(selection="all", methods=["gradcam"])
     assert [(r.computed, r.skipped) for r in more] == [(2, 4)]
     with session_scope() as session:
-        sel = session.scalars(select(DriftMetric.selection).where(DriftMetric.method == "gradcam")).all()
+        sel = session.scalars(select(D.selection).where(D.method_a == "gradcam", D.metric == "pearson")).all()
     assert sorted(sel).count("all") == 2
 
 
@@ -119,11 +125,13 @@ def test_cross_method_drift_on_one_checkpoint(workspace: Path) -> None:
     assert np.allclose(same["iou_top20"], 1.0) and np.allclose(same["pearson"], 1.0)
     moved = frame[frame.checkpoint_b_id == s["ft"]].sort_values("sample_pk")  # FT gradcam blob shifted by i
     np.testing.assert_allclose(moved["peak_displacement"], np.arange(6) / np.hypot(15, 15), atol=1e-9)
-    # the stored label leads back to both sides' maps
-    from xai_core.metrics.jobs import split_drift_label
-
-    (ma, ha), (mb, hb) = split_drift_label(res[1].method, res[1].params_hash)
-    back = read_stored_maps(s["ft"], mb, hb, [s["pks"][0]])
-    assert (ma, mb) == ("gradcam", "layercam") and back.shape == (1, 16, 16)
+    # each side's method and full hash are stored: they lead back to both sides' maps
+    row = frame.iloc[0]
+    assert (row["method_a"], row["method_b"]) == ("gradcam", "layercam")
+    assert len(row["params_hash_a"]) == len(row["params_hash_b"]) == 64
+    assert (res[1].params_hash_a, res[1].params_hash_b) == (row["params_hash_a"], row["params_hash_b"])
+    for ck, method, phash in ((row["checkpoint_a_id"], "gradcam", row["params_hash_a"]),
+                              (row["checkpoint_b_id"], "layercam", row["params_hash_b"])):
+        assert read_stored_maps(int(ck), method, phash, [s["pks"][0]]).shape == (1, 16, 16)
     with pytest.raises(ConfigError, match="itself"):
         drift(pairs=[(s["tl"], s["tl"])], methods=["gradcam"])

@@ -12,10 +12,10 @@ from sqlalchemy import select
 
 from db import GroundTruthMetric, session_scope
 from xai_core.errors import ConfigError, ShapeError, UnknownNameError, WorkspaceError
-from xai_core.metrics import GROUND_TRUTH_KEYS, evaluate, ground_truth_metrics, random_maps, sobel_maps
-from xai_core.metrics.jobs import read_stored_maps
+from xai_core.metrics import list_ground_truth_metrics, evaluate, ground_truth_metrics, random_maps, sobel_maps
+from xai_core.metrics.stored import read_stored_maps
 from xai_core.metrics.queries import accuracy_frame, benchmark_table, export_table, gt_frame
-from xai_core.metrics.testing import add_checkpoint, add_dataset_rows, add_maps
+from tests.seed import add_checkpoint, add_dataset_rows, add_maps
 
 
 def _seed(workspace: Path) -> SimpleNamespace:
@@ -37,10 +37,16 @@ def _seed(workspace: Path) -> SimpleNamespace:
     return SimpleNamespace(ck=ck, pks=pks, masks=masks, images=images, data=data)
 
 
-def _rows(method: str) -> list[GroundTruthMetric]:
+def _rows(method: str) -> pd.DataFrame:
+    """The stored long rows of ``method``, one row per map (sample) and a column per metric."""
+    G = GroundTruthMetric
     with session_scope() as session:
-        return list(session.scalars(select(GroundTruthMetric).where(GroundTruthMetric.method == method)
-                                    .order_by(GroundTruthMetric.sample_pk)).all())
+        rows = session.execute(select(G.sample_pk, G.selection, G.correct, G.metric, G.value)
+                               .where(G.method == method)).all()
+    long = pd.DataFrame(rows, columns=["sample_pk", "selection", "correct", "metric", "value"])
+    assert (long.groupby("sample_pk")["metric"].nunique() == len(list_ground_truth_metrics())).all()
+    assert len(long) == long["sample_pk"].nunique() * len(list_ground_truth_metrics())  # one row per value
+    return long.pivot(index=["sample_pk", "selection", "correct"], columns="metric", values="value").reset_index()
 
 
 def test_evaluate_values_baselines_and_resume(workspace: Path) -> None:
@@ -60,20 +66,20 @@ def test_evaluate_values_baselines_and_resume(workspace: Path) -> None:
     }
     for method, values in expected.items():
         rows = _rows(method)
-        assert [r.sample_pk for r in rows] == pks
-        assert all(r.selection == "correct" and r.correct for r in rows)
-        for key in GROUND_TRUTH_KEYS:
-            np.testing.assert_allclose([getattr(r, key) for r in rows], values[key], atol=1e-12, err_msg=f"{method} {key}")
+        assert rows["sample_pk"].tolist() == pks
+        assert (rows["selection"] == "correct").all() and rows["correct"].astype(bool).all()
+        for key in list_ground_truth_metrics():
+            np.testing.assert_allclose(rows[key], values[key], atol=1e-12, err_msg=f"{method} {key}")
     # the saliency maps put twice the mass on the lesion: precision 1 (float16 storage keeps the order)
-    assert [r.precision for r in _rows("saliency")] == [1.0] * 4
-    assert np.mean([r.precision for r in _rows("baseline_random")]) < 0.5
+    assert _rows("saliency")["precision"].tolist() == [1.0] * 4
+    assert _rows("baseline_random")["precision"].mean() < 0.5
 
     again = evaluate(dataset=s.data)
     assert all(r.computed == 0 and r.skipped == 4 for r in again)
     more = evaluate(dataset=s.data, selection="all", methods=["saliency"])
     assert [(r.method, r.computed) for r in more] == [("saliency", 1), ("baseline_random", 1), ("baseline_sobel", 1)]
-    extra = [r for r in _rows("saliency") if r.sample_pk == s.pks[5]][0]
-    assert extra.selection == "all" and not extra.correct
+    extra = _rows("saliency").set_index("sample_pk").loc[s.pks[5]]
+    assert extra["selection"] == "all" and not extra["correct"]
 
 
 def test_queries_and_export(workspace: Path, tmp_path: Path) -> None:
@@ -89,9 +95,9 @@ def test_queries_and_export(workspace: Path, tmp_path: Path) -> None:
     assert acc["accuracy"].iloc[0] == pytest.approx(5 / 6) and acc["precision"].iloc[0] == 1.0
     path, n = export_table("gt-metrics", tmp_path / "gt.csv")
     back = pd.read_csv(path)
-    assert n == len(back) == 20 and set(GROUND_TRUTH_KEYS) <= set(back.columns)
+    assert n == len(back) == 20 and set(list_ground_truth_metrics()) <= set(back.columns)
     path, n = export_table("benchmark", tmp_path / "bench.parquet", n_boot=200)
-    assert len(pd.read_parquet(path)) == n == 4 * len(GROUND_TRUTH_KEYS)
+    assert len(pd.read_parquet(path)) == n == 4 * len(list_ground_truth_metrics())
 
 
 def test_evaluate_errors(workspace: Path) -> None:

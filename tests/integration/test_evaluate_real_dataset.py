@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from xai_core.data import build_dataset, load_dataset
-from xai_core.metrics import GROUND_TRUTH_KEYS, evaluate, ground_truth_metrics, sobel_maps
-from xai_core.metrics.jobs import read_stored_maps
+from xai_core.metrics import list_ground_truth_metrics, evaluate, ground_truth_metrics, sobel_maps
+from xai_core.metrics.stored import read_stored_maps
 from xai_core.metrics.queries import benchmark_table, gt_frame
-from xai_core.metrics.testing import add_checkpoint, add_maps
+from tests.seed import add_checkpoint, add_maps
 
 
 def test_evaluate_reads_masks_and_images_through_load_dataset(
@@ -37,7 +37,7 @@ def test_evaluate_reads_masks_and_images_through_load_dataset(
     chosen = [pks[i] for i in correct]
     assert sal["sample_pk"].tolist() == chosen
     expected = ground_truth_metrics(read_stored_maps(ck, "saliency", phash, chosen), data.masks[correct])
-    for key in GROUND_TRUTH_KEYS:
+    for key in list_ground_truth_metrics():
         np.testing.assert_allclose(sal[key].to_numpy(), expected[key], atol=1e-12)
     assert (sal["precision"] == 1.0).all()  # lesion pixels carry +3: always the top-n
     sob = frame[frame.method == "baseline_sobel"].sort_values("sample_pk")

@@ -19,7 +19,7 @@ from xai_core.findings import (
     headline_findings,
 )
 from xai_core.metrics import drift, evaluate
-from xai_core.metrics.testing import (
+from tests.seed import (
     add_checkpoint,
     add_dataset_rows,
     add_drift_rows,

@@ -62,13 +62,15 @@ def test_quick_demo_then_report_on_postgresql(pg_cluster: PgCluster, pg_url: str
     pairs = _rows(pg_cluster, db, "SELECT DISTINCT b.parent_id = a.id, a.phase, b.phase FROM drift_metrics d"
                   " JOIN checkpoints a ON a.id = d.checkpoint_a_id JOIN checkpoints b ON b.id = d.checkpoint_b_id")
     assert pairs == [["t", "tl", "ft"]]
-    assert pg_cluster.psql("SELECT count(*) FROM gt_metrics WHERE precision < 0 OR precision > 1", db) == "0"
+    assert pg_cluster.psql("SELECT count(*) FROM gt_metrics WHERE metric = 'precision' AND (value < 0 OR value > 1)",
+                           db) == "0"
 
     # the report's benchmark table equals PostgreSQL's own aggregate of the stored rows
     bench = pd.read_csv(out / "benchmark.csv")
     bench = bench[bench["metric"] == "precision"].set_index(["method", "pretrain", "degree"]).sort_index()
-    sql = _rows(pg_cluster, db, "SELECT g.method, c.pretrain, c.degree, count(*), avg(g.precision) FROM gt_metrics g"
-                " JOIN checkpoints c ON c.id = g.checkpoint_id WHERE g.correct GROUP BY 1, 2, 3 ORDER BY 1, 2, 3")
+    sql = _rows(pg_cluster, db, "SELECT g.method, c.pretrain, c.degree, count(*), avg(g.value) FROM gt_metrics g"
+                " JOIN checkpoints c ON c.id = g.checkpoint_id WHERE g.correct AND g.metric = 'precision'"
+                " GROUP BY 1, 2, 3 ORDER BY 1, 2, 3")
     assert len(sql) == len(bench) > 0
     assert [tuple(r[:3]) for r in sql] == list(bench.index)
     assert [int(r[3]) for r in sql] == bench["n"].tolist()
@@ -84,8 +86,8 @@ def test_quick_demo_then_report_on_postgresql(pg_cluster: PgCluster, pg_url: str
 
     ck, phash = _rows(pg_cluster, db, "SELECT checkpoint_id, params_hash FROM gt_metrics"
                       " WHERE method = 'saliency' ORDER BY checkpoint_id LIMIT 1")[0]
-    stored = _rows(pg_cluster, db, f"SELECT g.sample_pk, g.precision FROM gt_metrics g WHERE g.method = 'saliency'"
-                   f" AND g.checkpoint_id = {ck} ORDER BY g.sample_pk")
+    stored = _rows(pg_cluster, db, f"SELECT g.sample_pk, g.value FROM gt_metrics g WHERE g.method = 'saliency'"
+                   f" AND g.checkpoint_id = {ck} AND g.metric = 'precision' ORDER BY g.sample_pk")
     pks = [int(r[0]) for r in stored]
     dataset = load_dataset(pg_cluster.psql("SELECT name FROM datasets ORDER BY id LIMIT 1", db))
     row_of = {int(pk): i for i, pk in enumerate(dataset.sample_pks)}

@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from xai_core.findings import OPPOSITE
-from xai_core.metrics.testing import add_precision_grid
+from tests.seed import add_precision_grid
 from xai_core.report import write_report
 
 DEGREES = ("all", "tl", "1conv")  # created out of order on purpose

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import delete
 
 from db import reset_engines
-from xai_core.metrics.testing import add_checkpoint, add_dataset_rows
+from tests.seed import add_checkpoint, add_dataset_rows
 from xai_core.stamp import change_stamp
 
 

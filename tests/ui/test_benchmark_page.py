@@ -11,7 +11,7 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from xai_core.metrics import explanation_precision, random_maps
-from xai_core.metrics.testing import add_checkpoint, add_dataset_rows, add_gt_rows
+from tests.seed import add_checkpoint, add_dataset_rows, add_gt_rows
 
 PAGE = str(Path(__file__).resolve().parents[2] / "ui" / "views" / "benchmark.py")
 

@@ -8,7 +8,7 @@ import numpy as np
 from streamlit.testing.v1 import AppTest
 
 from xai_core.metrics import drift
-from xai_core.metrics.testing import add_checkpoint, add_dataset_rows, add_maps
+from tests.seed import add_checkpoint, add_dataset_rows, add_maps
 
 PAGE = str(Path(__file__).resolve().parents[2] / "ui" / "views" / "drift.py")
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from xai_core.metrics.testing import add_precision_grid
+from tests.seed import add_precision_grid
 from xai_core.status import BuildStatus, StageStatus, write_status
 
 APP = str(Path(__file__).resolve().parents[2] / "ui" / "app.py")  # the Overview is its default page

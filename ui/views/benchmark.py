@@ -7,9 +7,9 @@ import pandas as pd
 import streamlit as st
 
 from ui.common import user_errors
-from xai_core.metrics import jobs, queries
-from xai_core.metrics.baselines import BASELINE_METHODS
-from xai_core.metrics.ground_truth import GROUND_TRUTH_KEYS
+from xai_core.metrics import queries
+from xai_core.metrics.chance_maps import CHANCE_METHODS
+from xai_core.metrics.registry import GROUND_TRUTH_METRICS
 from xai_core.attribution import equivalence_column
 from xai_core.metrics.figures import accuracy_scatter, degree_lines, metric_box
 from xai_core.metrics.statistics import ci_table, summarise
@@ -20,16 +20,6 @@ FILL_COMMANDS = """xaudit demo --quick --no-serve                  # data, check
 xaudit train-grid --dataset mri-lesions         # pre-training x fine-tuning degree grid
 xaudit explain --checkpoint NAME --methods saliency,integrated_gradients   # per checkpoint
 xaudit evaluate                                 # ground-truth metrics + chance baselines"""
-
-LABELS = {
-    "precision": "explanation precision (top-n pixels inside the lesion)",
-    "mass_accuracy": "relevance mass inside the lesion",
-    "pointing_game": "pointing game (maximum inside the lesion)",
-    "roc_auc": "ROC-AUC of the map as lesion classifier",
-    "average_precision": "average precision of the map as lesion classifier",
-    "emd_score": "1 - EMD / diagonal between map and lesion",
-}
-
 
 TABLES = ("gt_metrics", "checkpoints", "samples", "predictions")  # what the cached reads below read
 
@@ -57,7 +47,7 @@ st.caption(
 )
 
 with user_errors():
-    counts = jobs.count_rows()
+    counts = queries.count_rows()
     if counts["gt_metrics"] == 0:
         st.info("No ground-truth metrics in this workspace yet. Fill it with:")
         st.code(FILL_COMMANDS, language="bash")
@@ -66,9 +56,11 @@ with user_errors():
     col1, col2 = st.columns(2)
     selection = col1.selectbox("Samples", ["correct", "all", "incorrect"], index=0,
                                help="Correctly classified test samples (the MRI study's choice), all, or only errors.")
-    metric = col2.selectbox("Metric", list(GROUND_TRUTH_KEYS), format_func=lambda k: LABELS[k])
     stamp = change_stamp(*TABLES)
     df = _gt(selection, stamp)
+    stored = [k for k in GROUND_TRUTH_METRICS.list() if k in df and df[k].notna().any()] or GROUND_TRUTH_METRICS.list()
+    metric = col2.selectbox("Metric", stored, format_func=lambda k: GROUND_TRUTH_METRICS.get(k).label,
+                            help="; ".join(f"{k}: {GROUND_TRUTH_METRICS.get(k).describe()}" for k in stored))
     if df.empty:
         st.warning(f"No stored metrics for the '{selection}' selection; run `xaudit evaluate --selection {selection}`.")
         st.stop()
@@ -83,9 +75,9 @@ with user_errors():
     for text in why:
         st.caption(text)
     chance = queries.chance_precision(selection)
-    base = summary[summary["method"].isin(BASELINE_METHODS)]
+    base = summary[summary["method"].isin(CHANCE_METHODS)]
     if not base.empty:
-        base_means = df[df["method"].isin(BASELINE_METHODS)].groupby("method")[metric].mean()
+        base_means = df[df["method"].isin(CHANCE_METHODS)].groupby("method")[metric].mean()
         text = "; ".join(f"{name} = {value:.3f}" for name, value in base_means.items())
         if metric == "precision" and np.isfinite(chance):
             text += f"; expected precision of a random ranking (mean lesion share) = {chance:.3f}"
@@ -105,7 +97,7 @@ with user_errors():
     st.plotly_chart(metric_box(df, metric, box_method), width="stretch")
 
     st.subheader("Accuracy vs explanation performance")
-    real_methods = sorted(m for m in df["method"].unique() if m not in BASELINE_METHODS)
+    real_methods = sorted(m for m in df["method"].unique() if m not in CHANCE_METHODS)
     if real_methods:
         method = st.selectbox("Method", real_methods, key="acc_method")
         acc = _acc(method, metric, selection, stamp).dropna(subset=["accuracy"])
@@ -134,7 +126,7 @@ with user_errors():
             )
             chosen = rows.loc[pick]
             params = {"checkpoint": str(int(chosen["checkpoint_id"])), "sample": str(int(chosen["sample_pk"])), "method": method}
-            st.table(chosen[list(GROUND_TRUTH_KEYS)].to_frame().T)
+            st.table(chosen[stored].to_frame().T)
             try:
                 st.page_link("views/explain.py", label="Open this sample on the Explain page", icon="🔥", query_params=params)
             except Exception:  # page not registered (page run on its own): plain link

@@ -7,10 +7,11 @@ import plotly.express as px
 import streamlit as st
 
 from ui.common import user_errors
-from xai_core.metrics import jobs, queries
+from xai_core.metrics import queries
 from xai_core.metrics.figures import drift_box
-from xai_core.metrics.jobs import read_stored_maps, split_drift_label
-from xai_core.metrics.statistics import STABILITY_DIRECTION, ci_table, ranking_agreement, stability_ranking, summarise
+from xai_core.metrics.registry import DRIFT_METRICS
+from xai_core.metrics.statistics import ci_table, ranking_agreement, stability_ranking, summarise
+from xai_core.metrics.stored import read_stored_maps
 from xai_core.stamp import change_stamp
 
 FILL_COMMANDS = """xaudit demo --quick --no-serve                  # everything in one go
@@ -18,18 +19,6 @@ FILL_COMMANDS = """xaudit demo --quick --no-serve                  # everything 
 xaudit train --dataset mri-lesions --arch resnet50 --protocol tl-ft   # a TL checkpoint and its FT successor
 xaudit explain --checkpoint NAME --methods gradcam_plus_plus,layercam  # for both checkpoints
 xaudit drift                                    # TL -> FT drift on samples correct for both"""
-
-DESCRIPTIONS = {
-    "com_displacement": "centre-of-mass shift / image diagonal",
-    "peak_displacement": "peak shift / image diagonal",
-    "iou_top10": "IoU of the top-10% pixels",
-    "iou_top20": "IoU of the top-20% pixels",
-    "pearson": "Pearson correlation of the maps",
-    "spearman": "Spearman correlation of the maps",
-    "gini_change": "Gini coefficient, FT minus TL (>0: more concentrated)",
-    "entropy_change": "normalised entropy, FT minus TL (>0: more spread)",
-}
-
 
 TABLES = ("drift_metrics", "checkpoints", "samples")  # what the cached reads below read
 
@@ -42,7 +31,7 @@ def _drift(stamp: tuple) -> pd.DataFrame:
 
 @st.cache_data(show_spinner=False, max_entries=4)
 def _summary(stamp: tuple) -> pd.DataFrame:
-    return summarise(_drift(stamp), ["arch", "method"], list(queries.DRIFT_KEYS), n_boot=1000)
+    return summarise(_drift(stamp), ["arch", "method"], DRIFT_METRICS.list(), n_boot=1000)
 
 
 st.title("Drift: did fine-tuning change the evidence?")
@@ -52,7 +41,7 @@ st.caption(
 )
 
 with user_errors():
-    counts = jobs.count_rows()
+    counts = queries.count_rows()
     if counts["drift_metrics"] == 0:
         st.info("No drift metrics in this workspace yet. Fill it with:")
         st.code(FILL_COMMANDS, language="bash")
@@ -61,16 +50,17 @@ with user_errors():
     df = _drift(stamp)
 
     st.subheader("Architecture × method drift (mean [95% CI])")
-    metrics = list(queries.DRIFT_KEYS)
+    metrics = DRIFT_METRICS.list()
     summary = _summary(stamp)
     wide = ci_table(summary, ["arch", "method"], ("metric",))
     wide = wide[[m for m in metrics if m in wide.columns]]
     n_per = df.groupby(["arch", "method"]).size().rename("n")
     st.dataframe(wide.join(n_per), width="stretch")
-    st.caption("; ".join(f"{k}: {v}" for k, v in DESCRIPTIONS.items()))
+    st.caption("; ".join(f"{k}: {DRIFT_METRICS.get(k).describe()}" for k in metrics))
 
     st.subheader("Ranking reversals")
-    rank_metric = st.selectbox("Stability metric", list(STABILITY_DIRECTION), index=list(STABILITY_DIRECTION).index("iou_top20"))
+    rank_metric = st.selectbox("Stability metric", metrics, index=metrics.index("iou_top20"),
+                               format_func=lambda k: DRIFT_METRICS.get(k).label)
     ranking = stability_ranking(df, metric=rank_metric)
     agree = ranking_agreement(ranking)
     left, right = st.columns(2)
@@ -90,7 +80,8 @@ with user_errors():
             )
 
     st.subheader("Distributions")
-    dist_metric = st.selectbox("Metric", metrics, index=metrics.index("iou_top20"), key="dist_metric")
+    dist_metric = st.selectbox("Metric", metrics, index=metrics.index("iou_top20"), key="dist_metric",
+                               format_func=lambda k: DRIFT_METRICS.get(k).label)
     st.plotly_chart(drift_box(df, dist_metric), width="stretch")
 
     st.subheader("TL and FT maps of one sample")
@@ -104,7 +95,7 @@ with user_errors():
     pick = st.selectbox("Sample (largest drift first)", rows.index.tolist(),
                         format_func=lambda i: f"{rows.loc[i, 'sample_id']}  IoU20={rows.loc[i, 'iou_top20']:.2f}")
     row = rows.loc[pick]
-    sides = split_drift_label(method, row["params_hash"])
+    sides = ((row["method_a"], row["params_hash_a"]), (row["method_b"], row["params_hash_b"]))
     maps = [read_stored_maps(ck, m, h, [int(row["sample_pk"])])[0] for ck, (m, h) in zip((a_id, b_id), sides)]
     c1, c2 = st.columns(2)
     titles = (f"A (TL): {row['checkpoint_a']} · {sides[0][0]}", f"B (FT): {row['checkpoint_b']} · {sides[1][0]}")

@@ -1,4 +1,5 @@
-"""``xaudit evaluate``, ``xaudit drift`` and ``xaudit export``: metric jobs and table export."""
+"""``xaudit evaluate``, ``xaudit drift``, ``xaudit metrics`` and ``xaudit export``: metric jobs, the
+metric registries and table export."""
 
 from __future__ import annotations
 
@@ -24,15 +25,17 @@ def evaluate(
     checkpoint: Optional[list[str]] = typer.Option(None, "--checkpoint", "-c", help="Checkpoint id or name (repeatable; default: all with stored maps)."),
     methods: Optional[list[str]] = typer.Option(None, "--methods", "-m", help="Attribution methods (comma-separated or repeated; default: all stored)."),
     selection: str = typer.Option("correct", help="Samples: correct | all | incorrect (stored with the results)."),
-    baselines: bool = typer.Option(True, "--baselines/--no-baselines", help="Also score random and Sobel edge maps (chance baselines)."),
+    baselines: bool = typer.Option(True, "--baselines/--no-baselines", help="Also score random and Sobel edge maps (chance-level maps)."),
+    metrics: Optional[list[str]] = typer.Option(None, "--metrics", help="Ground-truth metrics (comma-separated or repeated; default: all registered, see `xaudit metrics`)."),
     chunk_size: int = typer.Option(256, min=1, help="Maps per chunk (one DB transaction each)."),
 ) -> None:
-    """Ground-truth metrics (precision, mass accuracy, pointing game, ROC-AUC, AP, EMD) of stored maps."""
-    from xai_core.metrics.jobs import evaluate as run
+    """The registered ground-truth metrics (`xaudit metrics` lists them) of stored maps; values already stored are kept."""
+    from xai_core.metrics.evaluate_job import evaluate as run
 
     bar = TqdmProgress("evaluate")
     try:
-        results = run(_split(checkpoint), _split(methods), selection, baselines, bar, chunk_size=chunk_size)
+        results = run(_split(checkpoint), _split(methods), selection, baselines, bar, metrics=_split(metrics),
+                      chunk_size=chunk_size)
     finally:
         bar.close()
     computed = sum(r.computed for r in results)
@@ -53,10 +56,11 @@ def drift(
         help="Attribution methods (default: all stored for both); M_A:M_B compares two methods (A may equal B).",
     ),
     selection: str = typer.Option("true_positive", help="Samples: true_positive (correct for both) | all."),
+    metrics: Optional[list[str]] = typer.Option(None, "--metrics", help="Drift metrics (comma-separated or repeated; default: all registered, see `xaudit metrics`)."),
     chunk_size: int = typer.Option(256, min=1, help="Map pairs per chunk (one DB transaction each)."),
 ) -> None:
-    """Drift metrics (displacement, top-p% IoU, correlations, concentration change) between checkpoints."""
-    from xai_core.metrics.jobs import drift as run
+    """The registered drift metrics (`xaudit metrics` lists them) between the maps of two checkpoints."""
+    from xai_core.metrics.drift_job import drift as run
 
     pairs = None
     if pair:
@@ -68,7 +72,7 @@ def drift(
             pairs.append((parts[0], parts[1]))
     bar = TqdmProgress("drift")
     try:
-        results = run(pairs, _split(methods), selection, bar, chunk_size=chunk_size)
+        results = run(pairs, _split(methods), selection, bar, metrics=_split(metrics), chunk_size=chunk_size)
     finally:
         bar.close()
     for r in results:
@@ -76,12 +80,24 @@ def drift(
     typer.echo(f"drift: {sum(r.computed for r in results)} pairs computed ({sum(r.skipped for r in results)} already stored)")
 
 
+@app.command(name="metrics")
+def list_metrics() -> None:
+    """The registered ground-truth and drift metrics: name, meaning, which direction is better, range."""
+    from xai_core.metrics.registry import DRIFT_METRICS, GROUND_TRUTH_METRICS
+
+    for registry in (GROUND_TRUTH_METRICS, DRIFT_METRICS):
+        typer.echo(f"{registry.kind}s:")
+        width = max(len(name) for name in registry.list())
+        for spec in registry.entries():
+            typer.echo(f"  {spec.name:<{width}}  {spec.describe()}")
+
+
 @app.command()
 def export(
     table: str = typer.Argument(..., help="gt-metrics | drift-metrics | benchmark | drift-summary | rankings | reversals | accuracy"),
     output: str = typer.Argument(..., help="Output file ending in .csv or .parquet."),
     selection: str = typer.Option("correct", help="Sample selection for summary tables."),
-    metric: Optional[str] = typer.Option(None, help="Metric for rankings/reversals (default iou_top20) or accuracy (default precision)."),
+    metric: Optional[str] = typer.Option(None, help="Drift metric for rankings/reversals (default iou_top20) or ground-truth metric for accuracy (default precision); see `xaudit metrics`."),
     n_boot: int = typer.Option(1000, min=100, help="Bootstrap resamples for CIs."),
 ) -> None:
     """Export a metrics table as CSV or Parquet."""

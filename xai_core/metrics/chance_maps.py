@@ -1,20 +1,22 @@
-"""Chance baselines for the ground-truth metrics: a random map and a Sobel edge map per sample.
+"""Chance-level maps for the ground-truth metrics: a random map and a Sobel edge map per sample.
 
-Both are stored as ``GroundTruthMetric`` rows with methods ``baseline_random`` and
-``baseline_sobel`` next to each checkpoint's real methods, so tables show what chance (random)
-and a model-free image cue (edges) score on the same samples.
+Not to be confused with the *reference inputs* of attribution methods
+(:mod:`xai_core.attribution.baselines`). ``evaluate`` scores both maps on the same samples as a
+checkpoint's real methods and stores them under the method names ``baseline_random`` and
+``baseline_sobel`` (what the tables show), so they say what chance (random) and a model-free
+image cue (edges) score.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from scipy import ndimage
 
 from xai_core.metrics._arrays import as_maps, to_numpy
-
-BASELINE_METHODS = ("baseline_random", "baseline_sobel")
 
 _M1 = np.uint64(0x9E3779B97F4A7C15)
 _M2 = np.uint64(0xBF58476D1CE4E5B9)
@@ -58,3 +60,22 @@ def sobel_maps(images: Any) -> np.ndarray:
     gy = ndimage.correlate(x, _SOBEL_Y, mode="nearest")
     gx = ndimage.correlate(x, _SOBEL_X, mode="nearest")
     return np.hypot(gx, gy).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class ChanceMap:
+    """A chance-level map as ``evaluate`` stores it: method name, parameter hash, and its maker
+    ``make(sample_pks, masks, images)`` (``images`` only when ``needs_images``)."""
+
+    method: str
+    params_hash: str
+    needs_images: bool
+    make: Callable[[np.ndarray, np.ndarray, np.ndarray | None], np.ndarray]
+
+
+CHANCE_MAPS = {
+    "baseline_random": ChanceMap("baseline_random", "random-seed0", False,
+                                 lambda pks, masks, _: random_maps(pks, masks.shape[1], masks.shape[2], seed=0)),
+    "baseline_sobel": ChanceMap("baseline_sobel", "sobel3x3", True, lambda _, __, images: sobel_maps(images)),
+}
+CHANCE_METHODS = tuple(CHANCE_MAPS)  # the stored method names of chance-level maps

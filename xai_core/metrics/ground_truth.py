@@ -5,6 +5,13 @@ All metrics take ``attributions (N, H, W)`` (numpy or torch, any sign) and boole
 study ranks absolute attributions; Quantus' ``abs=True``). Vectorised over the batch; no
 per-sample Python loops.
 
+Each metric is one function registered with
+:func:`~xai_core.metrics.registry.register_ground_truth_metric`; it receives a :class:`MapBatch`
+(a chunk of flattened ``|a|``, masks, mask sizes and row maxima, prepared once) and returns
+``(N,)`` float64. Intermediate results two metrics share (the sorted rows behind ROC-AUC and AP,
+the transport distance behind the EMD score) are computed once per chunk through
+:meth:`MapBatch.shared`.
+
 Conventions (documented once, used by every metric):
 
 * **Ties** are broken by flat (row-major) pixel index ascending wherever an order is needed.
@@ -25,25 +32,37 @@ approximated by a sliced Wasserstein distance (Bonneel et al. 2015), see :func:`
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from functools import lru_cache
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import torch
 
-from xai_core.errors import ConfigError
 from xai_core.metrics._arrays import as_maps, as_masks, check_finite, diagonal, sort_rows
+from xai_core.metrics.registry import get_ground_truth_metric, list_ground_truth_metrics, register_ground_truth_metric
 
-GROUND_TRUTH_KEYS = (
-    "precision",
-    "mass_accuracy",
-    "pointing_game",
-    "roc_auc",
-    "average_precision",
-    "emd_score",
-)
 CHUNK_ROWS = 1024
+
+
+@dataclass
+class MapBatch:
+    """One chunk of maps as every ground-truth metric reads it (flattened to ``P = H * W`` pixels)."""
+
+    v: np.ndarray  # (N, P) float32 |attribution|
+    m: np.ndarray  # (N, P) bool lesion masks
+    n: np.ndarray  # (N,) mask sizes
+    row_max: np.ndarray  # (N,) max of each row of v
+    hw: tuple[int, int]
+    n_directions: int = 8  # EMD projections
+    _memo: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def shared(self, key: str, compute: Callable[[], Any]) -> Any:
+        """``compute()`` once per batch under ``key`` (intermediate results two metrics share)."""
+        if key not in self._memo:
+            self._memo[key] = compute()
+        return self._memo[key]
 
 
 def _is_constant(v: np.ndarray, row_max: np.ndarray) -> np.ndarray:
@@ -137,12 +156,17 @@ def _top_n_hits(v: np.ndarray, m: np.ndarray, n: np.ndarray) -> np.ndarray:
     return np.bincount(r_t, weights=m[r_t, c_t], minlength=n_rows).astype(np.int64)
 
 
-def _precision_flat(v: np.ndarray, m: np.ndarray, n: np.ndarray, row_max: np.ndarray) -> np.ndarray:
+@register_ground_truth_metric(
+    "precision", label="explanation precision (top-n pixels inside the lesion)", better="higher",
+    value_range=(0.0, 1.0), paper="Oliveira et al. 2024 (arXiv 2306.12150); Quantus RelevanceRankAccuracy",
+    help="Share of the map's n highest pixels that lie in the lesion, n = lesion size.")
+def _precision(b: MapBatch) -> np.ndarray:
+    v, m, n = b.v, b.m, b.n
     n_pix = v.shape[1]
     hits = _top_n_hits(v, m, n)
     with np.errstate(invalid="ignore", divide="ignore"):
         prec = hits / n
-    prec = np.where(_is_constant(v, row_max), n / n_pix, prec)
+    prec = np.where(_is_constant(v, b.row_max), n / n_pix, prec)
     return np.where(n > 0, prec, np.nan)
 
 
@@ -152,10 +176,15 @@ def explanation_precision(attributions: Any, masks: Any) -> np.ndarray:
     Equals Quantus ``RelevanceRankAccuracy``. Ties at the cut: flat index ascending. Constant
     map: ``n / HW`` (the value expected by chance). Empty mask: NaN. Returns ``(N,)`` float64.
     """
-    return _compute(attributions, masks, ["precision"])["precision"]
+    return ground_truth_metrics(attributions, masks, metrics=["precision"])["precision"]
 
 
-def _mass_flat(v: np.ndarray, m: np.ndarray, n: np.ndarray) -> np.ndarray:
+@register_ground_truth_metric(
+    "mass_accuracy", label="relevance mass inside the lesion", better="higher", value_range=(0.0, 1.0),
+    paper="Arras et al. 2022; Quantus RelevanceMassAccuracy",
+    help="Share of the map's total |attribution| that lies in the lesion.")
+def _mass(b: MapBatch) -> np.ndarray:
+    v, m, n = b.v, b.m, b.n
     inside = np.sum(v, axis=1, where=m).astype(np.float64)  # float32 pairwise sums: rel. error ~1e-7
     total = v.sum(axis=1).astype(np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -168,11 +197,16 @@ def mass_accuracy(attributions: Any, masks: Any) -> np.ndarray:
 
     All-zero map: ``n / HW`` (uniform map). Empty mask: NaN.
     """
-    return _compute(attributions, masks, ["mass_accuracy"])["mass_accuracy"]
+    return ground_truth_metrics(attributions, masks, metrics=["mass_accuracy"])["mass_accuracy"]
 
 
-def _pointing_flat(v: np.ndarray, m: np.ndarray, n: np.ndarray, row_max: np.ndarray) -> np.ndarray:
-    is_max = v == row_max[:, None]
+@register_ground_truth_metric(
+    "pointing_game", label="pointing game (maximum inside the lesion)", better="higher", value_range=(0.0, 1.0),
+    paper="Zhang et al. 2018 (ECCV); Quantus PointingGame",
+    help="1 when the map's maximum lies in the lesion (ties: the share of maxima inside), else 0.")
+def _pointing(b: MapBatch) -> np.ndarray:
+    v, m, n = b.v, b.m, b.n
+    is_max = v == b.row_max[:, None]
     count = is_max.sum(axis=1)
     arg = v.argmax(axis=1)
     hit = m[np.arange(len(v)), arg].astype(np.float64)
@@ -188,7 +222,7 @@ def pointing_game(attributions: Any, masks: Any) -> np.ndarray:
     When several pixels share the maximum, the share of them inside the mask (the hit rate of
     a random choice among them), so a constant map scores ``n / HW``. Empty mask: NaN.
     """
-    return _compute(attributions, masks, ["pointing_game"])["pointing_game"]
+    return ground_truth_metrics(attributions, masks, metrics=["pointing_game"])["pointing_game"]
 
 
 def _padded_positive_values(v: np.ndarray, m: np.ndarray, n: np.ndarray, fill: float) -> np.ndarray:
@@ -202,29 +236,46 @@ def _padded_positive_values(v: np.ndarray, m: np.ndarray, n: np.ndarray, fill: f
     return out
 
 
-def _auc_ap_flat(v: np.ndarray, m: np.ndarray, n: np.ndarray, want_ap: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """Rank-based ROC-AUC (Mann–Whitney U with average ranks for ties) and average precision.
-
-    For each in-mask value ``x``: ``lo = #(v < x)``, ``hi = #(v <= x)`` by batched binary search
-    in the sorted row; its average rank is ``(lo + hi + 1) / 2``;
-    ``AUC = (Σ ranks − n(n+1)/2) / (n · (HW − n))``. ``AP = mean over in-mask x of
-    TP(≥x) / #(v ≥ x)`` — exactly scikit-learn's ``Σ (R_k − R_{k−1}) P_k`` over distinct thresholds.
-    """
-    n_rows, n_pix = v.shape
-    sorted_all = torch.from_numpy(sort_rows(v))
-    pos_vals = _padded_positive_values(v, m, n, fill=-1.0)  # v >= 0, so -1 sorts first
+def _lesion_ranks(b: MapBatch) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Shared by ROC-AUC and AP: each row's in-mask values padded with -1 (``pos_vals``) and, for
+    each of them, ``lo = #(v < x)`` and ``hi = #(v <= x)`` by batched binary search in the sorted
+    row; ``valid`` marks the real (unpadded) entries."""
+    sorted_all = torch.from_numpy(sort_rows(b.v))
+    pos_vals = _padded_positive_values(b.v, b.m, b.n, fill=-1.0)  # v >= 0, so -1 sorts first
     q = torch.from_numpy(pos_vals)
     lo = torch.searchsorted(sorted_all, q, right=False).numpy().astype(np.float64)
     hi = torch.searchsorted(sorted_all, q, right=True).numpy().astype(np.float64)
-    valid = pos_vals >= 0
+    return pos_vals, lo, hi, pos_vals >= 0
+
+
+@register_ground_truth_metric(
+    "roc_auc", label="ROC-AUC of the map as lesion classifier", better="higher", value_range=(0.0, 1.0),
+    paper="Fawcett 2006; Quantus AUC",
+    help="Probability that a random lesion pixel outranks a random background pixel (ties count 1/2).")
+def _roc_auc(b: MapBatch) -> np.ndarray:
+    """Rank-based ROC-AUC (Mann–Whitney U with average ranks for ties): an in-mask value ``x`` has
+    average rank ``(lo + hi + 1) / 2``; ``AUC = (Σ ranks − n(n+1)/2) / (n · (HW − n))``."""
+    n, n_pix = b.n, b.v.shape[1]
+    _, lo, hi, valid = b.shared("lesion_ranks", lambda: _lesion_ranks(b))
     rank_sum = np.where(valid, (lo + hi + 1.0) / 2.0, 0.0).sum(axis=1)
     nf = n.astype(np.float64)
     neg = n_pix - nf
     with np.errstate(invalid="ignore", divide="ignore"):
         auc = (rank_sum - nf * (nf + 1) / 2.0) / (nf * neg)
-    auc = np.where((n > 0) & (n < n_pix), auc, np.nan)
-    if not want_ap:
-        return auc, np.full(n_rows, np.nan)
+    return np.where((n > 0) & (n < n_pix), auc, np.nan)
+
+
+@register_ground_truth_metric(
+    "average_precision", label="average precision of the map as lesion classifier", better="higher",
+    value_range=(0.0, 1.0), paper="scikit-learn average_precision_score",
+    help="Mean over lesion pixels x of the lesion share among pixels at least as high as x.")
+def _average_precision(b: MapBatch) -> np.ndarray:
+    """``AP = mean over in-mask x of TP(≥x) / #(v ≥ x)`` — exactly scikit-learn's
+    ``Σ (R_k − R_{k−1}) P_k`` over distinct thresholds."""
+    n, n_pix = b.n, b.v.shape[1]
+    pos_vals, lo, _, valid = b.shared("lesion_ranks", lambda: _lesion_ranks(b))
+    q = torch.from_numpy(pos_vals)
+    nf = n.astype(np.float64)
     pos_sorted = torch.from_numpy(np.sort(pos_vals, axis=1))
     pad = pos_vals.shape[1] - n
     below_pos = torch.searchsorted(pos_sorted, q, right=False).numpy() - pad[:, None]
@@ -232,18 +283,17 @@ def _auc_ap_flat(v: np.ndarray, m: np.ndarray, n: np.ndarray, want_ap: bool = Tr
     with np.errstate(invalid="ignore", divide="ignore"):
         prec_at = tp / (n_pix - lo)
         ap = np.where(valid, prec_at, 0.0).sum(axis=1) / nf
-    ap = np.where(n > 0, ap, np.nan)
-    return auc, ap
+    return np.where(n > 0, ap, np.nan)
 
 
 def roc_auc(attributions: Any, masks: Any) -> np.ndarray:
     """ROC-AUC of ``|a|`` as a pixel classifier of the mask (ties count 1/2; Quantus ``AUC``)."""
-    return _compute(attributions, masks, ["roc_auc"])["roc_auc"]
+    return ground_truth_metrics(attributions, masks, metrics=["roc_auc"])["roc_auc"]
 
 
 def average_precision(attributions: Any, masks: Any) -> np.ndarray:
     """Average precision of ``|a|`` as a pixel classifier of the mask (scikit-learn definition)."""
-    return _compute(attributions, masks, ["average_precision"])["average_precision"]
+    return ground_truth_metrics(attributions, masks, metrics=["average_precision"])["average_precision"]
 
 
 @lru_cache(maxsize=16)
@@ -290,6 +340,22 @@ def _emd_flat(v: np.ndarray, m: np.ndarray, n: np.ndarray, hw: tuple[int, int], 
     return out
 
 
+def _emd_pixels(b: MapBatch) -> np.ndarray:
+    """Sliced-Wasserstein EMD in pixels (NaN for an empty mask), shared by :func:`earth_movers_distance`
+    and the EMD score."""
+    d = b.shared("emd", lambda: _emd_flat(b.v, b.m, b.n, b.hw, b.n_directions))
+    return np.where(b.n > 0, d, np.nan)
+
+
+@register_ground_truth_metric(
+    "emd_score", label="1 - EMD / diagonal between map and lesion", better="higher", value_range=(0.0, 1.0),
+    paper="Rubner et al. 2000; sliced Wasserstein, Bonneel et al. 2015",
+    help="1 minus the earth mover's distance between the normalised map and the lesion, over the image diagonal.")
+def _emd_score(b: MapBatch) -> np.ndarray:
+    d = b.shared("emd", lambda: _emd_flat(b.v, b.m, b.n, b.hw, b.n_directions))
+    return np.where(b.n > 0, np.clip(1.0 - d / diagonal(*b.hw), 0.0, 1.0), np.nan)
+
+
 def earth_movers_distance(attributions: Any, masks: Any, n_directions: int = 8) -> np.ndarray:
     """Approximate EMD (in pixels) between ``|a| / Σ|a|`` and the uniform distribution on the mask.
 
@@ -303,62 +369,46 @@ def earth_movers_distance(attributions: Any, masks: Any, n_directions: int = 8) 
     a lower bound of the exact EMD; tests compare with scipy's exact ``wasserstein_distance_nd``.
     All-zero maps are treated as uniform. Empty masks give NaN.
     """
-    return _compute(attributions, masks, ["emd"], n_directions)["emd"]
+    return _compute(attributions, masks, {"emd": _emd_pixels}, n_directions)["emd"]
 
 
 def emd_score(attributions: Any, masks: Any, n_directions: int = 8) -> np.ndarray:
     """``1 − EMD / d_max`` in ``[0, 1]`` with ``d_max = sqrt((H−1)² + (W−1)²)`` (see
     :func:`earth_movers_distance`); 1 means the map's mass sits exactly on the mask."""
-    return _compute(attributions, masks, ["emd_score"], n_directions)["emd_score"]
+    return ground_truth_metrics(attributions, masks, n_directions, metrics=["emd_score"])["emd_score"]
 
 
 def ground_truth_metrics(
     attributions: Any, masks: Any, n_directions: int = 8, metrics: Sequence[str] | None = None
 ) -> dict[str, np.ndarray]:
-    """All ground-truth metrics of a batch: keys ``precision``, ``mass_accuracy``,
-    ``pointing_game``, ``roc_auc``, ``average_precision``, ``emd_score`` → ``(N,)`` arrays.
+    """Every registered ground-truth metric of a batch (``precision``, ``mass_accuracy``,
+    ``pointing_game``, ``roc_auc``, ``average_precision``, ``emd_score`` and any registered later)
+    → ``(N,)`` arrays.
 
-    ``metrics`` computes only a subset (the input is checked and ``|a|`` taken once).
+    ``metrics`` computes only a subset (the input is checked and ``|a|`` taken once); an unknown
+    name raises :class:`~xai_core.errors.UnknownNameError` naming the registered ones.
     """
-    wanted = list(GROUND_TRUTH_KEYS) if metrics is None else list(metrics)
-    unknown = [k for k in wanted if k not in GROUND_TRUTH_KEYS]
-    if unknown:
-        raise ConfigError(f"unknown metric(s) {unknown}; choose from {', '.join(GROUND_TRUTH_KEYS)}")
-    return _compute(attributions, masks, wanted, n_directions)
+    names = list_ground_truth_metrics() if metrics is None else list(metrics)
+    return _compute(attributions, masks, {k: get_ground_truth_metric(k).fn for k in names}, n_directions)
 
 
-def _compute(attributions: Any, masks: Any, wanted: Sequence[str], n_directions: int = 8) -> dict[str, np.ndarray]:
-    """Check inputs once, then compute the ``wanted`` metrics over row chunks of ``CHUNK_ROWS``
-    maps (bounded temporaries: ``|a|`` and friends stay cache- and page-friendly)."""
+def _compute(attributions: Any, masks: Any, fns: Mapping[str, Callable[[MapBatch], np.ndarray]],
+             n_directions: int = 8) -> dict[str, np.ndarray]:
+    """Check inputs once, then evaluate ``fns`` over row chunks of ``CHUNK_ROWS`` maps (bounded
+    temporaries: ``|a|`` and friends stay cache- and page-friendly), one :class:`MapBatch` each."""
     maps = as_maps(attributions)
     mask = as_masks(masks, maps.shape)
     n_maps, h, w = maps.shape
     flat = maps.reshape(n_maps, h * w)
     mflat = mask.reshape(n_maps, h * w)
-    out = {k: np.empty(n_maps, dtype=np.float64) for k in wanted}
+    out = {k: np.empty(n_maps, dtype=np.float64) for k in fns}
     for s in range(0, n_maps, CHUNK_ROWS):  # chunks of rows, vectorised inside
         e = min(s + CHUNK_ROWS, n_maps)
         v = np.abs(flat[s:e])
         m = mflat[s:e]
         row_max = v.max(axis=1) if v.shape[1] else np.zeros(e - s, np.float32)
         check_finite(row_max)
-        n = m.sum(axis=1)
-        if "precision" in out:
-            out["precision"][s:e] = _precision_flat(v, m, n, row_max)
-        if "mass_accuracy" in out:
-            out["mass_accuracy"][s:e] = _mass_flat(v, m, n)
-        if "pointing_game" in out:
-            out["pointing_game"][s:e] = _pointing_flat(v, m, n, row_max)
-        if "roc_auc" in out or "average_precision" in out:
-            auc, ap = _auc_ap_flat(v, m, n, want_ap="average_precision" in out)
-            if "roc_auc" in out:
-                out["roc_auc"][s:e] = auc
-            if "average_precision" in out:
-                out["average_precision"][s:e] = ap
-        if "emd_score" in out or "emd" in out:
-            d = _emd_flat(v, m, n, (h, w), n_directions)
-            if "emd" in out:
-                out["emd"][s:e] = np.where(n > 0, d, np.nan)
-            if "emd_score" in out:
-                out["emd_score"][s:e] = np.where(n > 0, np.clip(1.0 - d / diagonal(h, w), 0.0, 1.0), np.nan)
+        batch = MapBatch(v, m, m.sum(axis=1), row_max, (h, w), n_directions)
+        for name, fn in fns.items():
+            out[name][s:e] = fn(batch)
     return out

@@ -1,7 +1,10 @@
 """Aggregated queries behind the Benchmark and Drift pages, and CSV/Parquet export of any table.
 
 Every function returns a pandas DataFrame built from the stored per-sample rows; the pages only
-display them. ``export_table(name, path)`` writes one of :data:`TABLES` atomically.
+display them. Metric values are stored long (one row per metric); :func:`gt_frame` and
+:func:`drift_frame` read them in one query and pivot to one column per registered metric, the
+wide layout of the pages and of ``export_table(name, path)``, which writes one of :data:`TABLES`
+atomically.
 """
 
 from __future__ import annotations
@@ -13,13 +16,14 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import select
+from sqlalchemy import func, select
 
+from db import Checkpoint, Dataset, DriftMetric, GroundTruthMetric, Prediction, Sample, get_engine, session_scope
 from xai_core.errors import ConfigError, InputFileError, WorkspaceError
-from xai_core.metrics.drift_measures import drift_keys
-from xai_core.metrics.ground_truth import GROUND_TRUTH_KEYS
-from xai_core.metrics.jobs import DRIFT_TOP_PERCENT, GT_SELECTIONS
+from xai_core.metrics.drift_job import comparison_label
+from xai_core.metrics.evaluate_job import GT_SELECTIONS
 from xai_core.metrics.order import sort_by_degree
+from xai_core.metrics.registry import get_drift_metric, get_ground_truth_metric, list_drift_metrics, list_ground_truth_metrics
 from xai_core.metrics.statistics import (
     accuracy_controlled_effect,
     ranking_agreement,
@@ -27,79 +31,118 @@ from xai_core.metrics.statistics import (
     summarise,
 )
 
-DRIFT_KEYS = tuple(drift_keys(DRIFT_TOP_PERCENT))
 CHECKPOINT_COLS = ["checkpoint_id", "checkpoint", "arch", "pretrain", "degree", "phase"]
+GT_KEY = ["checkpoint_id", "method", "params_hash", "sample_pk"]  # one map
+DRIFT_KEY = ["checkpoint_a_id", "checkpoint_b_id", "method_a", "params_hash_a", "method_b", "params_hash_b",
+             "sample_pk"]  # one map pair
 
 
 def _frame(statement: Any) -> pd.DataFrame:
-    from db import get_engine
-
     with get_engine().connect() as conn:
         return pd.read_sql(statement, conn)
 
 
-def gt_frame(selection: str = "correct", methods: list[str] | None = None) -> pd.DataFrame:
-    """Per-sample ground-truth rows joined with checkpoint and sample columns.
+def count_rows() -> dict[str, int]:
+    """Number of stored ground-truth and drift metric values (the pages' empty-workspace check)."""
+    with session_scope() as session:
+        return {
+            "gt_metrics": int(session.scalar(select(func.count(GroundTruthMetric.id))) or 0),
+            "drift_metrics": int(session.scalar(select(func.count(DriftMetric.id))) or 0),
+        }
 
-    ``selection`` filters on each row's ``correct`` flag (``correct``, ``incorrect``, ``all``).
-    """
-    from db import Checkpoint, GroundTruthMetric as G, Sample
 
+def pivot_metrics(long: pd.DataFrame, key: list[str], names: list[str]) -> pd.DataFrame:
+    """Long rows (``metric``, ``value`` and other columns; the rows of one ``key`` contiguous, as the
+    queries' ORDER BY gives them) as one row per ``key`` with the other columns of its first row and
+    one column per metric of ``names``, in that order (NaN where a value is not stored)."""
+    attrs = [c for c in long.columns if c not in ("metric", "value")]
+    if long.empty:
+        return pd.DataFrame({**{c: long[c] for c in attrs}, **{k: pd.Series(dtype=float) for k in names}})
+    start = np.zeros(len(long), dtype=bool)
+    start[0] = True
+    for column in key:
+        values = long[column].to_numpy()
+        start[1:] |= values[1:] != values[:-1]
+    wide = long.loc[start, attrs].reset_index(drop=True)
+    table = np.full((len(wide), len(names)), np.nan)
+    table[np.cumsum(start) - 1, pd.Categorical(long["metric"], categories=names).codes] = long["value"].to_numpy(float)
+    return pd.concat([wide, pd.DataFrame(table, columns=names)], axis=1)
+
+
+def _selected(selection: str) -> list[Any]:
+    """WHERE clauses of ground-truth rows for ``selection`` (the row's ``correct`` flag)."""
     if selection not in GT_SELECTIONS:
         raise ConfigError(f"selection must be one of {', '.join(GT_SELECTIONS)} (got {selection!r})")
+    flag = {"correct": True, "incorrect": False}.get(selection)
+    return [] if flag is None else [GroundTruthMetric.correct.is_(flag)]
+
+
+def gt_frame(selection: str = "correct", methods: list[str] | None = None,
+             metrics: list[str] | None = None) -> pd.DataFrame:
+    """Per-map ground-truth rows joined with checkpoint and sample columns, one column per metric
+    (``metrics``, default: every registered ground-truth metric; NaN where not evaluated).
+
+    ``selection`` filters on each row's ``correct`` flag (``correct``, ``incorrect``, ``all``).
+    One query of the long rows, pivoted in pandas.
+    """
+    G = GroundTruthMetric
+    names = list(metrics) if metrics else list_ground_truth_metrics()
     stmt = (
         select(
             G.checkpoint_id, Checkpoint.name.label("checkpoint"), Checkpoint.arch, Checkpoint.pretrain,
             Checkpoint.degree, Checkpoint.phase, G.method, G.params_hash, G.sample_pk,
             Sample.sample_id, Sample.label, Sample.lesion_area, G.selection, G.correct, G.constant_map,
-            *[getattr(G, k) for k in GROUND_TRUTH_KEYS],
+            G.metric, G.value,
         )
         .join(Checkpoint, Checkpoint.id == G.checkpoint_id)
         .join(Sample, Sample.id == G.sample_pk)
-        .order_by(G.checkpoint_id, G.method, G.sample_pk)
+        .where(G.metric.in_(names), *_selected(selection))
+        .order_by(*[getattr(G, c) for c in GT_KEY])
     )
-    if selection == "correct":
-        stmt = stmt.where(G.correct.is_(True))
-    elif selection == "incorrect":
-        stmt = stmt.where(G.correct.is_(False))
     if methods:
         stmt = stmt.where(G.method.in_(list(methods)))
-    df = _frame(stmt)
+    df = pivot_metrics(_frame(stmt), GT_KEY, names)
     df["degree"] = df["degree"].fillna("-")
     df["correct"] = df["correct"].astype(bool)
     df["constant_map"] = df["constant_map"].astype(bool)
     return df
 
 
-def drift_frame(selection: str | None = None, methods: list[str] | None = None) -> pd.DataFrame:
-    """Per-sample drift rows with both checkpoints' names and B's architecture/pre-training."""
-    from db import Checkpoint, DriftMetric as D, Sample
-
+def drift_frame(selection: str | None = None, methods: list[str] | None = None,
+                metrics: list[str] | None = None) -> pd.DataFrame:
+    """Per-pair drift rows with both checkpoints' names, B's architecture/pre-training, the
+    comparison's label ``method`` (``m`` or ``m_a:m_b``, see :func:`comparison_label`; what
+    ``methods`` filters on) next to both sides' method and params hash, and one column per
+    metric (``metrics``, default: every registered drift metric)."""
+    D = DriftMetric
     ca = Checkpoint.__table__.alias("ca")
     cb = Checkpoint.__table__.alias("cb")
+    names = list(metrics) if metrics else list_drift_metrics()
     stmt = (
         select(
             D.checkpoint_a_id, ca.c.name.label("checkpoint_a"), D.checkpoint_b_id, cb.c.name.label("checkpoint_b"),
-            cb.c.arch.label("arch"), cb.c.pretrain.label("pretrain"), D.method, D.params_hash, D.sample_pk,
-            Sample.sample_id, Sample.label, D.selection, *[getattr(D, k) for k in DRIFT_KEYS],
+            cb.c.arch.label("arch"), cb.c.pretrain.label("pretrain"), D.method_a, D.params_hash_a, D.method_b,
+            D.params_hash_b, D.sample_pk, Sample.sample_id, Sample.label, D.selection, D.metric, D.value,
         )
         .join(ca, ca.c.id == D.checkpoint_a_id)
         .join(cb, cb.c.id == D.checkpoint_b_id)
         .join(Sample, Sample.id == D.sample_pk)
-        .order_by(D.checkpoint_b_id, D.method, D.sample_pk)
+        .where(D.metric.in_(names))
+        .order_by(*[getattr(D, c) for c in DRIFT_KEY])
     )
     if selection:
         stmt = stmt.where(D.selection == selection)
+    df = pivot_metrics(_frame(stmt), DRIFT_KEY, names)
+    df.insert(df.columns.get_loc("method_a"), "method",
+              [comparison_label(a, b) for a, b in zip(df["method_a"], df["method_b"], strict=True)])
     if methods:
-        stmt = stmt.where(D.method.in_(list(methods)))
-    return _frame(stmt)
+        df = df[df["method"].isin(list(methods))].reset_index(drop=True)
+    return df
 
 
 def checkpoint_accuracy() -> pd.DataFrame:
     """Test accuracy per checkpoint from its ``Prediction`` rows on test-split samples
     (falls back to all its predictions when none are on the test split)."""
-    from db import Prediction, Sample
-
     df = _frame(
         select(Prediction.checkpoint_id, Prediction.correct, Sample.split).join(Sample, Sample.id == Prediction.sample_pk)
     )
@@ -118,8 +161,6 @@ def checkpoint_accuracy() -> pd.DataFrame:
 def checkpoint_info() -> pd.DataFrame:
     """Per checkpoint: ``checkpoint_id, checkpoint`` (name), ``arch, pretrain, degree, num_classes``
     and its test ``accuracy`` / ``n_predictions`` (:func:`checkpoint_accuracy`; NaN / 0 without)."""
-    from db import Checkpoint
-
     info = _frame(select(Checkpoint.id.label("checkpoint_id"), Checkpoint.name.label("checkpoint"), Checkpoint.arch,
                          Checkpoint.pretrain, Checkpoint.degree, Checkpoint.num_classes))
     out = info.merge(checkpoint_accuracy(), on="checkpoint_id", how="left")
@@ -127,15 +168,16 @@ def checkpoint_info() -> pd.DataFrame:
     return out
 
 
-def benchmark_table(selection: str = "correct", metrics: tuple[str, ...] = GROUND_TRUTH_KEYS,
-                    n_boot: int = 1000) -> pd.DataFrame:
-    """Mean, median and bootstrap 95% CI per (method, pre-training, degree) and metric."""
-    return summarise(gt_frame(selection), ["method", "pretrain", "degree"], list(metrics), n_boot=n_boot)
+def benchmark_table(selection: str = "correct", metrics: list[str] | None = None, n_boot: int = 1000) -> pd.DataFrame:
+    """Mean, median and bootstrap 95% CI per (method, pre-training, degree) and ground-truth metric
+    (default: every registered one)."""
+    names = metrics or list_ground_truth_metrics()
+    return summarise(gt_frame(selection, metrics=names), ["method", "pretrain", "degree"], names, n_boot=n_boot)
 
 
 def accuracy_frame(method: str, metric: str = "precision", selection: str = "correct") -> pd.DataFrame:
     """Per checkpoint: mean ``metric`` of ``method`` maps next to the checkpoint's test accuracy."""
-    df = gt_frame(selection, methods=[method])
+    df = gt_frame(selection, methods=[method], metrics=[get_ground_truth_metric(metric).name])
     if df.empty:
         return pd.DataFrame(columns=[*CHECKPOINT_COLS, metric, "n", "accuracy"])
     per = df.groupby(CHECKPOINT_COLS, dropna=False)[metric].agg(["mean", "size"]).reset_index()
@@ -152,14 +194,16 @@ def accuracy_effect(method: str, metric: str = "precision", selection: str = "co
     return accuracy_controlled_effect(frame, performance=metric, reference=reference)
 
 
-def drift_table(n_boot: int = 1000, metrics: tuple[str, ...] = DRIFT_KEYS) -> pd.DataFrame:
-    """Mean, median and bootstrap 95% CI per (architecture, method) and drift metric."""
-    return summarise(drift_frame(), ["arch", "method"], list(metrics), n_boot=n_boot)
+def drift_table(n_boot: int = 1000, metrics: list[str] | None = None) -> pd.DataFrame:
+    """Mean, median and bootstrap 95% CI per (architecture, method) and drift metric (default:
+    every registered one)."""
+    names = metrics or list_drift_metrics()
+    return summarise(drift_frame(metrics=names), ["arch", "method"], names, n_boot=n_boot)
 
 
 def reversal_table(metric: str = "iou_top20") -> tuple[pd.DataFrame, pd.DataFrame]:
     """(stability ranking of architectures per method, Kendall tau + reversal flags per method pair)."""
-    ranking = stability_ranking(drift_frame(), metric=metric)
+    ranking = stability_ranking(drift_frame(metrics=[get_drift_metric(metric).name]), metric=metric)
     return ranking, ranking_agreement(ranking)
 
 
@@ -230,23 +274,10 @@ def export_table(name: str, path: str | Path, **options: Any) -> tuple[Path, int
     return write_frame(frame, path), int(len(frame))
 
 
-def sample_metrics(selection: str, method: str, metric: str, checkpoint_id: int | None = None) -> pd.DataFrame:
-    """Rows of one method (and optionally checkpoint) sorted by ``metric`` (the page's click-through)."""
-    df = gt_frame(selection, methods=[method])
-    if checkpoint_id is not None:
-        df = df[df["checkpoint_id"] == checkpoint_id]
-    return df.sort_values(metric, kind="stable").reset_index(drop=True)
-
-
 def chance_precision(selection: str = "correct") -> float:
     """Mean lesion share ``n / HW`` of the evaluated samples (the expected precision by chance)."""
-    from db import Dataset, Sample, session_scope
-
-    df = gt_frame(selection)
+    evaluated = select(GroundTruthMetric.sample_pk).where(*_selected(selection)).distinct()
+    df = _frame(select(Sample.lesion_area, Dataset.image_size).join(Dataset).where(Sample.id.in_(evaluated)))
     if df.empty:
         return float("nan")
-    with session_scope() as session:
-        sizes = dict(session.execute(select(Sample.id, Dataset.image_size).join(Dataset)).all())
-    side = np.asarray([sizes[int(p)] for p in df["sample_pk"].unique()], dtype=float)
-    areas = df.drop_duplicates("sample_pk")["lesion_area"].to_numpy(float)
-    return float(np.mean(areas / side**2))
+    return float(np.mean(df["lesion_area"].to_numpy(float) / df["image_size"].to_numpy(float) ** 2))

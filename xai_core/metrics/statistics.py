@@ -30,19 +30,7 @@ from scipy import stats
 
 from xai_core.errors import ConfigError, InvalidValueError
 from xai_core.metrics.order import order_columns, sort_by_degree
-
-# +1: higher is more stable; -1: lower is more stable; 0: closer to zero is more stable.
-STABILITY_DIRECTION = {
-    "com_displacement": -1,
-    "peak_displacement": -1,
-    "iou_top10": 1,
-    "iou_top20": 1,
-    "pearson": 1,
-    "spearman": 1,
-    "gini_change": 0,
-    "entropy_change": 0,
-}
-
+from xai_core.metrics.registry import get_drift_metric
 
 def bootstrap_ci(
     values: Any, n_boot: int = 2000, confidence: float = 0.95, seed: int = 0, statistic: str = "mean"
@@ -214,16 +202,15 @@ def stability_ranking(
     frame: pd.DataFrame, metric: str = "iou_top20", item: str = "arch", by: str = "method"
 ) -> pd.DataFrame:
     """Per ``by`` (method), rank the ``item``s (architectures) by mean ``metric``; rank 1 = most
-    stable (direction from :data:`STABILITY_DIRECTION`; change metrics: smallest |mean|).
+    stable (the drift metric's registered direction: highest, lowest, or for change metrics the
+    smallest |mean|).
 
     Returns columns ``by, item, mean, rank`` (average ranks for ties).
     """
-    if metric not in STABILITY_DIRECTION:
-        raise ConfigError(f"unknown drift metric {metric!r}; choose one of {sorted(STABILITY_DIRECTION)}")
+    direction = get_drift_metric(metric).sign
     if frame.empty:
         return pd.DataFrame(columns=[by, item, "mean", "rank"])
     means = frame.groupby([by, item], sort=True)[metric].mean().reset_index(name="mean")
-    direction = STABILITY_DIRECTION[metric]
     score = -means["mean"] * direction if direction else means["mean"].abs()
     means["rank"] = score.groupby(means[by]).rank(method="average", ascending=True)
     return means

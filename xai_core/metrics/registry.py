@@ -1,0 +1,117 @@
+"""The two metric registries: ground-truth metrics (a map against its lesion mask) and drift metrics
+(two maps of the same sample), on the shared :class:`xai_core.registry.Registry`.
+
+A metric is one decorated function over a whole batch; its metadata (label, help, paper, which
+direction is better, value range) is what the CLI, the pages, the report and the export show::
+
+    @register_ground_truth_metric("centre_share", label="mass in the image centre", better="higher",
+                                  value_range=(0.0, 1.0), help="...")
+    def centre_share(batch: MapBatch) -> np.ndarray:  # (N,) float64, one value per map
+        ...
+
+Ground-truth metrics receive a :class:`xai_core.metrics.ground_truth.MapBatch`, drift metrics a
+:class:`xai_core.metrics.drift_measures.PairBatch`. Values are stored long-form (one row per
+sample and metric), so a new metric needs no schema change: ``xaudit evaluate`` / ``xaudit drift``
+fill it in for the maps already evaluated.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from xai_core.errors import ConfigError
+from xai_core.registry import Registry
+
+BETTER = {"higher": "higher is better", "lower": "lower is better", "zero": "closer to 0 is better"}
+NAME_PATTERN = re.compile(r"[a-z][a-z0-9_]{0,49}")  # a column name in exports, at most String(50)
+# columns of the per-sample frames and summaries: a metric cannot take one of these names
+RESERVED = frozenset({
+    "id", "checkpoint_id", "checkpoint", "arch", "pretrain", "degree", "phase", "method", "params_hash",
+    "sample_pk", "sample_id", "label", "lesion_area", "selection", "correct", "constant_map", "metric", "value",
+    "checkpoint_a_id", "checkpoint_a", "checkpoint_b_id", "checkpoint_b", "method_a", "params_hash_a", "method_b",
+    "params_hash_b", "n", "mean", "median", "ci_low", "ci_high", "accuracy", "n_predictions",
+})
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """A registered metric: ``fn(batch) -> (N,)`` values and what a reader needs to interpret them."""
+
+    name: str
+    fn: Callable[[Any], np.ndarray] = field(repr=False)
+    label: str
+    help: str
+    better: str  # "higher" | "lower" | "zero" (change metrics: no change is best)
+    value_range: tuple[float, float]
+    paper: str = ""
+
+    @property
+    def sign(self) -> int:
+        """+1 when higher is better, -1 when lower is better, 0 when closer to zero is better."""
+        return {"higher": 1, "lower": -1, "zero": 0}[self.better]
+
+    @property
+    def direction(self) -> str:
+        """``"higher is better"``, ``"lower is better"`` or ``"closer to 0 is better"``."""
+        return BETTER[self.better]
+
+    def describe(self) -> str:
+        """``"label (higher is better, 0 to 1)"``: menus' help and report captions."""
+        low, high = self.value_range
+        return f"{self.label} ({self.direction}, {low:g} to {high:g})"
+
+
+GROUND_TRUTH_METRICS: Registry[MetricSpec] = Registry("ground-truth metric")
+DRIFT_METRICS: Registry[MetricSpec] = Registry("drift metric")
+
+
+def _spec_builder(name: str, label: str, help: str, better: str, value_range: tuple[float, float],
+                  paper: str) -> Callable[[Callable[[Any], np.ndarray]], MetricSpec]:
+    if not NAME_PATTERN.fullmatch(name) or name in RESERVED:
+        raise ConfigError(f"metric name {name!r} must be 1..50 lower-case letters, digits or _ starting with a "
+                          f"letter, and not a table column ({', '.join(sorted(RESERVED))})")
+    if better not in BETTER:
+        raise ConfigError(f"better= of metric {name!r} must be one of {', '.join(BETTER)} (got {better!r})")
+    low, high = (float(v) for v in value_range)
+    if not low < high:
+        raise ConfigError(f"value_range of metric {name!r} must be (low, high) with low < high (got {value_range!r})")
+    return lambda fn: MetricSpec(name=name, fn=fn, label=label, help=help or (fn.__doc__ or "").strip(),
+                                 better=better, value_range=(low, high), paper=paper)
+
+
+def register_ground_truth_metric(name: str, *, label: str, better: str, value_range: tuple[float, float],
+                                 help: str = "", paper: str = "") -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Decorator: register ``fn(batch: MapBatch) -> (N,)`` as ground-truth metric ``name``
+    (``help`` defaults to the docstring)."""
+    return GROUND_TRUTH_METRICS.register(_spec_builder(name, label, help, better, value_range, paper))
+
+
+def register_drift_metric(name: str, *, label: str, better: str, value_range: tuple[float, float],
+                          help: str = "", paper: str = "") -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Decorator: register ``fn(batch: PairBatch) -> (N,)`` as drift metric ``name`` (A → B)."""
+    return DRIFT_METRICS.register(_spec_builder(name, label, help, better, value_range, paper))
+
+
+def list_ground_truth_metrics() -> list[str]:
+    """Registered ground-truth metric names, in registration order."""
+    return GROUND_TRUTH_METRICS.list()
+
+
+def get_ground_truth_metric(name: str) -> MetricSpec:
+    """The :class:`MetricSpec` of ``name``; unknown names raise :class:`UnknownNameError`."""
+    return GROUND_TRUTH_METRICS.get(name)
+
+
+def list_drift_metrics() -> list[str]:
+    """Registered drift metric names, in registration order."""
+    return DRIFT_METRICS.list()
+
+
+def get_drift_metric(name: str) -> MetricSpec:
+    """The :class:`MetricSpec` of ``name``; unknown names raise :class:`UnknownNameError`."""
+    return DRIFT_METRICS.get(name)
