@@ -2,9 +2,9 @@
 
 Every function returns a pandas DataFrame built from the stored per-sample rows; the pages only
 display them. Metric values are stored long (one row per metric); :func:`gt_frame` and
-:func:`drift_frame` read them in one query and pivot to one column per registered metric, the
-wide layout of the pages and of ``export_table(name, path)``, which writes one of :data:`TABLES`
-atomically.
+:func:`drift_frame` read them in one query pivoted by the database (:func:`pivoted`) to one
+column per registered metric, the wide layout of the pages and of ``export_table(name, path)``,
+which writes one of :data:`TABLES` atomically.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
 
 from db import Checkpoint, Dataset, DriftMetric, GroundTruthMetric, Prediction, Sample, get_engine, session_scope
 from xai_core.errors import ConfigError, InputFileError, WorkspaceError
@@ -51,22 +51,24 @@ def count_rows() -> dict[str, int]:
         }
 
 
-def pivot_metrics(long: pd.DataFrame, key: list[str], names: list[str]) -> pd.DataFrame:
-    """Long rows (``metric``, ``value`` and other columns; the rows of one ``key`` contiguous, as the
-    queries' ORDER BY gives them) as one row per ``key`` with the other columns of its first row and
-    one column per metric of ``names``, in that order (NaN where a value is not stored)."""
-    attrs = [c for c in long.columns if c not in ("metric", "value")]
-    if long.empty:
-        return pd.DataFrame({**{c: long[c] for c in attrs}, **{k: pd.Series(dtype=float) for k in names}})
-    start = np.zeros(len(long), dtype=bool)
-    start[0] = True
-    for column in key:
-        values = long[column].to_numpy()
-        start[1:] |= values[1:] != values[:-1]
-    wide = long.loc[start, attrs].reset_index(drop=True)
-    table = np.full((len(wide), len(names)), np.nan)
-    table[np.cumsum(start) - 1, pd.Categorical(long["metric"], categories=names).codes] = long["value"].to_numpy(float)
-    return pd.concat([wide, pd.DataFrame(table, columns=names)], axis=1)
+def pivoted(model: Any, key: list[str], names: list[str], *where: Any) -> Any:
+    """Subquery of ``model``'s long rows (``GroundTruthMetric`` / ``DriftMetric``) with one row per
+    ``key`` and one column per metric of ``names`` (NULL where a value is not stored), plus the
+    row's ``selection`` and, for ground-truth rows, ``correct`` and ``constant_map``.
+
+    The pivot runs in the database (``MAX(CASE WHEN metric = :name THEN value END)`` grouped by
+    ``key``, in the unique index's order), so a page reads one row per map as before the long
+    form, not one per value: 4-5x less to transfer and convert (bench/metric_storage.py).
+    """
+    flags = [func.max(case((getattr(model, c), 1), else_=0)).label(c) for c in ("correct", "constant_map")
+             if hasattr(model, c)]
+    return (
+        select(*[getattr(model, c) for c in key], func.min(model.selection).label("selection"), *flags,
+               *[func.max(case((model.metric == k, model.value))).label(k) for k in names])
+        .where(model.metric.in_(names), *where)
+        .group_by(*[getattr(model, c) for c in key])
+        .subquery()
+    )
 
 
 def _selected(selection: str) -> list[Any]:
@@ -85,27 +87,25 @@ def gt_frame(selection: str = "correct", methods: list[str] | None = None,
     ``selection`` filters on each row's ``correct`` flag (``correct``, ``incorrect``, ``all``).
     One query of the long rows, pivoted in pandas.
     """
-    G = GroundTruthMetric
     names = list(metrics) if metrics else list_ground_truth_metrics()
+    where = [*_selected(selection), *([GroundTruthMetric.method.in_(list(methods))] if methods else [])]
+    g = pivoted(GroundTruthMetric, GT_KEY, names, *where)
     stmt = (
         select(
-            G.checkpoint_id, Checkpoint.name.label("checkpoint"), Checkpoint.arch, Checkpoint.pretrain,
-            Checkpoint.degree, Checkpoint.phase, G.method, G.params_hash, G.sample_pk,
-            Sample.sample_id, Sample.label, Sample.lesion_area, G.selection, G.correct, G.constant_map,
-            G.metric, G.value,
+            g.c.checkpoint_id, Checkpoint.name.label("checkpoint"), Checkpoint.arch, Checkpoint.pretrain,
+            Checkpoint.degree, Checkpoint.phase, g.c.method, g.c.params_hash, g.c.sample_pk,
+            Sample.sample_id, Sample.label, Sample.lesion_area, g.c.selection, g.c.correct, g.c.constant_map,
+            *[g.c[k] for k in names],
         )
-        .join(Checkpoint, Checkpoint.id == G.checkpoint_id)
-        .join(Sample, Sample.id == G.sample_pk)
-        .where(G.metric.in_(names), *_selected(selection))
-        .order_by(*[getattr(G, c) for c in GT_KEY])
+        .join(Checkpoint, Checkpoint.id == g.c.checkpoint_id)
+        .join(Sample, Sample.id == g.c.sample_pk)
+        .order_by(*[g.c[c] for c in GT_KEY])
     )
-    if methods:
-        stmt = stmt.where(G.method.in_(list(methods)))
-    df = pivot_metrics(_frame(stmt), GT_KEY, names)
+    df = _frame(stmt)
     df["degree"] = df["degree"].fillna("-")
     df["correct"] = df["correct"].astype(bool)
     df["constant_map"] = df["constant_map"].astype(bool)
-    return df
+    return df.astype({k: float for k in names})
 
 
 def drift_frame(selection: str | None = None, methods: list[str] | None = None,
@@ -114,25 +114,22 @@ def drift_frame(selection: str | None = None, methods: list[str] | None = None,
     comparison's label ``method`` (``m`` or ``m_a:m_b``, see :func:`comparison_label`; what
     ``methods`` filters on) next to both sides' method and params hash, and one column per
     metric (``metrics``, default: every registered drift metric)."""
-    D = DriftMetric
     ca = Checkpoint.__table__.alias("ca")
     cb = Checkpoint.__table__.alias("cb")
     names = list(metrics) if metrics else list_drift_metrics()
+    d = pivoted(DriftMetric, DRIFT_KEY, names, *([DriftMetric.selection == selection] if selection else []))
     stmt = (
         select(
-            D.checkpoint_a_id, ca.c.name.label("checkpoint_a"), D.checkpoint_b_id, cb.c.name.label("checkpoint_b"),
-            cb.c.arch.label("arch"), cb.c.pretrain.label("pretrain"), D.method_a, D.params_hash_a, D.method_b,
-            D.params_hash_b, D.sample_pk, Sample.sample_id, Sample.label, D.selection, D.metric, D.value,
+            d.c.checkpoint_a_id, ca.c.name.label("checkpoint_a"), d.c.checkpoint_b_id, cb.c.name.label("checkpoint_b"),
+            cb.c.arch.label("arch"), cb.c.pretrain.label("pretrain"), d.c.method_a, d.c.params_hash_a, d.c.method_b,
+            d.c.params_hash_b, d.c.sample_pk, Sample.sample_id, Sample.label, d.c.selection, *[d.c[k] for k in names],
         )
-        .join(ca, ca.c.id == D.checkpoint_a_id)
-        .join(cb, cb.c.id == D.checkpoint_b_id)
-        .join(Sample, Sample.id == D.sample_pk)
-        .where(D.metric.in_(names))
-        .order_by(*[getattr(D, c) for c in DRIFT_KEY])
+        .join(ca, ca.c.id == d.c.checkpoint_a_id)
+        .join(cb, cb.c.id == d.c.checkpoint_b_id)
+        .join(Sample, Sample.id == d.c.sample_pk)
+        .order_by(*[d.c[c] for c in DRIFT_KEY])
     )
-    if selection:
-        stmt = stmt.where(D.selection == selection)
-    df = pivot_metrics(_frame(stmt), DRIFT_KEY, names)
+    df = _frame(stmt).astype({k: float for k in names})
     df.insert(df.columns.get_loc("method_a"), "method",
               [comparison_label(a, b) for a, b in zip(df["method_a"], df["method_b"], strict=True)])
     if methods:
