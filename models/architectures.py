@@ -50,7 +50,7 @@ import torchvision
 from torch import nn
 
 from xai_core.errors import ConfigError, UnknownNameError, UnsupportedError
-from xai_core.registry import Registry
+from xai_core.registry import DescribedEntry, Registry
 
 DEGREES: tuple[str, ...] = ("tl", "1conv", "2conv", "3conv", "4conv", "all")
 N_BLOCKS = 5
@@ -67,7 +67,7 @@ class ImageNetWeights:
 
 
 @dataclass(frozen=True)
-class ArchSpec:
+class ArchSpec(DescribedEntry):
     """Metadata of one registered architecture.
 
     ``blocks`` holds, per conv block, the dotted module names that make it up (in forward order);
@@ -96,14 +96,6 @@ class ArchSpec:
         """The five conv blocks of ``model`` in forward order (each an ``nn.Sequential`` view
         sharing the model's modules)."""
         return [nn.Sequential(*[model.get_submodule(n) for n in names]) for names in self.blocks]
-
-    @property
-    def label(self) -> str:  # registry metadata (xai_core.registry.Entry)
-        return self.name
-
-    @property
-    def help(self) -> str:
-        return self.description
 
     def block_module_names(self, index: int) -> tuple[str, ...]:
         return self.blocks[index]

@@ -41,13 +41,13 @@ from models.inputs import set_preprocess
 from xai_core.config import device as pick_device
 from xai_core.errors import ConfigError, InputFileError, UnsupportedError
 from xai_core.progress import Progress, silent
-from xai_core.registry import Registry
+from xai_core.registry import DescribedEntry, Registry
 
 Sampler = Callable[[int, torch.Generator], tuple[torch.Tensor, torch.Tensor]]
 
 
 @dataclass(frozen=True)
-class PretrainSource:
+class PretrainSource(DescribedEntry):
     """A registered pre-training source: ``make(arch, width, in_chans, size, seed, **kw)`` returns
     either a ready model (``imagenet``) or a pretext (sampler, class names) to train on."""
 
@@ -57,14 +57,6 @@ class PretrainSource:
     make: Callable[..., Any] | None
     channels: int | None = None  # input channels the source's networks must have (None: any, default 1)
     paper: str = ""
-
-    @property
-    def label(self) -> str:  # registry metadata (xai_core.registry.Entry)
-        return self.name
-
-    @property
-    def help(self) -> str:
-        return self.description
 
     def resolve_channels(self, in_chans: int | None) -> int:
         """``in_chans`` (None: the source's default) checked against what the source supports."""

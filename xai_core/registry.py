@@ -41,6 +41,19 @@ class Entry(Protocol):
     def paper(self) -> str: ...  # where it comes from ("" when not from a paper)
 
 
+class DescribedEntry:
+    """:class:`Entry` metadata of an entry that has a ``name`` and a ``description`` (architectures,
+    pre-training sources): the label is the name, the help text the description."""
+
+    @property
+    def label(self) -> str:
+        return self.name  # type: ignore[attr-defined]
+
+    @property
+    def help(self) -> str:
+        return self.description  # type: ignore[attr-defined]
+
+
 E = TypeVar("E", bound=Entry)
 F = TypeVar("F", bound=Callable[..., object])
 

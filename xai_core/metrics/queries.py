@@ -25,7 +25,6 @@ from xai_core.metrics.evaluate_job import GT_SELECTIONS
 from xai_core.metrics.order import sort_by_degree
 from xai_core.metrics.registry import get_drift_metric, get_ground_truth_metric, list_drift_metrics, list_ground_truth_metrics
 from xai_core.metrics.statistics import (
-    accuracy_controlled_effect,
     ranking_agreement,
     stability_ranking,
     summarise,
@@ -181,14 +180,6 @@ def accuracy_frame(method: str, metric: str = "precision", selection: str = "cor
     per = per.rename(columns={"mean": metric, "size": "n"})
     return sort_by_degree(per.merge(checkpoint_accuracy(), on="checkpoint_id", how="left"),
                           ["arch", "pretrain", "degree", "checkpoint_id"])
-
-
-def accuracy_effect(method: str, metric: str = "precision", selection: str = "correct",
-                    reference: str | None = None) -> dict[str, Any]:
-    """The accuracy-controlled pre-training effect for one method (see
-    :func:`xai_core.metrics.statistics.accuracy_controlled_effect`)."""
-    frame = accuracy_frame(method, metric, selection).dropna(subset=["accuracy"])
-    return accuracy_controlled_effect(frame, performance=metric, reference=reference)
 
 
 def drift_table(n_boot: int = 1000, metrics: list[str] | None = None) -> pd.DataFrame:

@@ -33,6 +33,22 @@ def _fk(table: str) -> sa.ForeignKey:
     return sa.ForeignKey(f"{table}.id", ondelete="CASCADE")
 
 
+def _map_columns() -> list[sa.Column]:
+    """The columns that name one map, the same in both forms of ``gt_metrics``."""
+    return [sa.Column("id", sa.Integer(), primary_key=True),
+            sa.Column("checkpoint_id", sa.Integer(), _fk("checkpoints"), nullable=False),
+            sa.Column("method", sa.String(50), nullable=False),
+            sa.Column("params_hash", sa.String(64), nullable=False),
+            sa.Column("sample_pk", sa.Integer(), _fk("samples"), nullable=False)]
+
+
+def _pair_columns() -> list[sa.Column]:
+    """The id and checkpoint columns of a drift row, the same in both forms of ``drift_metrics``."""
+    return [sa.Column("id", sa.Integer(), primary_key=True),
+            sa.Column("checkpoint_a_id", sa.Integer(), _fk("checkpoints"), nullable=False),
+            sa.Column("checkpoint_b_id", sa.Integer(), _fk("checkpoints"), nullable=False)]
+
+
 def _move_aside(table: str, suffix: str, indexed: list[str]) -> str:
     """Rename ``table`` to ``table + suffix`` and free its index, key and sequence names for the new
     table (PostgreSQL keeps a renamed table's key and sequence names; index names are global)."""
@@ -68,11 +84,7 @@ def upgrade() -> None:
     wide = _move_aside("gt_metrics", "_wide", INDEXES["gt_metrics"][0])
     op.create_table(
         "gt_metrics",
-        sa.Column("id", sa.Integer(), primary_key=True),
-        sa.Column("checkpoint_id", sa.Integer(), _fk("checkpoints"), nullable=False),
-        sa.Column("method", sa.String(50), nullable=False),
-        sa.Column("params_hash", sa.String(64), nullable=False),
-        sa.Column("sample_pk", sa.Integer(), _fk("samples"), nullable=False),
+        *_map_columns(),
         sa.Column("metric", sa.String(50), nullable=False),
         sa.Column("value", sa.Float(), nullable=False),
         sa.Column("selection", sa.String(12), nullable=False),
@@ -91,9 +103,7 @@ def upgrade() -> None:
     wide = _move_aside("drift_metrics", "_wide", INDEXES["drift_metrics"][0])
     op.create_table(
         "drift_metrics",
-        sa.Column("id", sa.Integer(), primary_key=True),
-        sa.Column("checkpoint_a_id", sa.Integer(), _fk("checkpoints"), nullable=False),
-        sa.Column("checkpoint_b_id", sa.Integer(), _fk("checkpoints"), nullable=False),
+        *_pair_columns(),
         sa.Column("method_a", sa.String(50), nullable=False),
         sa.Column("params_hash_a", sa.String(64), nullable=False),
         sa.Column("method_b", sa.String(50), nullable=False),
@@ -145,11 +155,7 @@ def downgrade() -> None:
     long = _move_aside("gt_metrics", "_long", INDEXES["gt_metrics"][1])
     op.create_table(
         "gt_metrics",
-        sa.Column("id", sa.Integer(), primary_key=True),
-        sa.Column("checkpoint_id", sa.Integer(), _fk("checkpoints"), nullable=False),
-        sa.Column("method", sa.String(50), nullable=False),
-        sa.Column("params_hash", sa.String(64), nullable=False),
-        sa.Column("sample_pk", sa.Integer(), _fk("samples"), nullable=False),
+        *_map_columns(),
         sa.Column("selection", sa.String(12), nullable=False),
         sa.Column("correct", sa.Boolean(), nullable=False),
         *[sa.Column(name, sa.Float(), nullable=False) for name in GT_COLUMNS],
@@ -166,9 +172,7 @@ def downgrade() -> None:
     long = _move_aside("drift_metrics", "_long", INDEXES["drift_metrics"][1])
     op.create_table(
         "drift_metrics",
-        sa.Column("id", sa.Integer(), primary_key=True),
-        sa.Column("checkpoint_a_id", sa.Integer(), _fk("checkpoints"), nullable=False),
-        sa.Column("checkpoint_b_id", sa.Integer(), _fk("checkpoints"), nullable=False),
+        *_pair_columns(),
         sa.Column("method", sa.String(50), nullable=False),
         sa.Column("params_hash", sa.String(64), nullable=False),
         sa.Column("sample_pk", sa.Integer(), _fk("samples"), nullable=False),
