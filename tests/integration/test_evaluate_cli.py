@@ -48,6 +48,10 @@ def test_drift_export_and_user_errors(workspace: Path, tmp_path: Path, monkeypat
     assert bad.returncode == 2 and "error: --pair 'r-tl' must look like A:B" in bad.stderr
     bad = _xaudit("export", "gt-metrics", str(tmp_path / "gt.csv"), home=workspace)
     assert bad.returncode == 2 and "table 'gt-metrics' is empty" in bad.stderr
+    bad = _xaudit("evaluate", "--metrics", "precision,nope", home=workspace)
+    assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1] == (
+        "error: unknown ground-truth metric 'nope'; choose one of precision, mass_accuracy, pointing_game, roc_auc, "
+        "average_precision, emd_score")
     bad = _xaudit("evaluate", "--selection", "sometimes", home=workspace)
     assert bad.returncode == 2 and "selection must be one of correct, all, incorrect" in bad.stderr
     assert "Traceback" not in bad.stderr
