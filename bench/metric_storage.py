@@ -65,8 +65,13 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
-    os.environ["XAUDIT_HOME"] = tempfile.mkdtemp(prefix="xaudit-bench-")
-    os.environ.pop("DATABASE_URL", None)
+    with tempfile.TemporaryDirectory(prefix="xaudit-bench-") as home:  # removed afterwards
+        os.environ["XAUDIT_HOME"] = home
+        os.environ.pop("DATABASE_URL", None)
+        run(args)
+
+
+def run(args: argparse.Namespace) -> None:
     from xai_core.metrics import drift, evaluate
     from xai_core.metrics import queries
 
