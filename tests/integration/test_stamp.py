@@ -10,14 +10,16 @@ from sqlalchemy import delete
 
 from db import reset_engines
 from tests.seed import add_checkpoint, add_dataset_rows
+from xai_core.config import database_url
 from xai_core.stamp import change_stamp
 
 
 def test_stamp_follows_inserts_deletes_and_the_workspace(workspace: Path, tmp_path: Path,
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+                                                         monkeypatch: pytest.MonkeyPatch, backend: str) -> None:
     from db import Prediction, session_scope
 
-    url = f"sqlite:///{workspace / 'xaudit.db'}"
+    url = database_url()  # the workspace's SQLite file, or this test's PostgreSQL database
+    assert url.startswith("sqlite:///" if backend == "sqlite" else "postgresql")
     assert change_stamp() == (str(workspace), url, ())
     assert change_stamp("checkpoints", "predictions") == (
         str(workspace), url, (("checkpoints", 0, 0), ("predictions", 0, 0)))
@@ -35,6 +37,8 @@ def test_stamp_follows_inserts_deletes_and_the_workspace(workspace: Path, tmp_pa
     add_checkpoint("b", "vgg16", "none", "all", "ft", pks[:1], [0], [0])
     assert change_stamp("checkpoints", "predictions")[2] == (("checkpoints", 2, 2), ("predictions", 3, 4))
 
+    if backend != "sqlite":
+        return  # the workspace switch below is about the SQLite file inside the workspace
     other = tmp_path / "other"
     monkeypatch.setenv("XAUDIT_HOME", str(other))
     reset_engines()
