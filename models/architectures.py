@@ -29,6 +29,13 @@ full fine-tuning).
 The CAM layer is the last convolutional stage's activation (the tensor global pooling reads),
 i.e. Keras' ``block5_conv3``/``relu``/``post_relu``/``mixed10`` in the two studies.
 
+What the attribution methods need to know about a network is part of its spec: how its branches
+merge (``merges``: ``add`` for residual/skip connections, ``concat`` for dense/Inception
+concatenations, ``multiply`` for gates), whether ``torch.fx`` can trace it (``traceable``), its CAM
+layer (``cam``; ``None``: no convolutional stage to compute a CAM on) and its smallest input
+(``min_input_size``). :mod:`xai_core.attribution.capabilities` compares that with each method's
+declared needs, so a new family registered here gets every method that can run on it.
+
 Why ``vgg16`` carries batch normalisation: on the 128 px lesion benchmark the BN-free stack
 (``vgg16_plain``) at width 0.125 stayed at chance (loss 0.693) for 8+ epochs from random
 initialisation on the 2-core VM (bench/RESULTS_models.md); with BN it trains within the demo's
@@ -53,6 +60,9 @@ from xai_core.errors import ConfigError, UnknownNameError, UnsupportedError
 
 DEGREES: tuple[str, ...] = ("tl", "1conv", "2conv", "3conv", "4conv", "all")
 N_BLOCKS = 5
+# how two branches of a network can merge: residual/skip additions, dense/Inception concatenations,
+# multiplicative gates (squeeze-and-excitation, attention)
+MERGES: tuple[str, ...] = ("add", "concat", "multiply")
 
 
 @dataclass(frozen=True)
@@ -70,16 +80,19 @@ class ArchSpec:
     """Metadata of one registered architecture.
 
     ``blocks`` holds, per conv block, the dotted module names that make it up (in forward order);
-    ``head`` the names of the classifier modules; ``cam`` the CAM-target module name;
-    ``first_conv`` the input convolution (adapted to ``in_chans``).
+    ``head`` the names of the classifier modules; ``cam`` the CAM-target module name (``None``: the
+    network has no convolutional stage for a CAM); ``first_conv`` the input convolution (adapted
+    to ``in_chans``); ``merges`` how branches join in ``forward`` (subset of :data:`MERGES`) and
+    ``traceable`` whether ``torch.fx`` traces it (no data-dependent control flow): what the
+    attribution methods' needs are checked against.
     """
 
     name: str
-    family: str  # vgg | resnet | densenet | inception
+    family: str  # vgg | resnet | densenet | inception | any new family
     builder: Callable[[int, int, float], nn.Module] = field(repr=False)
     blocks: tuple[tuple[str, ...], ...]
     head: tuple[str, ...]
-    cam: str
+    cam: str | None
     first_conv: str
     min_input_size: int
     default_input_size: int
@@ -88,6 +101,17 @@ class ArchSpec:
     description: str
     # callable(model) -> module mapping the last block's output to logits
     head_chain: Callable[[nn.Module], nn.Module] = field(repr=False, default=None)  # type: ignore[assignment]
+    merges: frozenset[str] = frozenset()  # "add" | "concat" | "multiply" merges of two branches
+    traceable: bool = True  # torch.fx traces forward (module-hooking attribution methods need it)
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.merges) - set(MERGES))
+        if unknown:
+            raise ConfigError(f"architecture {self.name}: unknown merge kind(s) {', '.join(unknown)}; "
+                              f"use {', '.join(MERGES)}")
+        if len(self.blocks) != N_BLOCKS:
+            raise ConfigError(f"architecture {self.name} declares {len(self.blocks)} conv blocks; "
+                              f"fine-tuning degrees need exactly {N_BLOCKS}")
 
     # --- views on a built model -------------------------------------------------------------
     def conv_blocks(self, model: nn.Module) -> list[nn.Module]:
@@ -95,11 +119,10 @@ class ArchSpec:
         sharing the model's modules)."""
         return [nn.Sequential(*[model.get_submodule(n) for n in names]) for names in self.blocks]
 
-    def block_module_names(self, index: int) -> tuple[str, ...]:
-        return self.blocks[index]
-
     def cam_layer(self, model: nn.Module) -> nn.Module:
         """The penultimate convolutional layer (CAM target): last conv stage's activation."""
+        if self.cam is None:
+            raise UnsupportedError(f"architecture {self.name} has no CAM layer; use a gradient method")
         return model.get_submodule(self.cam)
 
     def head_modules(self, model: nn.Module) -> list[nn.Module]:
@@ -341,6 +364,7 @@ for _name, _file in (("resnet18", "resnet18-f37072fd.pth"), ("resnet50", "resnet
             imagenet=ImageNetWeights(_file, f"https://download.pytorch.org/models/{_file}", "torchvision"),
             description=f"torchvision {_name} (He et al. 2016)",
             head_chain=lambda m: nn.Sequential(m.avgpool, nn.Flatten(1), m.fc),
+            merges=frozenset({"add"}),
         )
     )
 
@@ -374,6 +398,7 @@ register(
         ),
         description="timm resnetv2_50 (He et al. 2016, pre-activation), as ResNet50V2 in Elangovan & Ting",
         head_chain=lambda m: m.head,
+        merges=frozenset({"add"}),
     )
 )
 
@@ -425,6 +450,7 @@ for _name, _file in (("densenet121", "densenet121-a639ec97.pth"), ("densenet201"
             imagenet=ImageNetWeights(_file, f"https://download.pytorch.org/models/{_file}", "torchvision"),
             description=f"torchvision {_name} (Huang et al. 2017)",
             head_chain=lambda m: nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(1), m.classifier),
+            merges=frozenset({"concat"}),
         )
     )
 
@@ -467,5 +493,6 @@ register(
                                  "torchvision", "inception"),  # torchvision's transform_input: (x - 0.5) / 0.5
         description="torchvision inception_v3 (Szegedy et al. 2016), no auxiliary classifier",
         head_chain=lambda m: nn.Sequential(m.avgpool, m.dropout, nn.Flatten(1), m.fc),
+        merges=frozenset({"concat"}),
     )
 )

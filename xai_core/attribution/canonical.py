@@ -196,6 +196,35 @@ def _has_cat(gm: fx.GraphModule) -> bool:
     return any(n.op == "call_function" and n.target in (torch.cat, torch.concat) for n in gm.graph.nodes)
 
 
+def _is_tensor_pair(node: fx.Node) -> bool:
+    return len(node.args) == 2 and all(_tensor_meta(a) is not None for a in node.args)
+
+
+def traced_merges(model: nn.Module, example: torch.Tensor) -> frozenset[str] | None:
+    """How branches merge in ``model``'s traced graph (``add``, ``concat``, ``multiply`` of two
+    tensors), or ``None`` when ``torch.fx`` cannot trace it: what ``models.ArchSpec.merges`` and
+    ``traceable`` declare, found from the data flow (used to check those declarations)."""
+    from torch.fx.passes.shape_prop import ShapeProp
+
+    work = _copy(model, share=True).eval()
+    try:
+        gm = fx.GraphModule(work, _Tracer(frozenset()).trace(work))
+    except Exception:  # data-dependent control flow etc.
+        return None
+    ShapeProp(gm).propagate(example[:1].detach().float().cpu())
+    found: set[str] = set()
+    for node in gm.graph.nodes:
+        if node.op not in ("call_function", "call_method"):
+            continue
+        if node.target in (operator.add, torch.add, "add") and _is_tensor_pair(node):
+            found.add("add")
+        elif node.target in (operator.mul, torch.mul, "mul") and _is_tensor_pair(node):
+            found.add("multiply")
+        elif node.target in (torch.cat, torch.concat):
+            found.add("concat")
+    return frozenset(found)
+
+
 def _adds_to_sum(gm: fx.GraphModule, adds: list[fx.Node]) -> None:
     from zennit.layer import Sum
 

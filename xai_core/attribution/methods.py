@@ -27,7 +27,7 @@ from torch import nn
 from models.inputs import Normalize
 from xai_core.attribution.baselines import BASELINES, make_baseline
 from xai_core.attribution.canonical import Prepared
-from xai_core.attribution.registry import Param, register_method
+from xai_core.attribution.registry import Needs, Param, register_method
 from xai_core.errors import UnsupportedError
 
 Tensor = torch.Tensor
@@ -51,6 +51,11 @@ BASELINE = (
 IBS = Param("internal_batch_size", int, None, "rows (images x steps/samples/perturbations) per forward pass; "
             "empty = 4 x the engine batch size", minimum=1, optional=True, affects_result=False)
 SEED = Param("seed", int, 0, "random seed (noise and path points are drawn reproducibly)")
+# what the module-hooking methods need (capabilities): a traced module graph; DeepLIFT and LRP
+# also rules for every merge, which exist for additions and concatenations, not for gates
+HOOKS = Needs(graph=True)
+RULES = Needs(graph=True, merges=frozenset({"add", "concat"}))
+CAM_LAYER = Needs(cam_layer=True)
 CAM = (
     Param("upsample", str, "bilinear", "CAM upsampling to the input size: bilinear (pytorch-grad-cam's "
           "cv2 resize) or nearest (blocky, shows the layer's resolution)", choices=("bilinear", "nearest")),
@@ -190,7 +195,7 @@ def gradient_shap(ctx: MethodContext, x: Tensor, target: Tensor | None, p: dict[
 
 
 @register_method("deeplift", title="DeepLIFT", params=(*BASELINE, *POST), group="propagation",
-                 library="captum", paper="Shrikumar et al. 2017, arXiv:1704.02685")
+                 library="captum", needs=RULES, paper="Shrikumar et al. 2017, arXiv:1704.02685")
 def deeplift(ctx: MethodContext, x: Tensor, target: Tensor | None, p: dict[str, Any]) -> tuple[Tensor, Tensor]:
     """DeepLIFT rescale rule (Captum ``DeepLift``): multipliers ``Delta y / Delta x`` through every
     ReLU/max-pool module, so that ``sum_i a_i = f_t(x) - f_t(x')``. Needs the canonical graph
@@ -215,7 +220,7 @@ _ZENNIT_COMPOSITES = ("epsilon_plus_flat", "epsilon_plus", "epsilon_alpha2_beta1
                                choices=_ZENNIT_COMPOSITES),
                          Param("epsilon", float, 1e-9, "epsilon stabiliser of the epsilon rule", minimum=0.0),
                          *POST),
-                 group="propagation", library="captum/zennit", model_kind="lrp",
+                 group="propagation", library="captum/zennit", model_kind="lrp", needs=RULES,
                  paper="Bach et al. 2015, doi:10.1371/journal.pone.0130140",
                  equivalent_to="input_x_gradient",
                  equivalence="on ReLU networks the ε-rule (Captum backend, the default for plain feed-forward "
@@ -283,6 +288,7 @@ def lrp(ctx: MethodContext, x: Tensor, target: Tensor | None, p: dict[str, Any])
 
 
 @register_method("deconvolution", title="Deconvolution", params=POST, group="propagation", library="captum",
+                 needs=HOOKS,
                  paper="Zeiler & Fergus 2014, arXiv:1311.2901")
 def deconvolution(ctx: MethodContext, x: Tensor, target: Tensor | None,
                   p: dict[str, Any]) -> tuple[Tensor, Tensor]:
@@ -295,6 +301,7 @@ def deconvolution(ctx: MethodContext, x: Tensor, target: Tensor | None,
 
 
 @register_method("guided_backprop", title="Guided Backprop", params=POST, group="propagation", library="captum",
+                 needs=HOOKS,
                  paper="Springenberg et al. 2015, arXiv:1412.6806")
 def guided_backprop(ctx: MethodContext, x: Tensor, target: Tensor | None,
                     p: dict[str, Any]) -> tuple[Tensor, Tensor]:
@@ -345,7 +352,7 @@ def _layer_resolution(cam_cls: type) -> type:
 
 
 @register_method("gradcam", title="Grad-CAM", params=CAM, group="cam", library="pytorch-grad-cam",
-                 model_kind="cam", output="cam", paper="Selvaraju et al. 2017, arXiv:1610.02391")
+                 model_kind="cam", output="cam", needs=CAM_LAYER, paper="Selvaraju et al. 2017, arXiv:1610.02391")
 def gradcam(ctx: MethodContext, x: Tensor, target: Tensor | None, p: dict[str, Any]) -> tuple[Tensor, Tensor]:
     """``ReLU(sum_k w_k A^k)`` with ``w_k = mean_ij d f_t / d A^k_ij`` on the architecture's CAM layer
     (pytorch-grad-cam ``GradCAM``), upsampled to the input and min-max normalised to [0, 1]."""
@@ -355,7 +362,7 @@ def gradcam(ctx: MethodContext, x: Tensor, target: Tensor | None, p: dict[str, A
 
 
 @register_method("gradcam_plus_plus", title="Grad-CAM++", params=CAM, group="cam", library="pytorch-grad-cam",
-                 model_kind="cam", output="cam", paper="Chattopadhay et al. 2018, arXiv:1710.11063")
+                 model_kind="cam", output="cam", needs=CAM_LAYER, paper="Chattopadhay et al. 2018, arXiv:1710.11063")
 def gradcam_plus_plus(ctx: MethodContext, x: Tensor, target: Tensor | None,
                       p: dict[str, Any]) -> tuple[Tensor, Tensor]:
     """Grad-CAM with channel weights ``w_k = sum_ij alpha^k_ij ReLU(d f_t / d A^k_ij)``,
@@ -366,7 +373,7 @@ def gradcam_plus_plus(ctx: MethodContext, x: Tensor, target: Tensor | None,
 
 
 @register_method("layercam", title="LayerCAM", params=CAM, group="cam", library="pytorch-grad-cam",
-                 model_kind="cam", output="cam", paper="Jiang et al. 2021, doi:10.1109/TIP.2021.3089943")
+                 model_kind="cam", output="cam", needs=CAM_LAYER, paper="Jiang et al. 2021, doi:10.1109/TIP.2021.3089943")
 def layercam(ctx: MethodContext, x: Tensor, target: Tensor | None, p: dict[str, Any]) -> tuple[Tensor, Tensor]:
     """``ReLU(sum_k ReLU(d f_t / d A^k) * A^k)``: element-wise positive-gradient weighting on the CAM
     layer (pytorch-grad-cam ``LayerCAM``)."""
