@@ -8,7 +8,7 @@ import torchvision
 from torch import nn
 import torch.nn.functional as F
 
-from xai_core.attribution.baselines import gaussian_blur, gaussian_kernel1d, make_baseline
+from xai_core.attribution.references import gaussian_blur, gaussian_kernel1d, reference_input
 from xai_core.attribution.canonical import clear_cache, prepare
 
 CPU = torch.device("cpu")
@@ -161,6 +161,6 @@ def test_baselines() -> None:
     blurred = gaussian_blur(x, 1.5)
     assert torch.isclose(blurred.sum(), torch.tensor(1.0), atol=1e-5)  # mass preserved (impulse inside)
     assert blurred[0, 0, 10, 10] == blurred.max()
-    torch.testing.assert_close(make_baseline(x, "zeros", 1.0, None), torch.zeros_like(x))
-    assert torch.allclose(make_baseline(x, "mean", 1.0, None), torch.full_like(x, 1 / 441))
-    assert torch.allclose(make_baseline(x, "mean", 1.0, 0.25), torch.full_like(x, 0.25))
+    torch.testing.assert_close(reference_input(x, "zeros", 1.0, None), torch.zeros_like(x))
+    assert torch.allclose(reference_input(x, "mean", 1.0, None), torch.full_like(x, 1 / 441))
+    assert torch.allclose(reference_input(x, "mean", 1.0, 0.25), torch.full_like(x, 0.25))

@@ -59,14 +59,14 @@ def test_saliency_multichannel_reductions() -> None:
 
 @pytest.mark.parametrize("baseline", ["zeros", "mean", "blur"])
 def test_integrated_gradients_of_linear_model(baseline: str) -> None:
-    from xai_core.attribution.baselines import make_baseline
+    from xai_core.attribution.references import reference_input
 
     model = linear_model()
     x = _images()
     t = np.array([2, 0, 1, 2])
     a = explain(model, x, "integrated_gradients", t, baseline=baseline, sign="signed", n_steps=8,
                 baseline_value=0.25 if baseline == "mean" else None)
-    b = make_baseline(torch.from_numpy(x), baseline, 5.0, 0.25).numpy()
+    b = reference_input(torch.from_numpy(x), baseline, 5.0, 0.25).numpy()
     np.testing.assert_allclose(a, ((x - b) * _w(model, t))[:, 0], rtol=1e-4, atol=1e-6)
     # completeness: sum_i a_i = f_t(x) - f_t(x')
     with torch.no_grad():

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.inputs import Normalize
-from xai_core.attribution.baselines import BASELINES, make_baseline
+from xai_core.attribution.references import REFERENCE_KINDS, reference_input
 from xai_core.attribution.canonical import Prepared
 from xai_core.attribution.registry import Needs, Param, register_method
 from xai_core.errors import UnsupportedError
@@ -43,7 +43,7 @@ POST = (
 )
 BASELINE = (
     Param("baseline", str, "zeros", "reference input: zeros, blur (Gaussian-blurred input) or mean "
-          "(constant image at the dataset mean intensity)", choices=BASELINES),
+          "(constant image at the dataset mean intensity)", choices=REFERENCE_KINDS),
     Param("blur_sigma", float, 5.0, "Gaussian sigma in pixels for baseline=blur", minimum=0.0),
     Param("baseline_value", float, None, "intensity of baseline=mean; empty = mean of the images "
           "(the store fills in the dataset's train-split mean)", optional=True),
@@ -88,7 +88,7 @@ class MethodContext:
         return self.predict(x) if target is None else target
 
     def baseline(self, x: Tensor, params: dict[str, Any]) -> Tensor:
-        return make_baseline(x, params["baseline"], params["blur_sigma"], params["baseline_value"])
+        return reference_input(x, params["baseline"], params["blur_sigma"], params["baseline_value"])
 
 
 class PredictedLogit(nn.Module):
