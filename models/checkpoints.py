@@ -34,8 +34,6 @@ from xai_core.config import workspace_dir
 from xai_core.errors import CheckpointError, ConfigError, InputFileError, UnknownNameError, XAuditError
 
 META_KEY = "xaudit"
-META_FIELDS = ("arch", "width", "num_classes", "in_chans", "input_size", "pretrain", "degree", "phase",
-               "class_names", "epoch", "preprocess")
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,6 @@ long as they fit :data:`VARIANT_CACHE_BYTES`; beyond that the frozen blocks run 
 
 from __future__ import annotations
 
-import copy
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -723,8 +722,3 @@ def _subprogress(progress: Progress, index: int, total: int) -> Progress:
         progress(int(round((index + frac) * 1000)), total * 1000, message)
 
     return report
-
-
-def clone_model(model: nn.Module) -> nn.Module:
-    """A deep copy (used by tests comparing before/after weights)."""
-    return copy.deepcopy(model)

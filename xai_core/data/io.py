@@ -8,7 +8,6 @@ embedded file name, so the same array always gives the same bytes (a plain ``nib
 from __future__ import annotations
 
 import gzip
-import os
 import zlib
 from pathlib import Path
 
@@ -37,25 +36,12 @@ def strip_suffix(name: str) -> str:
     return name
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temp file in the same folder and ``os.replace``."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-    os.replace(tmp, path)
-
-
 def nifti_bytes(array: np.ndarray, spacing: float = 1.0, compresslevel: int = 1) -> bytes:
     """Deterministic ``.nii.gz`` bytes of a 2D array (float32 image or uint8 mask)."""
     affine = np.diag([spacing, spacing, 1.0, 1.0])
     img = nib.Nifti1Image(np.ascontiguousarray(array), affine)
     img.header.set_xyzt_units("mm")
     return gzip.compress(img.to_bytes(), compresslevel=compresslevel, mtime=0)
-
-
-def write_nifti(path: Path, array: np.ndarray, spacing: float = 1.0) -> None:
-    """Write a 2D array as a byte-reproducible ``.nii.gz`` (plain write: callers build in temp folders)."""
-    path.write_bytes(nifti_bytes(array, spacing))
 
 
 def _finite(data: np.ndarray, path: Path) -> np.ndarray:
