@@ -17,7 +17,7 @@
 * ``none`` - random initialisation (no checkpoint).
 
 Each pre-training run is saved as a ``phase="pretrain"`` checkpoint (its pretext head included);
-fine-tuning copies every non-head tensor from it (:func:`models.training.init_from`).
+fine-tuning copies every non-head tensor from it (:func:`models.grid.init_from`).
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ from torch import nn
 
 from models.architectures import build, get_architecture
 from models.inputs import set_preprocess
+from models.optim import lr_at, seed_everything, train_step
 from xai_core.config import device as pick_device
 from xai_core.errors import ConfigError, InputFileError, UnknownNameError, UnsupportedError
 from xai_core.progress import Progress, silent
@@ -302,9 +303,8 @@ def mri_pretext(in_chans: int = 1, size: int = 64, anatomy: str | Path | None = 
 # ------------------------------------------------------------------------------------------
 def train_pretext(model: nn.Module, sampler: Sampler, steps: int, batch_size: int, lr: float, seed: int,
                   device: str | None = None, progress: Progress = silent, label: str = "") -> list[dict[str, float]]:
-    """All parameters trainable; AdamW with warm-up + cosine (see :func:`models.training.lr_at`).
+    """All parameters trainable; AdamW with warm-up + cosine (see :func:`models.optim.lr_at`).
     Returns a history of {step, loss, acc} every 10% of the steps."""
-    from models.training import lr_at, seed_everything, train_step
 
     seed_everything(seed)
     gen = torch.Generator().manual_seed(seed)

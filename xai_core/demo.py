@@ -98,7 +98,7 @@ def stage_pretrain(s: DemoSettings, progress: Progress) -> str:
 
 def grid_kwargs(s: DemoSettings) -> dict[str, Any]:
     """``models.train_grid`` arguments of the demo grid (also used by bench/training.py)."""
-    from models.training import TrainConfig
+    from models.finetune import TrainConfig
 
     return {"archs": (ARCH,), "pretrains": SOURCES, "degrees": s.degrees, "width": s.width, "epochs": s.epochs,
             # dihedral flips/rotations: the lesion-shape label is invariant. Early stopping only in the

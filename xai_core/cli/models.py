@@ -66,7 +66,8 @@ def train_cmd(
                                  "(for labels that do not depend on orientation, like lesion shape)"),
 ) -> None:
     """Fine-tune a network on a dataset at one degree (or TL then FT with --protocol tl-ft)."""
-    from models.training import TrainConfig, check_names, train
+    from models.finetune import TrainConfig
+    from models.grid import check_names, train
 
     check_names([arch], [pretrain], [degree], protocol)
     bar = TqdmProgress(f"train {arch} {pretrain} {degree}")
@@ -110,7 +111,8 @@ def train_grid_cmd(
                                  "(for labels that do not depend on orientation, like lesion shape)"),
 ) -> None:
     """Architectures x pre-training sources x degrees (the MRI study's design); resumable."""
-    from models.training import TrainConfig, check_names, train_grid
+    from models.finetune import TrainConfig
+    from models.grid import check_names, train_grid
 
     check_names(_csv(archs), _csv(pretrain), _csv(degrees))
     bar = TqdmProgress("train-grid")
