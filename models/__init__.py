@@ -15,6 +15,7 @@ Public API::
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 from models.architectures import (
@@ -56,8 +57,6 @@ def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'models' has no attribute {name!r}")
-    import importlib
-
     return getattr(importlib.import_module(module), name)
 
 

@@ -55,6 +55,7 @@ import torch
 import torch.nn.functional as F
 import torchvision
 from torch import nn
+from torchvision.models.inception import BasicConv2d
 
 from xai_core.errors import ConfigError, UnknownNameError, UnsupportedError
 
@@ -373,7 +374,7 @@ for _name, _file in (("resnet18", "resnet18-f37072fd.pth"), ("resnet50", "resnet
 # ResNet50-V2 (timm resnetv2_50, pre-activation)
 # ------------------------------------------------------------------------------------------
 def _resnetv2(num_classes: int, in_chans: int, _width: float) -> nn.Module:
-    import timm
+    import timm  # lazy: timm takes ~2 s to import; only resnet50v2 uses it
 
     return timm.create_model("resnetv2_50", pretrained=False, num_classes=num_classes, in_chans=in_chans)
 
@@ -459,8 +460,6 @@ for _name, _file in (("densenet121", "densenet121-a639ec97.pth"), ("densenet201"
 # Inception-v3 (torchvision; no auxiliary head, no ImageNet input transform)
 # ------------------------------------------------------------------------------------------
 def _inception(num_classes: int, in_chans: int, _width: float) -> nn.Module:
-    from torchvision.models.inception import BasicConv2d
-
     model = torchvision.models.inception_v3(
         weights=None, num_classes=num_classes, aux_logits=False, transform_input=False, init_weights=True
     )

@@ -15,7 +15,6 @@ from torch import nn
 from models.augment import n_dihedral
 from models.prediction import run_batched
 
-
 VARIANT_CACHE_BYTES = 4 * 2**30  # frozen-block outputs of every dihedral variant are cached up to this size
 
 

@@ -11,11 +11,11 @@ from sqlalchemy import func, select
 
 import models
 from db import Checkpoint, Prediction, session_scope
-from models.pretraining import pretrain
-from tests.easy_data import register_easy_dataset
 from models.finetune import TrainConfig
 from models.grid import train, train_grid
+from models.pretraining import pretrain
 from models.splits import DataSplits
+from tests.easy_data import register_easy_dataset
 
 
 def registered_splits() -> DataSplits:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 import torchvision
 from torch import nn
-import torch.nn.functional as F
 
-from xai_core.attribution.references import gaussian_blur, gaussian_kernel1d, reference_input
 from xai_core.attribution.canonical import clear_cache, prepare
+from xai_core.attribution.references import gaussian_blur, gaussian_kernel1d, reference_input
 
 CPU = torch.device("cpu")
 
@@ -141,9 +141,10 @@ def test_untraceable_model_falls_back_to_a_plain_copy() -> None:
     assert not prep.traced and "torch.fx could not trace" in prep.notes[0]
     assert not prep.model.relu.inplace and model.relu.inplace
 
+    import pytest
+
     from xai_core.attribution import explain
     from xai_core.errors import UnsupportedError
-    import pytest
 
     x = np.random.default_rng(0).random((2, 8, 8)).astype(np.float32)
     assert explain(model, x, "saliency").shape == (2, 8, 8)  # gradients need no graph

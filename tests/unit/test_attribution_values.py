@@ -185,9 +185,10 @@ def test_lrp_captum_epsilon_on_linear_model_is_input_times_weight() -> None:
     ("gradcam_plus_plus", "resnet18", 64), ("layercam", "resnet18", 64),
 ])
 def test_cams_equal_pytorch_grad_cam(name: str, arch: str, size: int) -> None:
-    import models
     from pytorch_grad_cam import GradCAM, GradCAMPlusPlus, LayerCAM
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    import models
 
     cls = {"gradcam": GradCAM, "gradcam_plus_plus": GradCAMPlusPlus, "layercam": LayerCAM}[name]
     torch.manual_seed(3)

@@ -10,6 +10,8 @@ import torch
 import torchvision
 
 import models
+from models.inputs import preprocess_name
+from models.prediction import predict
 from models.pretraining import (
     _fix_imagenet_keys,
     hub_checkpoint_dir,
@@ -19,8 +21,6 @@ from models.pretraining import (
     pretrain,
     random_affine_batch,
 )
-from models.inputs import preprocess_name
-from models.prediction import predict
 from xai_core.attribution import explain
 from xai_core.errors import ConfigError, InputFileError, UnknownNameError, UnsupportedError
 

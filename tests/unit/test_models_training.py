@@ -10,13 +10,13 @@ import pytest
 import torch
 
 import models
-from tests.easy_data import easy_benchmark
 from models.augment import augment, dihedral
 from models.feature_cache import draw_variants
 from models.finetune import TrainConfig, fit
 from models.optim import lr_at
 from models.prediction import classification_metrics, evaluate, predict
 from models.splits import DataSplits, load_splits
+from tests.easy_data import easy_benchmark
 from xai_core.errors import InvalidValueError, ShapeError
 
 

@@ -45,6 +45,8 @@ import torch
 import torch.fx as fx
 import torch.nn.functional as F
 from torch import nn
+from torch.fx.experimental.optimization import fuse
+from torch.fx.passes.shape_prop import ShapeProp
 
 from models.inputs import first_conv_channels, model_input, preprocessed
 
@@ -204,8 +206,6 @@ def traced_merges(model: nn.Module, example: torch.Tensor) -> frozenset[str] | N
     """How branches merge in ``model``'s traced graph (``add``, ``concat``, ``multiply`` of two
     tensors), or ``None`` when ``torch.fx`` cannot trace it: what ``models.ArchSpec.merges`` and
     ``traceable`` declare, found from the data flow (used to check those declarations)."""
-    from torch.fx.passes.shape_prop import ShapeProp
-
     work = _copy(model, share=True).eval()
     try:
         gm = fx.GraphModule(work, _Tracer(frozenset()).trace(work))
@@ -226,7 +226,7 @@ def traced_merges(model: nn.Module, example: torch.Tensor) -> frozenset[str] | N
 
 
 def _adds_to_sum(gm: fx.GraphModule, adds: list[fx.Node]) -> None:
-    from zennit.layer import Sum
+    from zennit.layer import Sum  # lazy: zennit takes ~2 s to import; only LRP uses it
 
     for node in adds:
         name = _fresh_name(gm, "sum")
@@ -270,8 +270,6 @@ def _copy(model: nn.Module, share: bool) -> nn.Module:
 
 
 def _canonicalise(model: nn.Module, kind: str, example: torch.Tensor, cam_name: str | None) -> Prepared:
-    from torch.fx.passes.shape_prop import ShapeProp
-
     work = _copy(model, share=kind != "lrp").eval()
     _no_inplace(work)
     for p in work.parameters():
@@ -298,8 +296,6 @@ def _canonicalise(model: nn.Module, kind: str, example: torch.Tensor, cam_name: 
     gm.graph.lint()
     gm.recompile()
     if kind == "lrp":
-        from torch.fx.experimental.optimization import fuse
-
         try:
             gm = fuse(gm, inplace=True, no_trace=True)
         except Exception as exc:  # pragma: no cover - fusion is an optimisation only

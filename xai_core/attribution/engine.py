@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
+import models
 from models.inputs import ModelInput, as_images, model_input
 from xai_core.attribution import methods as _methods  # noqa: F401  (registers the methods)
 from xai_core.attribution.canonical import Prepared, last_conv_name, module_name, prepare
@@ -62,8 +63,6 @@ def _check_shape(x: torch.Tensor, model_in: ModelInput, arch: str | None, input_
         raise ShapeError(f"images are {h}x{w} but the model was trained at {input_size}x{input_size}; "
                          f"resize them to {input_size}x{input_size}")
     if arch is not None:
-        import models
-
         spec = models.get_architecture(arch)
         if min(h, w) < spec.min_input_size:
             raise ShapeError(f"images are {h}x{w} but {arch} needs at least "
@@ -149,8 +148,6 @@ def resolve_cam_name(model: nn.Module, arch: str | None, cam_layer: str | nn.Mod
             raise InvalidValueError(f"the model has no submodule {cam_layer!r} for cam_layer") from None
         return cam_layer
     if arch is not None:
-        import models
-
         return models.get_architecture(arch).cam
     return last_conv_name(model)
 

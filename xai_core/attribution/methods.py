@@ -25,8 +25,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.inputs import Normalize
-from xai_core.attribution.references import REFERENCE_KINDS, reference_input
 from xai_core.attribution.canonical import Prepared
+from xai_core.attribution.references import REFERENCE_KINDS, reference_input
 from xai_core.attribution.registry import Needs, Param, register_method
 from xai_core.errors import UnsupportedError
 
@@ -140,7 +140,7 @@ def _one_pass(ctx: MethodContext, cls: type, x: Tensor, target: Tensor | None, *
 def saliency(ctx: MethodContext, x: Tensor, target: Tensor | None, p: dict[str, Any]) -> tuple[Tensor, Tensor]:
     """Gradient of the target logit w.r.t. the input, ``a = d f_t / d x`` (Captum ``Saliency``;
     ``sign=abs`` gives Simonyan's |gradient|)."""
-    from captum.attr import Saliency
+    from captum.attr import Saliency  # lazy: captum takes ~1.3 s to import
 
     return _one_pass(ctx, Saliency, x, target, abs=False)
 
@@ -158,7 +158,7 @@ def integrated_gradients(ctx: MethodContext, x: Tensor, target: Tensor | None,
     """``a_i = (x_i - x'_i) * integral_0^1 d f_t(x' + alpha (x - x')) / d x_i d alpha`` (Captum
     ``IntegratedGradients``); completeness: ``sum_i a_i = f_t(x) - f_t(x')``. Batched over images
     and steps: each forward pass holds ``internal_batch_size`` rows."""
-    from captum.attr import IntegratedGradients
+    from captum.attr import IntegratedGradients  # lazy: captum takes ~1.3 s to import
 
     t = ctx.target_or_predicted(x, target)
     attr = IntegratedGradients(ctx.model).attribute(
@@ -181,7 +181,7 @@ def gradient_shap(ctx: MethodContext, x: Tensor, target: Tensor | None, p: dict[
     each image has its own reference (zeros/blur/mean), so the same Captum pieces are used with the
     image's own baseline: ``NoiseTunnel(InputBaselineXGradient)`` (exactly GradientShap's
     implementation, ``draw_baseline_from_distrib=False``)."""
-    from captum.attr import NoiseTunnel
+    from captum.attr import NoiseTunnel  # lazy: captum takes ~1.3 s to import
     from captum.attr._core.gradient_shap import InputBaselineXGradient
 
     t = ctx.target_or_predicted(x, target)
@@ -200,7 +200,7 @@ def deeplift(ctx: MethodContext, x: Tensor, target: Tensor | None, p: dict[str, 
     """DeepLIFT rescale rule (Captum ``DeepLift``): multipliers ``Delta y / Delta x`` through every
     ReLU/max-pool module, so that ``sum_i a_i = f_t(x) - f_t(x')``. Needs the canonical graph
     (one ReLU module per use)."""
-    from captum.attr import DeepLift
+    from captum.attr import DeepLift  # lazy: captum takes ~1.3 s to import
 
     _need_traced(ctx, "deeplift")
     t = ctx.target_or_predicted(x, target)
@@ -247,7 +247,7 @@ def lrp(ctx: MethodContext, x: Tensor, target: Tensor | None, p: dict[str, Any])
     t = ctx.target_or_predicted(x, target)
     xr = x.clone().requires_grad_(True)
     if backend == "captum":
-        from captum.attr import LRP
+        from captum.attr import LRP  # lazy: captum takes ~1.3 s to import
         from captum.attr._core.lrp import SUPPORTED_LAYERS_WITH_RULES
         from captum.attr._utils.lrp_rules import EpsilonRule, IdentityRule
 
@@ -266,7 +266,7 @@ def lrp(ctx: MethodContext, x: Tensor, target: Tensor | None, p: dict[str, Any])
                     if attr_name in module.__dict__:
                         delattr(module, attr_name)
         return attr.detach(), t
-    from zennit.attribution import Gradient
+    from zennit.attribution import Gradient  # lazy: zennit takes ~2 s to import; only LRP uses it
     from zennit.composites import COMPOSITES
 
     # Canonizers: BatchNorm folding and explicit Sum merges are already in the canonical graph
@@ -274,7 +274,7 @@ def lrp(ctx: MethodContext, x: Tensor, target: Tensor | None, p: dict[str, Any])
     kwargs: dict[str, Any] = {}
     if p["composite"].startswith("epsilon"):
         kwargs["epsilon"] = max(p["epsilon"], 1e-12)
-    from zennit.rules import Pass
+    from zennit.rules import Pass  # lazy: zennit takes ~2 s to import; only LRP uses it
 
     # the input normalisation (an elementwise bijection) passes relevance through unchanged
     composite = COMPOSITES[p["composite"]](layer_map=[(Normalize, Pass())], **kwargs)
@@ -294,7 +294,7 @@ def deconvolution(ctx: MethodContext, x: Tensor, target: Tensor | None,
                   p: dict[str, Any]) -> tuple[Tensor, Tensor]:
     """DeconvNet: back-propagation where each ReLU passes ``max(grad, 0)`` regardless of its input
     (Captum ``Deconvolution``, hooks every ReLU module)."""
-    from captum.attr import Deconvolution
+    from captum.attr import Deconvolution  # lazy: captum takes ~1.3 s to import
 
     _need_traced(ctx, "deconvolution")
     return _one_pass(ctx, Deconvolution, x, target)
@@ -307,7 +307,7 @@ def guided_backprop(ctx: MethodContext, x: Tensor, target: Tensor | None,
                     p: dict[str, Any]) -> tuple[Tensor, Tensor]:
     """Guided backpropagation: the gradient through each ReLU is kept only where both the forward
     input and the backward gradient are positive (Captum ``GuidedBackprop``)."""
-    from captum.attr import GuidedBackprop
+    from captum.attr import GuidedBackprop  # lazy: captum takes ~1.3 s to import
 
     _need_traced(ctx, "guided_backprop")
     return _one_pass(ctx, GuidedBackprop, x, target)
@@ -318,6 +318,7 @@ def guided_backprop(ctx: MethodContext, x: Tensor, target: Tensor | None,
 # ------------------------------------------------------------------------------------------
 def _cam(ctx: MethodContext, cam_cls: type, x: Tensor, target: Tensor | None,
          p: dict[str, Any]) -> tuple[Tensor, Tensor]:
+    # lazy: pytorch-grad-cam takes ~4.5 s to import
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
     layer = ctx.prepared.cam_layer
@@ -356,7 +357,7 @@ def _layer_resolution(cam_cls: type) -> type:
 def gradcam(ctx: MethodContext, x: Tensor, target: Tensor | None, p: dict[str, Any]) -> tuple[Tensor, Tensor]:
     """``ReLU(sum_k w_k A^k)`` with ``w_k = mean_ij d f_t / d A^k_ij`` on the architecture's CAM layer
     (pytorch-grad-cam ``GradCAM``), upsampled to the input and min-max normalised to [0, 1]."""
-    from pytorch_grad_cam import GradCAM
+    from pytorch_grad_cam import GradCAM  # lazy: pytorch-grad-cam takes ~4.5 s to import
 
     return _cam(ctx, GradCAM, x, target, p)
 
@@ -367,7 +368,7 @@ def gradcam_plus_plus(ctx: MethodContext, x: Tensor, target: Tensor | None,
                       p: dict[str, Any]) -> tuple[Tensor, Tensor]:
     """Grad-CAM with channel weights ``w_k = sum_ij alpha^k_ij ReLU(d f_t / d A^k_ij)``,
     ``alpha = g^2 / (2 g^2 + sum_ab A_ab g^3)`` (eq. 19; pytorch-grad-cam ``GradCAMPlusPlus``)."""
-    from pytorch_grad_cam import GradCAMPlusPlus
+    from pytorch_grad_cam import GradCAMPlusPlus  # lazy: pytorch-grad-cam takes ~4.5 s to import
 
     return _cam(ctx, GradCAMPlusPlus, x, target, p)
 
@@ -377,7 +378,7 @@ def gradcam_plus_plus(ctx: MethodContext, x: Tensor, target: Tensor | None,
 def layercam(ctx: MethodContext, x: Tensor, target: Tensor | None, p: dict[str, Any]) -> tuple[Tensor, Tensor]:
     """``ReLU(sum_k ReLU(d f_t / d A^k) * A^k)``: element-wise positive-gradient weighting on the CAM
     layer (pytorch-grad-cam ``LayerCAM``)."""
-    from pytorch_grad_cam import LayerCAM
+    from pytorch_grad_cam import LayerCAM  # lazy: pytorch-grad-cam takes ~4.5 s to import
 
     return _cam(ctx, LayerCAM, x, target, p)
 
@@ -390,7 +391,7 @@ def layercam(ctx: MethodContext, x: Tensor, target: Tensor | None, p: dict[str, 
 def input_x_gradient(ctx: MethodContext, x: Tensor, target: Tensor | None,
                      p: dict[str, Any]) -> tuple[Tensor, Tensor]:
     """``a = x * d f_t / d x`` (Captum ``InputXGradient``)."""
-    from captum.attr import InputXGradient
+    from captum.attr import InputXGradient  # lazy: captum takes ~1.3 s to import
 
     return _one_pass(ctx, InputXGradient, x, target)
 
@@ -405,7 +406,7 @@ def input_x_gradient(ctx: MethodContext, x: Tensor, target: Tensor | None,
 def smoothgrad(ctx: MethodContext, x: Tensor, target: Tensor | None, p: dict[str, Any]) -> tuple[Tensor, Tensor]:
     """``a = mean_n d f_t(x + eps_n) / d x``, ``eps_n ~ N(0, stdevs^2)`` (Captum ``NoiseTunnel`` over
     ``Saliency``, signed gradients averaged, then the ``sign`` post-processing)."""
-    from captum.attr import NoiseTunnel, Saliency
+    from captum.attr import NoiseTunnel, Saliency  # lazy: captum takes ~1.3 s to import
 
     t = ctx.target_or_predicted(x, target)
     per_call = max(1, ctx.internal_batch(p) // x.shape[0])
@@ -426,7 +427,7 @@ def occlusion(ctx: MethodContext, x: Tensor, target: Tensor | None, p: dict[str,
     """Output drop ``f_t(x) - f_t(x with patch replaced by the baseline)``, averaged over the patches
     covering each pixel (Captum ``Occlusion``; perturbations batched ``internal_batch_size`` rows
     per forward pass)."""
-    from captum.attr import Occlusion
+    from captum.attr import Occlusion  # lazy: captum takes ~1.3 s to import
 
     c, h, w = x.shape[1:]
     if p["window"] > min(h, w):

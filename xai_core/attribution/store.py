@@ -32,10 +32,13 @@ import numpy as np
 from sqlalchemy import select
 from torch import nn
 
+import models
+from db import AttributionMap, Checkpoint, Dataset, Sample, session_scope
 from xai_core.attribution.capabilities import check_supported
 from xai_core.attribution.engine import explain_with_info
 from xai_core.attribution.registry import get_method, params_hash, split_target
 from xai_core.config import home, workspace_dir
+from xai_core.data import load_dataset
 from xai_core.errors import InvalidValueError, WorkspaceError, XAuditError
 from xai_core.progress import Progress, silent
 
@@ -115,8 +118,6 @@ class SampleBatch:
 
 
 def _dataset_name(dataset: str | None, checkpoint_id: int, sample_pks: Sequence[int] | None) -> str:
-    from db import Checkpoint, Dataset, Sample, session_scope
-
     if dataset:
         return dataset
     with session_scope() as session:
@@ -139,15 +140,11 @@ def _dataset_name(dataset: str | None, checkpoint_id: int, sample_pks: Sequence[
 
 @lru_cache(maxsize=4)
 def _cached_dataset(home_dir: str, name: str, split: str | None, stamp: tuple) -> Any:
-    from xai_core.data import load_dataset
-
     return load_dataset(name, split)
 
 
 def _dataset(name: str, split: str | None) -> Any:
     """``load_dataset(name, split)``, cached per workspace and dataset version (row id, size)."""
-    from db import Dataset, session_scope
-
     with session_scope() as session:
         row = session.scalar(select(Dataset).where(Dataset.name == name))
         stamp = (row.id, row.n_samples, str(row.created_at)) if row is not None else (None,)
@@ -222,8 +219,6 @@ def _resolve_params(method: str, params: dict[str, Any] | None, dataset: str | N
 
 def stored_pks(checkpoint_id: int, method: str, phash: str) -> set[int]:
     """Sample keys whose map is already indexed for (checkpoint, method, params hash)."""
-    from db import AttributionMap, session_scope
-
     with session_scope() as session:
         return set(session.scalars(select(AttributionMap.sample_pk).where(
             AttributionMap.checkpoint_id == checkpoint_id, AttributionMap.method == method,
@@ -238,15 +233,11 @@ def _load_model(checkpoint_ref: Any, model: nn.Module | None = None) -> tuple[nn
 @lru_cache(maxsize=4)
 def _cached_load(ref: str, _home: str) -> tuple[nn.Module, dict[str, Any]]:
     """``models.load(ref)`` kept for the process (the dashboard's on-demand requests)."""
-    import models
-
     return models.load(ref)
 
 
 def _checkpoint_meta(checkpoint_ref: Any, model: nn.Module | None) -> tuple[nn.Module, dict[str, Any]]:
     """The model (the caller's when given, else loaded and kept) and its checkpoint metadata."""
-    import models
-
     if model is not None:  # the caller holds the loaded weights: read the metadata from the DB row only
         row = models.resolve_checkpoint(checkpoint_ref)
         if row is None:
@@ -261,8 +252,6 @@ def _checkpoint_meta(checkpoint_ref: Any, model: nn.Module | None) -> tuple[nn.M
             f"checkpoint {checkpoint_ref} is not registered; import it first with `xaudit models import FILE`"
         )
     # the cache is keyed by the reference: reload when the registered file changed under the same name
-    from db import Checkpoint, session_scope
-
     with session_scope() as session:
         row = session.get(Checkpoint, int(meta["checkpoint_id"]))
         stale = row is None or row.sha256 != meta["sha256"]
@@ -333,8 +322,6 @@ def explain_checkpoint(
 def _index_chunk(ckpt_id: int, method: str, phash: str, hashed: dict[str, Any], pks: np.ndarray,
                  result: Any, path: Path) -> None:
     """One transaction: one ``AttributionMap`` row per map of the chunk (already-indexed skipped)."""
-    from db import AttributionMap, session_scope
-
     rel = _rel(path)
     per_map = result.seconds / max(1, len(pks))
     with session_scope() as session:
@@ -382,8 +369,6 @@ def read_maps(checkpoint_id: int, method: str, sample_pks: Sequence[int], params
 def read_maps_by_hash(checkpoint_id: int, method: str, phash: str, sample_pks: Sequence[int]) -> StoredMaps:
     """Stored maps of (checkpoint, method, parameter hash) for ``sample_pks``, in that order;
     ``phash`` may be a prefix of the hash (as drift rows across methods keep it)."""
-    from db import AttributionMap, session_scope
-
     pks = [int(p) for p in sample_pks]
     same_hash = (AttributionMap.params_hash == phash if len(phash) >= 64
                  else AttributionMap.params_hash.startswith(phash))

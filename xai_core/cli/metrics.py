@@ -28,6 +28,7 @@ def evaluate(
     chunk_size: int = typer.Option(256, min=1, help="Maps per chunk (one DB transaction each)."),
 ) -> None:
     """Ground-truth metrics (precision, mass accuracy, pointing game, ROC-AUC, AP, EMD) of stored maps."""
+    # lazy: only this command's stack is imported (xaudit --help and other commands stay fast)
     from xai_core.metrics.jobs import evaluate as run
 
     bar = TqdmProgress("evaluate")
@@ -56,6 +57,7 @@ def drift(
     chunk_size: int = typer.Option(256, min=1, help="Map pairs per chunk (one DB transaction each)."),
 ) -> None:
     """Drift metrics (displacement, top-p% IoU, correlations, concentration change) between checkpoints."""
+    # lazy: only this command's stack is imported (xaudit --help and other commands stay fast)
     from xai_core.metrics.jobs import drift as run
 
     pairs = None
@@ -85,6 +87,7 @@ def export(
     n_boot: int = typer.Option(1000, min=100, help="Bootstrap resamples for CIs."),
 ) -> None:
     """Export a metrics table as CSV or Parquet."""
+    # lazy: only this command's stack is imported (xaudit --help and other commands stay fast)
     from xai_core.metrics.queries import export_table
 
     options = {"selection": selection, "n_boot": n_boot}
