@@ -264,19 +264,25 @@ def _jsonable(obj: Any) -> Any:
     return obj
 
 
-def resolve_checkpoint(ref: int | str | Path) -> Any:
-    """The ``db.Checkpoint`` row for an id or a name (None for a path not in the DB)."""
+def resolve_checkpoint(ref: int | str | Path, *, missing_ok: bool = False) -> Any:
+    """The ``db.Checkpoint`` row (detached, attributes loaded) for an id, a name or a registered file path.
+
+    The one checkpoint lookup of the code base. An unknown reference raises
+    :class:`UnknownNameError` naming how to list checkpoints, or gives None with ``missing_ok``
+    (:func:`load` then reads an unregistered file).
+    """
+    text = str(ref).strip()
     with session_scope() as session:
-        row = None
-        if isinstance(ref, int) or (isinstance(ref, str) and ref.isdigit()):
-            row = session.get(Checkpoint, int(ref))
-        if row is None and isinstance(ref, str):
-            row = session.scalar(select(Checkpoint).where(Checkpoint.name == ref))
+        row = session.get(Checkpoint, int(text)) if text.isdigit() else None
+        if row is None:
+            row = session.scalar(select(Checkpoint).where(Checkpoint.name == text))
         if row is None and isinstance(ref, (str, Path)) and Path(ref).is_file():
             row = session.scalar(select(Checkpoint).where(Checkpoint.path == str(Path(ref).resolve())))
         if row is not None:
             session.expunge(row)
-        return row
+    if row is None and not missing_ok:
+        raise UnknownNameError(f"no registered checkpoint {ref!r}; list them with `xaudit models list`")
+    return row
 
 
 def load(ref: int | str | Path) -> tuple[nn.Module, dict[str, Any]]:
@@ -287,7 +293,7 @@ def load(ref: int | str | Path) -> tuple[nn.Module, dict[str, Any]]:
     in_chans, input_size, pretrain, degree, phase, class_names, preprocess, sha256 and
     checkpoint_id (None off-DB).
     """
-    row = resolve_checkpoint(ref)
+    row = resolve_checkpoint(ref, missing_ok=True)
     if row is not None:
         path = Path(row.path)
         if not path.is_file():

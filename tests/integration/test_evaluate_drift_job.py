@@ -100,7 +100,7 @@ def test_drift_job_errors(workspace: Path) -> None:
     s = _seed(workspace)
     with pytest.raises(UnknownNameError, match="saliency"):
         drift(methods=["saliency"])
-    with pytest.raises(UnknownNameError, match="unknown checkpoint"):
+    with pytest.raises(UnknownNameError, match="no registered checkpoint"):
         drift(pairs=[("resnet-tl", "nope")])
     with pytest.raises(ConfigError, match="selection"):
         drift(selection="correct")

@@ -102,7 +102,7 @@ def test_evaluate_errors(workspace: Path) -> None:
         evaluate(selection="true_positive", dataset=s.data)
     with pytest.raises(UnknownNameError, match="lrp"):
         evaluate(methods=["lrp"], dataset=s.data)
-    with pytest.raises(UnknownNameError, match="unknown checkpoint"):
+    with pytest.raises(UnknownNameError, match="no registered checkpoint"):
         evaluate(checkpoints=["nope"], dataset=s.data)
     lonely = add_checkpoint("no-preds", "vgg16", "mri", "all", "ft", [], [], [])
     add_maps(lonely, "saliency", s.pks, np.ones((6, 16, 16), np.float32))

@@ -7,7 +7,7 @@ from typing import Any, Optional
 import typer
 
 from xai_core.cli.base import app
-from xai_core.errors import ConfigError, UnknownNameError, UnsupportedError
+from xai_core.errors import ConfigError, UnsupportedError
 from xai_core.progress import TqdmProgress
 
 
@@ -59,8 +59,6 @@ def explain_cmd(
     from xai_core.attribution import capabilities, explain_checkpoint, get_method, list_methods
 
     row = models.resolve_checkpoint(checkpoint)
-    if row is None:
-        raise UnknownNameError(f"no registered checkpoint {checkpoint!r}; see `xaudit models list`")
     caps = capabilities(row.arch)
     names = [m for m in list_methods() if caps[m] is True] if methods.strip() == "all" else _csv(methods)
     if not names:

@@ -1,13 +1,14 @@
 """Datasets: the MRI lesion benchmark generator, import of labelled images, loading.
 
 ``build_dataset(name, n=..., size=..., seed=...)``, ``import_dataset(folder, name)``,
-``load_dataset(name, split=None) -> LoadedDataset``, ``list_datasets()``, ``synthesize(params)``.
+``load_dataset(name, split=None) -> LoadedDataset`` (``cached_dataset``: the same, kept for the process), ``list_datasets()``, ``synthesize(params)``.
 """
 
 from xai_core.data.dataset import (
     CLASS_NAMES,
     LoadedDataset,
     build_dataset,
+    cached_dataset,
     dataset_exists,
     list_datasets,
     load_dataset,
@@ -22,6 +23,7 @@ __all__ = [
     "LoadedDataset",
     "Synthesis",
     "build_dataset",
+    "cached_dataset",
     "dataset_exists",
     "import_dataset",
     "list_datasets",

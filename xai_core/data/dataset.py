@@ -18,6 +18,7 @@ import os
 import shutil
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -340,3 +341,21 @@ def load_dataset(name: str, split: str | None = None) -> LoadedDataset:
         lesion_area=np.array([rows[i].lesion_area for i in sel], dtype=np.int64),
         name=name,
     )
+
+
+@lru_cache(maxsize=4)
+def _cached(home_dir: str, name: str, split: str | None, stamp: tuple) -> LoadedDataset:
+    return load_dataset(name, split)
+
+
+def cached_dataset(name: str, split: str | None = None) -> LoadedDataset:
+    """:func:`load_dataset` kept for the process: the one dataset cache of the code base.
+
+    Keyed on the workspace, the name, the split and the dataset's version (row id, size and
+    creation time), so a rebuilt dataset or another workspace is read afresh. Callers must not
+    modify the arrays.
+    """
+    with session_scope() as session:
+        row = session.scalar(select(Dataset).where(Dataset.name == name))
+        stamp = (row.id, row.n_samples, str(row.created_at)) if row is not None else (None,)
+    return _cached(str(home()), name, split, stamp)

@@ -21,13 +21,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
 import numpy as np
 from sqlalchemy import func, insert, select
 
-from xai_core.config import home
+from models.checkpoints import resolve_checkpoint
+from xai_core.data.dataset import cached_dataset
 from xai_core.errors import ConfigError, ShapeError, UnknownNameError, WorkspaceError
 from xai_core.metrics.baselines import random_maps, sobel_maps
 from xai_core.metrics.drift_measures import drift_metrics
@@ -80,21 +80,6 @@ class DriftResult:
 # ------------------------------------------------------------------------------------------
 # lookups
 # ------------------------------------------------------------------------------------------
-def resolve_checkpoint(session: Any, ref: int | str) -> Any:
-    """A ``Checkpoint`` row by id or name (UnknownNameError otherwise)."""
-    from db import Checkpoint
-
-    row = None
-    text = str(ref).strip()
-    if text.isdigit():
-        row = session.get(Checkpoint, int(text))
-    if row is None:
-        row = session.scalar(select(Checkpoint).where(Checkpoint.name == text))
-    if row is None:
-        raise UnknownNameError(f"unknown checkpoint {ref!r}; list them with `xaudit models list`")
-    return row
-
-
 def _map_groups(session: Any, checkpoint_id: int, methods: Sequence[str] | None) -> list[tuple[str, str]]:
     """Distinct (method, params hash) with stored maps for a checkpoint, optionally filtered."""
     from db import AttributionMap
@@ -145,13 +130,6 @@ def read_stored_maps(checkpoint_id: int, method: str, phash: str, sample_pks: Se
     return read_maps_by_hash(checkpoint_id, method, phash, sample_pks).maps
 
 
-@lru_cache(maxsize=4)
-def _cached_dataset(_home: str, name: str, stamp: tuple) -> Any:
-    from xai_core.data import load_dataset
-
-    return load_dataset(name, None)
-
-
 def _dataset_arrays(session: Any, sample_pks: Sequence[int], dataset: Any = None) -> tuple[Any, dict[int, int]]:
     """The (cached) dataset holding ``sample_pks`` and a map sample pk -> row in it."""
     from db import Dataset, Sample
@@ -170,7 +148,7 @@ def _dataset_arrays(session: Any, sample_pks: Sequence[int], dataset: Any = None
             if ids else "the samples are not in the database; rebuild the dataset with `xaudit data build`"
         )
     ds_row = session.get(Dataset, ids[0])
-    ds = _cached_dataset(str(home()), ds_row.name, (ds_row.id, ds_row.n_samples, str(ds_row.created_at)))
+    ds = cached_dataset(ds_row.name)
     pks = np.asarray(ds.sample_pks, dtype=np.int64)
     return ds, {int(p): i for i, p in enumerate(pks.tolist())}
 
@@ -271,7 +249,7 @@ def evaluate(
     notes: list[EvaluateResult] = []
     with session_scope() as session:
         if checkpoints:
-            ckpts = [resolve_checkpoint(session, ref) for ref in checkpoints]
+            ckpts = [resolve_checkpoint(ref) for ref in checkpoints]
         else:
             ids = session.scalars(select(AttributionMap.checkpoint_id).distinct()).all()
             ckpts = [session.get(Checkpoint, i) for i in sorted(ids)]
@@ -438,7 +416,7 @@ def drift(
     plans: list[tuple[int, int, tuple[str, str, str, str], list[int], int]] = []
     with session_scope() as session:
         if pairs:
-            id_pairs = [(resolve_checkpoint(session, a).id, resolve_checkpoint(session, b).id) for a, b in pairs]
+            id_pairs = [(resolve_checkpoint(a).id, resolve_checkpoint(b).id) for a, b in pairs]
         else:
             id_pairs = default_pairs(session)
         if not id_pairs:
@@ -458,7 +436,7 @@ def drift(
             if selection == "true_positive":
                 for ck_id, preds in ((a, preds_a), (b, preds_b)):
                     if not preds:
-                        _require_predictions(preds, resolve_checkpoint(session, ck_id))
+                        _require_predictions(preds, resolve_checkpoint(ck_id))
             for ma, ha, mb, hb in comps:
                 sets = []
                 for ck_id, m, h in ((a, ma, ha), (b, mb, hb)):
