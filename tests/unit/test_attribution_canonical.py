@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 import torch.nn.functional as F
 import torchvision
@@ -10,6 +11,7 @@ from torch import nn
 
 from xai_core.attribution.canonical import clear_cache, prepare
 from xai_core.attribution.references import gaussian_blur, gaussian_kernel1d, reference_input
+from xai_core.errors import ConfigError
 
 CPU = torch.device("cpu")
 
@@ -165,3 +167,5 @@ def test_baselines() -> None:
     torch.testing.assert_close(reference_input(x, "zeros", 1.0, None), torch.zeros_like(x))
     assert torch.allclose(reference_input(x, "mean", 1.0, None), torch.full_like(x, 1 / 441))
     assert torch.allclose(reference_input(x, "mean", 1.0, 0.25), torch.full_like(x, 0.25))
+    with pytest.raises(ConfigError, match="^unknown reference input 'noise'; use one of zeros, blur, mean$"):
+        reference_input(x, "noise", 1.0, None)

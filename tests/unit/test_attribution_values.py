@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from xai_core.attribution import explain, explain_with_info, get_method, list_methods
+from xai_core.errors import ConfigError
 
 H = W = 8
 
@@ -281,6 +282,10 @@ def test_postprocess_by_hand() -> None:
     assert postprocess(a, "negative", "sum").item() == 2.0
     assert postprocess(a, "signed", "mean").item() == -1.0
     assert postprocess(a, "signed", "l2").item() == pytest.approx(10**0.5)
+    with pytest.raises(ConfigError, match="^unknown channel reduction 'median'; use sum, mean, max or l2$"):
+        postprocess(a, "abs", "median")
+    with pytest.raises(ConfigError, match="^unknown sign 'absolute'; use abs, signed, positive or negative$"):
+        postprocess(a, "absolute", "sum")
 
 
 @pytest.mark.parametrize(("side", "rows"), [(128, 32), (64, 128), (256, 8)])

@@ -49,6 +49,7 @@ from torch.fx.experimental.optimization import fuse
 from torch.fx.passes.shape_prop import ShapeProp
 
 from models.inputs import first_conv_channels, model_input, preprocessed
+from xai_core.errors import ConfigError
 
 KINDS = ("grad", "lrp", "cam")
 
@@ -337,7 +338,7 @@ def prepare(model: nn.Module, kind: str, example: torch.Tensor, device: torch.de
     ``example`` is one input batch (any N) on the CPU, used to trace shapes.
     """
     if kind not in KINDS:
-        raise ValueError(f"unknown preparation kind {kind!r}")
+        raise ConfigError(f"unknown preparation kind {kind!r}; use one of {', '.join(KINDS)}")
     key = (kind, str(device), cam_name if kind == "cam" else None, model_input(model).preprocess.name)
     per_model = _CACHE.setdefault(model, {})
     fp = fingerprint(model)

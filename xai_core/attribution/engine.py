@@ -21,7 +21,7 @@ from xai_core.attribution.capabilities import check_supported
 from xai_core.attribution.methods import MethodContext
 from xai_core.attribution.registry import MethodSpec, get_method
 from xai_core.config import device as choose_device
-from xai_core.errors import InvalidValueError, ShapeError, UnsupportedError
+from xai_core.errors import ConfigError, InvalidValueError, ShapeError, UnsupportedError
 from xai_core.progress import Progress, silent
 
 TargetLike = None | str | int | Sequence[int] | np.ndarray | torch.Tensor
@@ -102,6 +102,8 @@ def postprocess(a: torch.Tensor, sign: str, reduce: str) -> torch.Tensor:
     abs: ``reduce(|a|)`` (Simonyan's max-of-abs with reduce=max); signed/positive/negative:
     ``reduce(a)`` then identity / ``max(., 0)`` / ``max(-., 0)``; l2: ``||a||_2`` over channels.
     """
+    if sign not in ("abs", "signed", "positive", "negative"):
+        raise ConfigError(f"unknown sign {sign!r}; use abs, signed, positive or negative")
     if sign == "abs":
         a = a.abs()
     if reduce == "sum":
@@ -113,7 +115,7 @@ def postprocess(a: torch.Tensor, sign: str, reduce: str) -> torch.Tensor:
     elif reduce == "l2":
         r = torch.linalg.vector_norm(a, dim=1)
     else:
-        raise ValueError(reduce)
+        raise ConfigError(f"unknown channel reduction {reduce!r}; use sum, mean, max or l2")
     if sign == "positive":
         r = r.clamp(min=0)
     elif sign == "negative":

@@ -17,6 +17,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from xai_core.errors import ConfigError
+
 REFERENCE_KINDS = ("zeros", "blur", "mean")
 
 
@@ -53,4 +55,4 @@ def reference_input(x: torch.Tensor, kind: str, blur_sigma: float, value: float 
     if kind == "mean":
         fill = float(x.mean()) if value is None else float(value)
         return torch.full_like(x, fill)
-    raise ValueError(f"unknown baseline {kind!r}")
+    raise ConfigError(f"unknown reference input {kind!r}; use one of {', '.join(REFERENCE_KINDS)}")
