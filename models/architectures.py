@@ -38,7 +38,7 @@ declared needs, so a new family registered here gets every method that can run o
 
 Why ``vgg16`` carries batch normalisation: on the 128 px lesion benchmark the BN-free stack
 (``vgg16_plain``) at width 0.125 stayed at chance (loss 0.693) for 8+ epochs from random
-initialisation on the 2-core VM (bench/RESULTS_models.md); with BN it trains within the demo's
+initialisation on the 2-core VM (bench/RESULTS.md, "No fine-tuning degree left chance level"); with BN it trains within the demo's
 budget. ``vgg16_plain`` remains registered (ImageNet file ``vgg16-397923af.pth``) for fidelity.
 
 All activations are made out-of-place (``inplace=False``) so forward/backward hooks and
