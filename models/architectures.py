@@ -146,6 +146,14 @@ def register(spec: ArchSpec) -> ArchSpec:
     return spec
 
 
+def unregister(arch: str) -> ArchSpec:
+    """Remove ``arch`` from the registry and return its spec (a family registered for a while,
+    e.g. by a test); unknown names raise :class:`UnknownNameError`."""
+    spec = get_architecture(arch)
+    del _REGISTRY[arch]
+    return spec
+
+
 def list_architectures() -> list[str]:
     """Registered architecture names, sorted."""
     return sorted(_REGISTRY)
@@ -348,26 +356,24 @@ def _resnet(name: str) -> Callable[[int, int, float], nn.Module]:
     return builder
 
 
-_RESNET_BLOCKS = (("conv1", "bn1", "relu", "maxpool"), ("layer1",), ("layer2",), ("layer3",), ("layer4",))
-for _name, _file in (("resnet18", "resnet18-f37072fd.pth"), ("resnet50", "resnet50-0676ba61.pth")):
-    register(
-        ArchSpec(
-            name=_name,
-            family="resnet",
-            builder=_resnet(_name),
-            blocks=_RESNET_BLOCKS,
-            head=("fc",),
-            cam="layer4",
-            first_conv="conv1",
-            min_input_size=32,
-            default_input_size=224,
-            supports_width=False,
-            imagenet=ImageNetWeights(_file, f"https://download.pytorch.org/models/{_file}", "torchvision"),
-            description=f"torchvision {_name} (He et al. 2016)",
-            head_chain=lambda m: nn.Sequential(m.avgpool, nn.Flatten(1), m.fc),
-            merges=frozenset({"add"}),
-        )
-    )
+def _register_torchvision(names_files: tuple[tuple[str, str], ...], builder: Callable[[str], Callable[..., nn.Module]],
+                          paper: str, **spec: object) -> None:
+    """Register torchvision networks of one family: size-agnostic at 224 px by default, at least
+    32 px, ImageNet weights from download.pytorch.org; ``spec`` holds the family's layout."""
+    for name, file in names_files:
+        register(ArchSpec(
+            name=name, builder=builder(name), min_input_size=32, default_input_size=224, supports_width=False,
+            imagenet=ImageNetWeights(file, f"https://download.pytorch.org/models/{file}", "torchvision"),
+            description=f"torchvision {name} ({paper})", **spec,  # type: ignore[arg-type]
+        ))
+
+
+_register_torchvision(
+    (("resnet18", "resnet18-f37072fd.pth"), ("resnet50", "resnet50-0676ba61.pth")), _resnet, "He et al. 2016",
+    family="resnet", blocks=(("conv1", "bn1", "relu", "maxpool"), ("layer1",), ("layer2",), ("layer3",), ("layer4",)),
+    head=("fc",), cam="layer4", first_conv="conv1", merges=frozenset({"add"}),
+    head_chain=lambda m: nn.Sequential(m.avgpool, nn.Flatten(1), m.fc),
+)
 
 
 # ------------------------------------------------------------------------------------------
@@ -435,25 +441,12 @@ _DENSE_BLOCKS = (
     ("features.denseblock3", "features.transition3"),
     ("features.denseblock4", "features.norm5", "features.relu5"),
 )
-for _name, _file in (("densenet121", "densenet121-a639ec97.pth"), ("densenet201", "densenet201-c1103571.pth")):
-    register(
-        ArchSpec(
-            name=_name,
-            family="densenet",
-            builder=_densenet(_name),
-            blocks=_DENSE_BLOCKS,
-            head=("classifier",),
-            cam="features.relu5",
-            first_conv="features.conv0",
-            min_input_size=32,
-            default_input_size=224,
-            supports_width=False,
-            imagenet=ImageNetWeights(_file, f"https://download.pytorch.org/models/{_file}", "torchvision"),
-            description=f"torchvision {_name} (Huang et al. 2017)",
-            head_chain=lambda m: nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(1), m.classifier),
-            merges=frozenset({"concat"}),
-        )
-    )
+_register_torchvision(
+    (("densenet121", "densenet121-a639ec97.pth"), ("densenet201", "densenet201-c1103571.pth")), _densenet,
+    "Huang et al. 2017", family="densenet", blocks=_DENSE_BLOCKS, head=("classifier",), cam="features.relu5",
+    first_conv="features.conv0", merges=frozenset({"concat"}),
+    head_chain=lambda m: nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(1), m.classifier),
+)
 
 
 # ------------------------------------------------------------------------------------------

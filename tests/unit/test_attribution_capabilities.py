@@ -114,7 +114,7 @@ def registered() -> Iterator[dict[str, tuple[nn.Module, torch.Tensor]]]:
         out[name] = (models.build(name, 3, 1).eval(), torch.rand(2, 1, SIDE, SIDE))
     yield out
     for name in FAMILIES:
-        del architectures._REGISTRY[name]
+        architectures.unregister(name)
 
 
 def test_declared_merges_and_traceability_match_the_traced_graph(registered) -> None:
