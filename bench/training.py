@@ -40,7 +40,9 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     import models
     from db import Checkpoint, session_scope
-    from models.training import load_splits, train_grid
+    from models.grid import train_grid
+    from models.splits import load_splits
+    from xai_core.config import device as pick_device
     from xai_core.demo import FULL, QUICK, grid_kwargs
 
     try:
@@ -88,7 +90,7 @@ def main() -> None:
         info = {i: (len(c.history), c.train_time_s, (c.metrics or {}).get("accuracy"),
                     (c.metrics or {}).get("balanced_accuracy"), (c.metrics or {}).get("roc_auc")) for i, c in cells.items()}
     print(f"\nmachine: {os.cpu_count()} CPU cores, torch threads {torch.get_num_threads()}, device "
-          f"{models.training.pick_device(None)}; dataset {splits.name}: {len(splits.train[1])} train / "
+          f"{pick_device(None)}; dataset {splits.name}: {len(splits.train[1])} train / "
           f"{len(splits.val[1])} val / {len(splits.test[1])} test at {splits.input_size} px")
     print(f"baseline: one full training step of 64 images = {step_s:.3f} s "
           f"(an epoch of {len(splits.train[1])} images ~ {step_s * len(splits.train[1]) / 64:.1f} s)")

@@ -15,6 +15,7 @@ Public API::
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 from models.architectures import (
@@ -37,15 +38,15 @@ _LAZY = {
     "import_checkpoint": "models.checkpoints",
     "list_checkpoints": "models.checkpoints",
     "resolve_checkpoint": "models.checkpoints",
-    "predict": "models.training",
+    "predict": "models.prediction",
     "model_input": "models.inputs",
     "prepare_images": "models.inputs",
     "set_preprocess": "models.inputs",
     "list_preprocessing": "models.inputs",
-    "train": "models.training",
-    "train_grid": "models.training",
-    "fit": "models.training",
-    "evaluate": "models.training",
+    "train": "models.grid",
+    "train_grid": "models.grid",
+    "fit": "models.finetune",
+    "evaluate": "models.prediction",
     "pretrain": "models.pretraining",
     "list_pretraining_sources": "models.pretraining",
     "get_pretraining_source": "models.pretraining",
@@ -56,8 +57,6 @@ def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'models' has no attribute {name!r}")
-    import importlib
-
     return getattr(importlib.import_module(module), name)
 
 

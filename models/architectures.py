@@ -29,9 +29,16 @@ full fine-tuning).
 The CAM layer is the last convolutional stage's activation (the tensor global pooling reads),
 i.e. Keras' ``block5_conv3``/``relu``/``post_relu``/``mixed10`` in the two studies.
 
+What the attribution methods need to know about a network is part of its spec: how its branches
+merge (``merges``: ``add`` for residual/skip connections, ``concat`` for dense/Inception
+concatenations, ``multiply`` for gates), whether ``torch.fx`` can trace it (``traceable``), its CAM
+layer (``cam``; ``None``: no convolutional stage to compute a CAM on) and its smallest input
+(``min_input_size``). :mod:`xai_core.attribution.capabilities` compares that with each method's
+declared needs, so a new family registered here gets every method that can run on it.
+
 Why ``vgg16`` carries batch normalisation: on the 128 px lesion benchmark the BN-free stack
 (``vgg16_plain``) at width 0.125 stayed at chance (loss 0.693) for 8+ epochs from random
-initialisation on the 2-core VM (bench/RESULTS_models.md); with BN it trains within the demo's
+initialisation on the 2-core VM (bench/RESULTS.md, "No fine-tuning degree left chance level"); with BN it trains within the demo's
 budget. ``vgg16_plain`` remains registered (ImageNet file ``vgg16-397923af.pth``) for fidelity.
 
 All activations are made out-of-place (``inplace=False``) so forward/backward hooks and
@@ -48,12 +55,16 @@ import torch
 import torch.nn.functional as F
 import torchvision
 from torch import nn
+from torchvision.models.inception import BasicConv2d
 
 from xai_core.errors import ConfigError, UnknownNameError, UnsupportedError
 from xai_core.registry import DescribedEntry, Registry
 
 DEGREES: tuple[str, ...] = ("tl", "1conv", "2conv", "3conv", "4conv", "all")
 N_BLOCKS = 5
+# how two branches of a network can merge: residual/skip additions, dense/Inception concatenations,
+# multiplicative gates (squeeze-and-excitation, attention)
+MERGES: tuple[str, ...] = ("add", "concat", "multiply")
 
 
 @dataclass(frozen=True)
@@ -71,16 +82,19 @@ class ArchSpec(DescribedEntry):
     """Metadata of one registered architecture.
 
     ``blocks`` holds, per conv block, the dotted module names that make it up (in forward order);
-    ``head`` the names of the classifier modules; ``cam`` the CAM-target module name;
-    ``first_conv`` the input convolution (adapted to ``in_chans``).
+    ``head`` the names of the classifier modules; ``cam`` the CAM-target module name (``None``: the
+    network has no convolutional stage for a CAM); ``first_conv`` the input convolution (adapted
+    to ``in_chans``); ``merges`` how branches join in ``forward`` (subset of :data:`MERGES`) and
+    ``traceable`` whether ``torch.fx`` traces it (no data-dependent control flow): what the
+    attribution methods' needs are checked against.
     """
 
     name: str
-    family: str  # vgg | resnet | densenet | inception
+    family: str  # vgg | resnet | densenet | inception | any new family
     builder: Callable[[int, int, float], nn.Module] = field(repr=False)
     blocks: tuple[tuple[str, ...], ...]
     head: tuple[str, ...]
-    cam: str
+    cam: str | None
     first_conv: str
     min_input_size: int
     default_input_size: int
@@ -90,6 +104,17 @@ class ArchSpec(DescribedEntry):
     # callable(model) -> module mapping the last block's output to logits
     head_chain: Callable[[nn.Module], nn.Module] = field(repr=False, default=None)  # type: ignore[assignment]
     paper: str = ""
+    merges: frozenset[str] = frozenset()  # "add" | "concat" | "multiply" merges of two branches
+    traceable: bool = True  # torch.fx traces forward (module-hooking attribution methods need it)
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.merges) - set(MERGES))
+        if unknown:
+            raise ConfigError(f"architecture {self.name}: unknown merge kind(s) {', '.join(unknown)}; "
+                              f"use {', '.join(MERGES)}")
+        if len(self.blocks) != N_BLOCKS:
+            raise ConfigError(f"architecture {self.name} declares {len(self.blocks)} conv blocks; "
+                              f"fine-tuning degrees need exactly {N_BLOCKS}")
 
     # --- views on a built model -------------------------------------------------------------
     def conv_blocks(self, model: nn.Module) -> list[nn.Module]:
@@ -97,11 +122,10 @@ class ArchSpec(DescribedEntry):
         sharing the model's modules)."""
         return [nn.Sequential(*[model.get_submodule(n) for n in names]) for names in self.blocks]
 
-    def block_module_names(self, index: int) -> tuple[str, ...]:
-        return self.blocks[index]
-
     def cam_layer(self, model: nn.Module) -> nn.Module:
         """The penultimate convolutional layer (CAM target): last conv stage's activation."""
+        if self.cam is None:
+            raise UnsupportedError(f"architecture {self.name} has no CAM layer; use a gradient method")
         return model.get_submodule(self.cam)
 
     def head_modules(self, model: nn.Module) -> list[nn.Module]:
@@ -121,6 +145,12 @@ ARCHITECTURES: Registry[ArchSpec] = Registry("architecture", sort=True)
 def register(spec: ArchSpec) -> ArchSpec:
     """Add ``spec`` to the registry (a name registered twice raises ConfigError)."""
     return ARCHITECTURES.add(spec)
+
+
+def unregister(arch: str) -> ArchSpec:
+    """Remove ``arch`` from the registry and return its spec (a family registered for a while,
+    e.g. by a test); unknown names raise :class:`UnknownNameError`."""
+    return ARCHITECTURES.unregister(arch)
 
 
 def list_architectures() -> list[str]:
@@ -320,32 +350,31 @@ def _resnet(name: str) -> Callable[[int, int, float], nn.Module]:
     return builder
 
 
-_RESNET_BLOCKS = (("conv1", "bn1", "relu", "maxpool"), ("layer1",), ("layer2",), ("layer3",), ("layer4",))
-for _name, _file in (("resnet18", "resnet18-f37072fd.pth"), ("resnet50", "resnet50-0676ba61.pth")):
-    register(
-        ArchSpec(
-            name=_name,
-            family="resnet",
-            builder=_resnet(_name),
-            blocks=_RESNET_BLOCKS,
-            head=("fc",),
-            cam="layer4",
-            first_conv="conv1",
-            min_input_size=32,
-            default_input_size=224,
-            supports_width=False,
-            imagenet=ImageNetWeights(_file, f"https://download.pytorch.org/models/{_file}", "torchvision"),
-            description=f"torchvision {_name} (He et al. 2016)",
-            head_chain=lambda m: nn.Sequential(m.avgpool, nn.Flatten(1), m.fc),
-        )
-    )
+def _register_torchvision(names_files: tuple[tuple[str, str], ...], builder: Callable[[str], Callable[..., nn.Module]],
+                          paper: str, **spec: object) -> None:
+    """Register torchvision networks of one family: size-agnostic at 224 px by default, at least
+    32 px, ImageNet weights from download.pytorch.org; ``spec`` holds the family's layout."""
+    for name, file in names_files:
+        register(ArchSpec(
+            name=name, builder=builder(name), min_input_size=32, default_input_size=224, supports_width=False,
+            imagenet=ImageNetWeights(file, f"https://download.pytorch.org/models/{file}", "torchvision"),
+            description=f"torchvision {name} ({paper})", **spec,  # type: ignore[arg-type]
+        ))
+
+
+_register_torchvision(
+    (("resnet18", "resnet18-f37072fd.pth"), ("resnet50", "resnet50-0676ba61.pth")), _resnet, "He et al. 2016",
+    family="resnet", blocks=(("conv1", "bn1", "relu", "maxpool"), ("layer1",), ("layer2",), ("layer3",), ("layer4",)),
+    head=("fc",), cam="layer4", first_conv="conv1", merges=frozenset({"add"}),
+    head_chain=lambda m: nn.Sequential(m.avgpool, nn.Flatten(1), m.fc),
+)
 
 
 # ------------------------------------------------------------------------------------------
 # ResNet50-V2 (timm resnetv2_50, pre-activation)
 # ------------------------------------------------------------------------------------------
 def _resnetv2(num_classes: int, in_chans: int, _width: float) -> nn.Module:
-    import timm
+    import timm  # lazy: timm takes ~2 s to import; only resnet50v2 uses it
 
     return timm.create_model("resnetv2_50", pretrained=False, num_classes=num_classes, in_chans=in_chans)
 
@@ -370,6 +399,7 @@ register(
         ),
         description="timm resnetv2_50 (He et al. 2016, pre-activation), as ResNet50V2 in Elangovan & Ting",
         head_chain=lambda m: m.head,
+        merges=frozenset({"add"}),
     )
 )
 
@@ -405,32 +435,18 @@ _DENSE_BLOCKS = (
     ("features.denseblock3", "features.transition3"),
     ("features.denseblock4", "features.norm5", "features.relu5"),
 )
-for _name, _file in (("densenet121", "densenet121-a639ec97.pth"), ("densenet201", "densenet201-c1103571.pth")):
-    register(
-        ArchSpec(
-            name=_name,
-            family="densenet",
-            builder=_densenet(_name),
-            blocks=_DENSE_BLOCKS,
-            head=("classifier",),
-            cam="features.relu5",
-            first_conv="features.conv0",
-            min_input_size=32,
-            default_input_size=224,
-            supports_width=False,
-            imagenet=ImageNetWeights(_file, f"https://download.pytorch.org/models/{_file}", "torchvision"),
-            description=f"torchvision {_name} (Huang et al. 2017)",
-            head_chain=lambda m: nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(1), m.classifier),
-        )
-    )
+_register_torchvision(
+    (("densenet121", "densenet121-a639ec97.pth"), ("densenet201", "densenet201-c1103571.pth")), _densenet,
+    "Huang et al. 2017", family="densenet", blocks=_DENSE_BLOCKS, head=("classifier",), cam="features.relu5",
+    first_conv="features.conv0", merges=frozenset({"concat"}),
+    head_chain=lambda m: nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(1), m.classifier),
+)
 
 
 # ------------------------------------------------------------------------------------------
 # Inception-v3 (torchvision; no auxiliary head, no ImageNet input transform)
 # ------------------------------------------------------------------------------------------
 def _inception(num_classes: int, in_chans: int, _width: float) -> nn.Module:
-    from torchvision.models.inception import BasicConv2d
-
     model = torchvision.models.inception_v3(
         weights=None, num_classes=num_classes, aux_logits=False, transform_input=False, init_weights=True
     )
@@ -463,5 +479,6 @@ register(
                                  "torchvision", "inception"),  # torchvision's transform_input: (x - 0.5) / 0.5
         description="torchvision inception_v3 (Szegedy et al. 2016), no auxiliary classifier",
         head_chain=lambda m: nn.Sequential(m.avgpool, m.dropout, nn.Flatten(1), m.fc),
+        merges=frozenset({"concat"}),
     )
 )

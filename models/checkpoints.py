@@ -28,14 +28,14 @@ from safetensors.torch import save_file
 from sqlalchemy import select
 from torch import nn
 
+from db import Checkpoint, Dataset, Prediction, session_scope
+from db.models import column_limit
 from models.architectures import build, get_architecture
 from models.inputs import get_preprocess, preprocess_name, set_preprocess
 from xai_core.config import workspace_dir
 from xai_core.errors import CheckpointError, ConfigError, InputFileError, UnknownNameError, XAuditError
 
 META_KEY = "xaudit"
-META_FIELDS = ("arch", "width", "num_classes", "in_chans", "input_size", "pretrain", "degree", "phase",
-               "class_names", "epoch", "preprocess")
 
 
 @dataclass(frozen=True)
@@ -205,8 +205,6 @@ def save_checkpoint(
     """Write ``model`` to ``checkpoints/<name>.safetensors`` and register it (plus its test-split
     predictions ``(sample_pks, pred, prob, correct)``) in one DB transaction. The model's input
     normalisation (:func:`models.inputs.preprocess_name`) is kept in the file's metadata."""
-    from db import Checkpoint, Prediction, session_scope
-
     check_checkpoint_name(name)
     meta = {
         "arch": arch, "width": float(width), "num_classes": int(num_classes), "in_chans": int(in_chans),
@@ -244,8 +242,6 @@ def save_checkpoint(
 
 def check_checkpoint_name(name: str) -> str:
     """A name that fits the database column and, as ``<name>.safetensors``, a file name."""
-    from db.models import Checkpoint, column_limit
-
     limit = min(column_limit(Checkpoint.name), MAX_FILE_NAME - len(".safetensors"))
     if not name or len(name) > limit:
         raise ConfigError(f"checkpoint name must be 1..{limit} characters (got {len(name)}); choose a shorter --name")
@@ -275,8 +271,6 @@ def resolve_checkpoint(ref: int | str | Path, *, missing_ok: bool = False) -> An
     :class:`UnknownNameError` naming how to list checkpoints, or gives None with ``missing_ok``
     (:func:`load` then reads an unregistered file).
     """
-    from db import Checkpoint, session_scope
-
     text = str(ref).strip()
     with session_scope() as session:
         row = session.get(Checkpoint, int(text)) if text.isdigit() else None
@@ -375,8 +369,6 @@ def import_checkpoint(
 
 def _dataset_row(name: str, num_classes: int) -> tuple[int, int, list[str]]:
     """(id, image size, class names) of the dataset called ``name``, which must have ``num_classes``."""
-    from db import Dataset, session_scope
-
     with session_scope() as session:
         row = session.scalar(select(Dataset).where(Dataset.name == name))
         if row is None:
@@ -391,8 +383,6 @@ def _dataset_row(name: str, num_classes: int) -> tuple[int, int, list[str]]:
 def list_checkpoints() -> list[dict[str, Any]]:
     """All checkpoints as plain dicts (id, name, arch, width, pretrain, degree, phase, parent_id,
     dataset, accuracy, balanced_accuracy, roc_auc, train_time_s, device, created_at)."""
-    from db import Checkpoint, Dataset, session_scope
-
     with session_scope() as session:
         rows = session.execute(
             select(Checkpoint, Dataset.name).outerjoin(Dataset, Checkpoint.dataset_id == Dataset.id).order_by(Checkpoint.id)

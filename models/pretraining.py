@@ -17,7 +17,7 @@
 * ``none`` - random initialisation (no checkpoint).
 
 Each pre-training run is saved as a ``phase="pretrain"`` checkpoint (its pretext head included);
-fine-tuning copies every non-head tensor from it (:func:`models.training.init_from`).
+fine-tuning copies every non-head tensor from it (:func:`models.grid.init_from`).
 """
 
 from __future__ import annotations
@@ -32,14 +32,22 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import skimage.data
 import torch
 import torch.nn.functional as F
+from skimage.color import gray2rgb, rgb2gray
+from skimage.transform import resize
+from sqlalchemy import select
 from torch import nn
 
+from db import Checkpoint, session_scope
 from models.architectures import build, get_architecture
+from models.checkpoints import load, load_state_checked, read_tensors, save_checkpoint
 from models.inputs import set_preprocess
+from models.optim import lr_at, seed_everything, train_step
 from xai_core.config import device as pick_device
-from xai_core.errors import ConfigError, InputFileError, UnsupportedError
+from xai_core.data.anatomy import load_anatomy, slice_bank
+from xai_core.errors import ConfigError, InputFileError, UnknownNameError, UnsupportedError
 from xai_core.progress import Progress, silent
 from xai_core.registry import DescribedEntry, Registry
 
@@ -119,8 +127,6 @@ def _fix_imagenet_keys(arch: str, state: dict[str, torch.Tensor]) -> dict[str, t
 def imagenet_model(arch: str, width: float = 1.0, in_chans: int | None = None, **_: Any) -> tuple[nn.Module, list[str]]:
     """The ImageNet-pre-trained ``arch`` (1000-class head; VGG's size-agnostic head re-initialised),
     3 input channels, with the weights' input normalisation set (:func:`models.inputs.set_preprocess`)."""
-    from models.checkpoints import load_state_checked, read_tensors
-
     spec = get_architecture(arch)
     get_pretraining_source("imagenet").resolve_channels(in_chans)
     if spec.imagenet is None:
@@ -198,10 +204,6 @@ NATURAL_PHOTOS = ("astronaut", "brick", "camera", "chelsea", "clock", "coffee", 
 
 def natural_photographs(side: int = 256, in_chans: int = 1) -> tuple[torch.Tensor, list[str]]:
     """scikit-image's shipped photographs, resized to ``side``², in [0,1]: ``(P,C,side,side)``."""
-    import skimage.data
-    from skimage.color import gray2rgb, rgb2gray
-    from skimage.transform import resize
-
     images, names = [], []
     for name in NATURAL_PHOTOS:
         try:
@@ -255,8 +257,6 @@ def mri_pretext(in_chans: int = 1, size: int = 64, anatomy: str | Path | None = 
 
     Default task: band ``floor(bands * (z - z_min) / (z_max - z_min))`` of the slice within its
     volume's usable axial range. With ``labels_csv`` (``file,label``): the volume's label."""
-    from xai_core.data.anatomy import load_anatomy, slice_bank
-
     volumes = load_anatomy(anatomy)
     bank = slice_bank(volumes, 2 * size, min_brain_fraction)
     if labels_csv is not None:
@@ -295,9 +295,8 @@ def mri_pretext(in_chans: int = 1, size: int = 64, anatomy: str | Path | None = 
 # ------------------------------------------------------------------------------------------
 def train_pretext(model: nn.Module, sampler: Sampler, steps: int, batch_size: int, lr: float, seed: int,
                   device: str | None = None, progress: Progress = silent, label: str = "") -> list[dict[str, float]]:
-    """All parameters trainable; AdamW with warm-up + cosine (see :func:`models.training.lr_at`).
+    """All parameters trainable; AdamW with warm-up + cosine (see :func:`models.optim.lr_at`).
     Returns a history of {step, loss, acc} every 10% of the steps."""
-    from models.training import lr_at, seed_everything, train_step
 
     seed_everything(seed)
     gen = torch.Generator().manual_seed(seed)
@@ -350,8 +349,6 @@ def pretrain(
     """Pre-train (or, for ``imagenet``, load) ``arch`` on ``source`` and save it as a
     ``phase="pretrain"`` checkpoint; returns its :class:`models.checkpoints.CheckpointInfo`.
     ``in_chans`` None: the source's channels (3 for ImageNet weights, 1 for the pretext sources)."""
-    from models.checkpoints import save_checkpoint
-
     src = get_pretraining_source(source)
     spec = get_architecture(arch)
     if src.kind == "none":
@@ -394,11 +391,6 @@ def ensure_pretrained(source: str, arch: str, width: float, in_chans: int | None
                       **kwargs: Any) -> tuple[nn.Module, dict[str, Any]]:
     """The newest ``phase="pretrain"`` checkpoint of (source, arch, width, in_chans), pre-training
     one with ``kwargs`` (size, steps, ...) first when none exists. Returns ``load()``'s result."""
-    from sqlalchemy import select
-
-    from db import Checkpoint, session_scope
-    from models.checkpoints import load
-
     in_chans = get_pretraining_source(source).resolve_channels(in_chans)
     with session_scope() as session:
         rows = session.scalars(

@@ -15,7 +15,6 @@ from typing import Any
 import numpy as np
 
 
-
 def add_dataset_rows(name: str, masks: np.ndarray, labels: Sequence[int], split: str = "test") -> list[int]:
     """``Dataset`` + ``Sample`` rows (lesion areas from ``masks``); returns the sample pks."""
     from db import Dataset, Sample, session_scope
@@ -58,7 +57,7 @@ def add_maps(checkpoint_id: int, method: str, sample_pks: Sequence[int], maps: n
 
     from db import AttributionMap, Checkpoint, session_scope
     from xai_core.attribution.registry import params_hash
-    from xai_core.attribution.store import _rel, store_dir, write_chunk
+    from xai_core.attribution.store import relative_path, store_dir, write_chunk
 
     phash = params_hash(method, params or {})
     with session_scope() as session:
@@ -67,7 +66,7 @@ def add_maps(checkpoint_id: int, method: str, sample_pks: Sequence[int], maps: n
     with session_scope() as session:
         session.add_all(
             AttributionMap(checkpoint_id=checkpoint_id, method=method, params_hash=phash, params=params or {},
-                           sample_pk=int(pk), target=0, store_path=_rel(path), store_index=i)
+                           sample_pk=int(pk), target=0, store_path=relative_path(path), store_index=i)
             for i, pk in enumerate(sample_pks)
         )
     return phash

@@ -12,7 +12,19 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from sqlalchemy import select
+
+import models
+from db import Checkpoint, Dataset, get_engine, session_scope
+from models import train_grid
+from models.finetune import TrainConfig
+from models.pretraining import ensure_pretrained
+from xai_core.attribution import capabilities, explain_checkpoint, list_methods
+from xai_core.config import workspace_dir
+from xai_core.data import build_dataset, dataset_exists
+from xai_core.metrics import drift, evaluate
 from xai_core.progress import Progress, silent
+from xai_core.report import write_report
 from xai_core.status import BuildStatus, StageStatus, StageTracker, read_status, write_status
 
 DATASET = "mri-lesions"
@@ -78,8 +90,6 @@ def settings_for(quick: bool) -> DemoSettings:
 # stages
 # ------------------------------------------------------------------------------------------
 def stage_data(s: DemoSettings, progress: Progress) -> str:
-    from xai_core.data import build_dataset, dataset_exists
-
     if dataset_exists(DATASET):
         return "already built"
     build_dataset(DATASET, n=s.n_images, size=s.size, seed=0, progress=progress)
@@ -87,8 +97,6 @@ def stage_data(s: DemoSettings, progress: Progress) -> str:
 
 
 def stage_pretrain(s: DemoSettings, progress: Progress) -> str:
-    from models.pretraining import ensure_pretrained
-
     for i, source in enumerate(SOURCES):
         progress(i, len(SOURCES), f"pre-training on {source}")
         ensure_pretrained(source, ARCH, s.width, size=s.pretrain_size, steps=s.pretrain_steps)
@@ -98,8 +106,6 @@ def stage_pretrain(s: DemoSettings, progress: Progress) -> str:
 
 def grid_kwargs(s: DemoSettings) -> dict[str, Any]:
     """``models.train_grid`` arguments of the demo grid (also used by bench/training.py)."""
-    from models.training import TrainConfig
-
     return {"archs": (ARCH,), "pretrains": SOURCES, "degrees": s.degrees, "width": s.width, "epochs": s.epochs,
             # dihedral flips/rotations: the lesion-shape label is invariant. Early stopping only in the
             # last quarter of the schedule: before that, the loss on 300 validation images swings too
@@ -110,8 +116,6 @@ def grid_kwargs(s: DemoSettings) -> dict[str, Any]:
 
 
 def stage_train(s: DemoSettings, progress: Progress) -> str:
-    from models import train_grid
-
     cells = train_grid(DATASET, progress=progress, **grid_kwargs(s))
     accs = ", ".join(f"{c['pretrain']}/{c['degree']} {c['accuracy']:.2f}" for c in cells
                      if c.get("accuracy") is not None)
@@ -120,10 +124,6 @@ def stage_train(s: DemoSettings, progress: Progress) -> str:
 
 def demo_checkpoints() -> list[int]:
     """The grid's TL and FT checkpoints of the demo dataset, oldest first."""
-    from sqlalchemy import select
-
-    from db import Checkpoint, Dataset, session_scope
-
     with session_scope() as session:
         return list(session.scalars(
             select(Checkpoint.id).join(Dataset, Checkpoint.dataset_id == Dataset.id)
@@ -133,9 +133,6 @@ def demo_checkpoints() -> list[int]:
 
 
 def stage_explain(s: DemoSettings, progress: Progress) -> str:
-    import models
-    from xai_core.attribution import capabilities, explain_checkpoint, list_methods
-
     caps = capabilities(ARCH)
     methods = [m for m in list_methods() if caps.get(m) is True]
     checkpoints = demo_checkpoints()
@@ -152,23 +149,16 @@ def stage_explain(s: DemoSettings, progress: Progress) -> str:
 
 
 def stage_evaluate(s: DemoSettings, progress: Progress) -> str:
-    from xai_core.metrics import evaluate
-
     results = evaluate(demo_checkpoints(), selection="correct", progress=progress)
     return f"{sum(r.rows for r in results)} new metric rows"
 
 
 def stage_drift(s: DemoSettings, progress: Progress) -> str:
-    from xai_core.metrics import drift
-
     results = drift(selection=s.drift_selection, progress=progress)
     return f"{sum(r.rows for r in results)} new drift rows"
 
 
 def stage_report(s: DemoSettings, progress: Progress) -> str:
-    from xai_core.config import workspace_dir
-    from xai_core.report import write_report
-
     return str(write_report(workspace_dir("reports") / "demo", progress=progress, replace=True))
 
 
@@ -198,8 +188,6 @@ def build_demo(quick: bool = False, only: tuple[str, ...] | None = None,
 
     Each stage's job skips what is already stored, so a second run is fast.
     """
-    from db import get_engine
-
     get_engine()  # an unreachable database fails here, before the workspace is touched
     s = settings_for(quick)
     status = _new_status(s)

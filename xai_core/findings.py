@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from xai_core.attribution import equivalent_pairs
 from xai_core.metrics import CHANCE_METHODS
 from xai_core.metrics.order import degree_rank, ordered_degrees
 from xai_core.metrics.queries import checkpoint_info, drift_frame, gt_frame, reversal_table
@@ -231,8 +232,6 @@ def _degree_finding(gt: pd.DataFrame, health: Health, n_boot: int) -> Finding:
 
 
 def _equivalence_text(methods: Sequence[str]) -> str:
-    from xai_core.attribution import equivalent_pairs
-
     return "".join(f" {a} and {b} are the same method on ReLU networks (ε-LRP = Input×Gradient, Ancona et al. "
                    "2018): equal values are expected."
                    for a, b, _ in equivalent_pairs() if a in methods and b in methods)

@@ -17,9 +17,10 @@ from pathlib import Path
 import pandas as pd
 import plotly.io as pio
 
+from db import get_engine
+from xai_core.attribution import equivalence_column
 from xai_core.config import home, workspace_dir
 from xai_core.errors import WorkspaceError
-from xai_core.attribution import equivalence_column
 from xai_core.findings import CI_RULE, NEAR_CHANCE_RULE, UNTESTABLE, VERDICT_TONES, Finding, headline_findings
 from xai_core.metrics import CHANCE_METHODS, ci_table, summarise
 from xai_core.metrics.figures import accuracy_scatter, ci_bars, degree_lines, drift_box
@@ -153,8 +154,6 @@ def write_report(out: str | Path | None = None, progress: Progress = silent, rep
     """Write ``report.html`` and the CSV tables into ``out`` (default: a new folder under
     ``$XAUDIT_HOME/reports``), atomically (built in a temp folder, then renamed); ``replace``
     swaps out an existing report folder. Returns the HTML file's path."""
-    from db import get_engine
-
     get_engine()  # an unreachable database fails here, before any folder is made
     stamp = datetime.now(timezone.utc)
     target = Path(out) if out else workspace_dir("reports") / stamp.strftime("%Y%m%d-%H%M%S")

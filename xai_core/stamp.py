@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from sqlalchemy import func, select
 
+from db import Base, session_scope
 from xai_core.config import database_url, home
 
 TableStamp = tuple[str, int, int]  # (table, row count, largest id; 0 when empty)
@@ -19,8 +20,6 @@ def change_stamp(*tables: str) -> tuple[str, str, tuple[TableStamp, ...]]:
     in :mod:`db.models`), read in one query. Every job inserts rows (new ids) or deletes them
     (fewer rows), so the stamp changes whenever a table's content does; no tables: the workspace
     identity alone (for caches that read files, not rows)."""
-    from db import Base, session_scope
-
     known = Base.metadata.tables
     unknown = [t for t in tables if t not in known]
     if unknown:

@@ -15,6 +15,7 @@ from torch import nn
 
 import models
 from xai_core.attribution import capabilities, explain, explain_with_info, get_method, list_methods
+from xai_core.attribution.canonical import traced_merges
 from xai_core.errors import UnsupportedError
 
 FAST = {
@@ -65,6 +66,15 @@ def test_method_on_architecture(arch: str, method: str) -> None:
         xr = x.clone().requires_grad_(True)
         model(xr)[0, 1].backward()
         np.testing.assert_allclose(maps[0], xr.grad[0, 0].abs().numpy(), rtol=2e-3, atol=1e-6 * float(maps.max()))
+
+
+@pytest.mark.parametrize("arch", [pytest.param(a, marks=[pytest.mark.slow] if a in SLOW_ARCHS else [])
+                                  for a in models.list_architectures()])
+def test_declared_merges_are_the_traced_graphs(arch: str) -> None:
+    """What capabilities reads (ArchSpec.merges, traceable) is what torch.fx finds in the network."""
+    model, x = _model(arch)
+    spec = models.get_architecture(arch)
+    assert spec.traceable and traced_merges(model, x) == spec.merges
 
 
 def test_lrp_backend_auto_picks_captum_for_vgg_and_zennit_for_merges() -> None:

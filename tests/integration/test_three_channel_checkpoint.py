@@ -13,7 +13,7 @@ import torchvision
 
 import models
 from xai_core.attribution import read_maps
-from xai_core.attribution.store import select_samples
+from xai_core.attribution.jobs import select_samples
 
 SIZE = 32
 MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)

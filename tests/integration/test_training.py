@@ -11,9 +11,11 @@ from sqlalchemy import func, select
 
 import models
 from db import Checkpoint, Prediction, session_scope
+from models.finetune import TrainConfig
+from models.grid import train, train_grid
 from models.pretraining import pretrain
-from models.testing import register_easy_dataset
-from models.training import DataSplits, TrainConfig, train, train_grid
+from models.splits import DataSplits
+from tests.easy_data import register_easy_dataset
 
 
 def registered_splits() -> DataSplits:
@@ -130,7 +132,7 @@ def test_train_from_a_built_dataset_stores_a_prediction_per_test_sample(workspac
 
 def test_cli_augment_flag_reaches_the_training_config(workspace: Path, monkeypatch: pytest.MonkeyPatch,
                                                      capsys: pytest.CaptureFixture[str]) -> None:
-    import models.training as training
+    import models.grid as training
 
     seen: list[object] = []
     monkeypatch.setattr(training, "train", lambda *a, **kw: seen.append(kw["config"]) or [])

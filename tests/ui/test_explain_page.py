@@ -48,7 +48,7 @@ def test_empty_workspace_says_how_to_fill_it(workspace: Path) -> None:
 
 def test_overlay_of_two_methods_with_lesion_contour(workspace: Path) -> None:
     from xai_core.attribution import load_maps
-    from xai_core.attribution.store import select_samples
+    from xai_core.attribution.jobs import select_samples
     from xai_core.metrics import explanation_precision
 
     ckpt = _seed()
@@ -92,7 +92,7 @@ def test_imported_three_channel_checkpoint_on_grey_samples(workspace: Path, tmp_
     import torchvision
 
     from xai_core.attribution import load_maps
-    from xai_core.attribution.store import select_samples
+    from xai_core.attribution.jobs import select_samples
     from xai_core.data import build_dataset
 
     build_dataset("tiny", n=12, size=SIZE, seed=0, train_frac=0.5, val_frac=0.1)

@@ -17,9 +17,9 @@ from streamlit.testing.v1 import AppTest
 
 import models
 from db import reset_engines
-from models.training import predict
+from models.prediction import predict
 from xai_core.attribution import explain_checkpoint, load_maps
-from xai_core.attribution.store import select_samples
+from xai_core.attribution.jobs import select_samples
 from xai_core.metrics import drift, evaluate, explanation_precision
 
 VIEWS = Path(__file__).resolve().parents[2] / "ui" / "views"

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
+import torch.nn.functional as F
 import torchvision
 from torch import nn
-import torch.nn.functional as F
 
-from xai_core.attribution.baselines import gaussian_blur, gaussian_kernel1d, make_baseline
 from xai_core.attribution.canonical import clear_cache, prepare
+from xai_core.attribution.references import gaussian_blur, gaussian_kernel1d, reference_input
+from xai_core.errors import ConfigError
 
 CPU = torch.device("cpu")
 
@@ -141,9 +143,10 @@ def test_untraceable_model_falls_back_to_a_plain_copy() -> None:
     assert not prep.traced and "torch.fx could not trace" in prep.notes[0]
     assert not prep.model.relu.inplace and model.relu.inplace
 
+    import pytest
+
     from xai_core.attribution import explain
     from xai_core.errors import UnsupportedError
-    import pytest
 
     x = np.random.default_rng(0).random((2, 8, 8)).astype(np.float32)
     assert explain(model, x, "saliency").shape == (2, 8, 8)  # gradients need no graph
@@ -161,6 +164,8 @@ def test_baselines() -> None:
     blurred = gaussian_blur(x, 1.5)
     assert torch.isclose(blurred.sum(), torch.tensor(1.0), atol=1e-5)  # mass preserved (impulse inside)
     assert blurred[0, 0, 10, 10] == blurred.max()
-    torch.testing.assert_close(make_baseline(x, "zeros", 1.0, None), torch.zeros_like(x))
-    assert torch.allclose(make_baseline(x, "mean", 1.0, None), torch.full_like(x, 1 / 441))
-    assert torch.allclose(make_baseline(x, "mean", 1.0, 0.25), torch.full_like(x, 0.25))
+    torch.testing.assert_close(reference_input(x, "zeros", 1.0, None), torch.zeros_like(x))
+    assert torch.allclose(reference_input(x, "mean", 1.0, None), torch.full_like(x, 1 / 441))
+    assert torch.allclose(reference_input(x, "mean", 1.0, 0.25), torch.full_like(x, 0.25))
+    with pytest.raises(ConfigError, match="^unknown reference input 'noise'; use one of zeros, blur, mean$"):
+        reference_input(x, "noise", 1.0, None)

@@ -94,14 +94,6 @@ def test_capability_matrix_covers_every_registered_architecture() -> None:
         capabilities("alexnet")
 
 
-def test_family_without_validation_reports_reasons() -> None:
-    from xai_core.attribution.capabilities import family_capabilities
-
-    caps = family_capabilities("transformer")
-    assert caps["saliency"] is True and caps["integrated_gradients"] is True
-    assert isinstance(caps["deeplift"], str) and "vgg, resnet, densenet, inception" in caps["deeplift"]
-
-
 # ------------------------------------------------------------------------------------------
 # bad input: one clear message each
 # ------------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from xai_core.attribution import explain, explain_with_info, get_method, list_methods
+from xai_core.errors import ConfigError
 
 H = W = 8
 
@@ -59,14 +60,14 @@ def test_saliency_multichannel_reductions() -> None:
 
 @pytest.mark.parametrize("baseline", ["zeros", "mean", "blur"])
 def test_integrated_gradients_of_linear_model(baseline: str) -> None:
-    from xai_core.attribution.baselines import make_baseline
+    from xai_core.attribution.references import reference_input
 
     model = linear_model()
     x = _images()
     t = np.array([2, 0, 1, 2])
     a = explain(model, x, "integrated_gradients", t, baseline=baseline, sign="signed", n_steps=8,
                 baseline_value=0.25 if baseline == "mean" else None)
-    b = make_baseline(torch.from_numpy(x), baseline, 5.0, 0.25).numpy()
+    b = reference_input(torch.from_numpy(x), baseline, 5.0, 0.25).numpy()
     np.testing.assert_allclose(a, ((x - b) * _w(model, t))[:, 0], rtol=1e-4, atol=1e-6)
     # completeness: sum_i a_i = f_t(x) - f_t(x')
     with torch.no_grad():
@@ -185,9 +186,10 @@ def test_lrp_captum_epsilon_on_linear_model_is_input_times_weight() -> None:
     ("gradcam_plus_plus", "resnet18", 64), ("layercam", "resnet18", 64),
 ])
 def test_cams_equal_pytorch_grad_cam(name: str, arch: str, size: int) -> None:
-    import models
     from pytorch_grad_cam import GradCAM, GradCAMPlusPlus, LayerCAM
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    import models
 
     cls = {"gradcam": GradCAM, "gradcam_plus_plus": GradCAMPlusPlus, "layercam": LayerCAM}[name]
     torch.manual_seed(3)
@@ -280,6 +282,10 @@ def test_postprocess_by_hand() -> None:
     assert postprocess(a, "negative", "sum").item() == 2.0
     assert postprocess(a, "signed", "mean").item() == -1.0
     assert postprocess(a, "signed", "l2").item() == pytest.approx(10**0.5)
+    with pytest.raises(ConfigError, match="^unknown channel reduction 'median'; use sum, mean, max or l2$"):
+        postprocess(a, "abs", "median")
+    with pytest.raises(ConfigError, match="^unknown sign 'absolute'; use abs, signed, positive or negative$"):
+        postprocess(a, "absolute", "sum")
 
 
 @pytest.mark.parametrize(("side", "rows"), [(128, 32), (64, 128), (256, 8)])

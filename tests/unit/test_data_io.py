@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from xai_core.data.anatomy import load_mni152, slice_bank
-from xai_core.data.dataset import sample_ids, stratified_split
 from xai_core.data.io import nifti_bytes, pad_square, read_nifti, resize_stack, robust_unit_scale
 from xai_core.data.params import make_params
+from xai_core.data.splits import sample_ids, stratified_split
 from xai_core.data.synth import CHUNK, generate_chunk, labels_and_splits, synthesize
 from xai_core.errors import InputFileError, ShapeError
 

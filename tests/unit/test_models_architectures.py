@@ -10,22 +10,16 @@ import models
 from models.architectures import DEGREES, N_BLOCKS, set_train_mode
 from xai_core.errors import ConfigError, UnknownNameError, UnsupportedError
 
+
+def _features(*bounds: int) -> list[list[str]]:
+    """``features.a .. features.b-1`` for consecutive bounds: one block each."""
+    return [[f"features.{i}" for i in range(a, b)] for a, b in zip(bounds, bounds[1:])]
+
+
 # The documented blocks (module docstring of models/architectures.py), written out independently.
 DOCUMENTED_BLOCKS = {
-    "vgg16": [
-        [f"features.{i}" for i in range(0, 7)],
-        [f"features.{i}" for i in range(7, 14)],
-        [f"features.{i}" for i in range(14, 24)],
-        [f"features.{i}" for i in range(24, 34)],
-        [f"features.{i}" for i in range(34, 44)],
-    ],
-    "vgg16_plain": [
-        [f"features.{i}" for i in range(0, 5)],
-        [f"features.{i}" for i in range(5, 10)],
-        [f"features.{i}" for i in range(10, 17)],
-        [f"features.{i}" for i in range(17, 24)],
-        [f"features.{i}" for i in range(24, 31)],
-    ],
+    "vgg16": _features(0, 7, 14, 24, 34, 44),
+    "vgg16_plain": _features(0, 5, 10, 17, 24, 31),
     "resnet18": [["conv1", "bn1"], ["layer1"], ["layer2"], ["layer3"], ["layer4"]],
     "resnet50": [["conv1", "bn1"], ["layer1"], ["layer2"], ["layer3"], ["layer4"]],
     "resnet50v2": [["stem"], ["stages.0"], ["stages.1"], ["stages.2"], ["stages.3", "norm"]],

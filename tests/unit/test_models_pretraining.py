@@ -10,6 +10,8 @@ import torch
 import torchvision
 
 import models
+from models.inputs import preprocess_name
+from models.prediction import predict
 from models.pretraining import (
     _fix_imagenet_keys,
     hub_checkpoint_dir,
@@ -19,8 +21,6 @@ from models.pretraining import (
     pretrain,
     random_affine_batch,
 )
-from models.inputs import preprocess_name
-from models.training import predict
 from xai_core.attribution import explain
 from xai_core.errors import ConfigError, InputFileError, UnknownNameError, UnsupportedError
 
@@ -107,7 +107,9 @@ def test_imagenet_file_from_hub_cache_keeps_rgb_and_its_normalisation(tmp_path: 
 
 def test_imagenet_pretraining_normalises_in_training_and_is_stored(workspace: Path, tmp_path: Path,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    from models.training import DataSplits, TrainConfig, fit, init_from, train
+    from models.finetune import TrainConfig, fit
+    from models.grid import init_from, train
+    from models.splits import DataSplits
 
     _imagenet_file(tmp_path, monkeypatch)
     # constant images 0.2 (class 0) / 0.8 (class 1): the first convolution sees their normalised values

@@ -10,17 +10,13 @@ import pytest
 import torch
 
 import models
-from models.testing import easy_benchmark
-from models.training import (
-    DataSplits,
-    TrainConfig,
-    classification_metrics,
-    evaluate,
-    fit,
-    load_splits,
-    lr_at,
-    predict,
-)
+from models.augment import augment, dihedral
+from models.feature_cache import draw_variants
+from models.finetune import TrainConfig, fit
+from models.optim import lr_at
+from models.prediction import classification_metrics, evaluate, predict
+from models.splits import DataSplits, load_splits
+from tests.easy_data import easy_benchmark
 from xai_core.errors import InvalidValueError, ShapeError
 
 
@@ -132,25 +128,23 @@ def test_bad_data() -> None:
 
 
 def test_dihedral_group_and_variant_draw_match_on_the_fly_augmentation() -> None:
-    from models.training import _augment, _draw, dihedral
-
     x = torch.rand(5, 1, 8, 8)
     assert len({tuple(dihedral(x[0], k).flatten().tolist()) for k in range(8)}) == 8  # 8 distinct elements
     assert torch.equal(dihedral(x, 1), x.transpose(-1, -2).flip(-2))  # one quarter turn (counter-clockwise)
     assert torch.equal(dihedral(x, 4), x.flip(-1))
     rect = torch.rand(2, 1, 4, 6)
     assert [torch.equal(dihedral(rect, k), v) for k, v in ((0, rect), (1, rect.flip(-1)))] == [True, True]
-    augmented = _augment(x, torch.Generator().manual_seed(0))
+    augmented = augment(x, torch.Generator().manual_seed(0))
     assert all(any(torch.equal(augmented[i], dihedral(x[i], k)) for k in range(8)) for i in range(5))
     block = torch.nn.Conv2d(1, 2, 3)  # a frozen "prefix"
     with torch.no_grad():
         feats = [block(dihedral(x, k)) for k in range(8)]
         idx, pick = torch.tensor([4, 0, 2]), torch.tensor([7, 0, 3])
-        drawn = _draw(feats, idx, pick)
+        drawn = draw_variants(feats, idx, pick)
         for j in range(3):
             expected = block(dihedral(x[idx[j]][None], int(pick[j])))[0]
             torch.testing.assert_close(drawn[j], expected)
-    assert torch.equal(_draw(feats, idx, None), feats[0][idx])
+    assert torch.equal(draw_variants(feats, idx, None), feats[0][idx])
 
 
 def test_augmented_training_runs_frozen_blocks_once_not_every_epoch() -> None:

@@ -126,7 +126,7 @@ with user_errors():
             epochs = b3.number_input("Epochs", 1, 200, 8)
             submitted = st.form_submit_button("Train")
         if submitted:
-            from models.training import train
+            from models.grid import train
 
             bar = st.progress(0.0, text="starting")
 

@@ -12,6 +12,19 @@ Public API::
     load_maps(checkpoint_id, method, sample_pks, params=None) -> np.ndarray
 """
 
+from xai_core.attribution import methods as _methods  # noqa: F401,E402  (registers the methods)
+from xai_core.attribution.canonical import prepare  # noqa: E402
+from xai_core.attribution.capabilities import capabilities, capability_matrix, check_supported  # noqa: E402
+from xai_core.attribution.engine import Explanation, explain, explain_with_info, postprocess  # noqa: E402
+from xai_core.attribution.jobs import (  # noqa: E402
+    ExplainJobResult,
+    SampleMaps,
+    explain_checkpoint,
+    explain_samples,
+    explain_samples_info,
+    load_maps,
+    read_maps,
+)
 from xai_core.attribution.registry import (
     MethodSpec,
     Param,
@@ -22,21 +35,7 @@ from xai_core.attribution.registry import (
     params_hash,
     register_method,
 )
-from xai_core.attribution import methods as _methods  # noqa: F401,E402  (registers the methods)
-from xai_core.attribution.capabilities import capabilities, capability_matrix, check_supported  # noqa: E402
-from xai_core.attribution.canonical import prepare  # noqa: E402
-from xai_core.attribution.engine import Explanation, explain, explain_with_info, postprocess  # noqa: E402
-from xai_core.attribution.store import (  # noqa: E402
-    ExplainJobResult,
-    SampleMaps,
-    StoredMaps,
-    explain_checkpoint,
-    explain_samples,
-    explain_samples_info,
-    load_maps,
-    read_maps,
-    stored_pks,
-)
+from xai_core.attribution.store import StoredMaps, stored_pks  # noqa: E402
 
 __all__ = [
     "ExplainJobResult",

@@ -45,8 +45,11 @@ import torch
 import torch.fx as fx
 import torch.nn.functional as F
 from torch import nn
+from torch.fx.experimental.optimization import fuse
+from torch.fx.passes.shape_prop import ShapeProp
 
 from models.inputs import first_conv_channels, model_input, preprocessed
+from xai_core.errors import ConfigError
 
 KINDS = ("grad", "lrp", "cam")
 
@@ -196,8 +199,35 @@ def _has_cat(gm: fx.GraphModule) -> bool:
     return any(n.op == "call_function" and n.target in (torch.cat, torch.concat) for n in gm.graph.nodes)
 
 
+def _is_tensor_pair(node: fx.Node) -> bool:
+    return len(node.args) == 2 and all(_tensor_meta(a) is not None for a in node.args)
+
+
+def traced_merges(model: nn.Module, example: torch.Tensor) -> frozenset[str] | None:
+    """How branches merge in ``model``'s traced graph (``add``, ``concat``, ``multiply`` of two
+    tensors), or ``None`` when ``torch.fx`` cannot trace it: what ``models.ArchSpec.merges`` and
+    ``traceable`` declare, found from the data flow (used to check those declarations)."""
+    work = _copy(model, share=True).eval()
+    try:
+        gm = fx.GraphModule(work, _Tracer(frozenset()).trace(work))
+    except Exception:  # data-dependent control flow etc.
+        return None
+    ShapeProp(gm).propagate(example[:1].detach().float().cpu())
+    found: set[str] = set()
+    for node in gm.graph.nodes:
+        if node.op not in ("call_function", "call_method"):
+            continue
+        if node.target in (operator.add, torch.add, "add") and _is_tensor_pair(node):
+            found.add("add")
+        elif node.target in (operator.mul, torch.mul, "mul") and _is_tensor_pair(node):
+            found.add("multiply")
+        elif node.target in (torch.cat, torch.concat):
+            found.add("concat")
+    return frozenset(found)
+
+
 def _adds_to_sum(gm: fx.GraphModule, adds: list[fx.Node]) -> None:
-    from zennit.layer import Sum
+    from zennit.layer import Sum  # lazy: zennit takes ~2 s to import; only LRP uses it
 
     for node in adds:
         name = _fresh_name(gm, "sum")
@@ -241,8 +271,6 @@ def _copy(model: nn.Module, share: bool) -> nn.Module:
 
 
 def _canonicalise(model: nn.Module, kind: str, example: torch.Tensor, cam_name: str | None) -> Prepared:
-    from torch.fx.passes.shape_prop import ShapeProp
-
     work = _copy(model, share=kind != "lrp").eval()
     _no_inplace(work)
     for p in work.parameters():
@@ -269,8 +297,6 @@ def _canonicalise(model: nn.Module, kind: str, example: torch.Tensor, cam_name: 
     gm.graph.lint()
     gm.recompile()
     if kind == "lrp":
-        from torch.fx.experimental.optimization import fuse
-
         try:
             gm = fuse(gm, inplace=True, no_trace=True)
         except Exception as exc:  # pragma: no cover - fusion is an optimisation only
@@ -312,7 +338,7 @@ def prepare(model: nn.Module, kind: str, example: torch.Tensor, device: torch.de
     ``example`` is one input batch (any N) on the CPU, used to trace shapes.
     """
     if kind not in KINDS:
-        raise ValueError(f"unknown preparation kind {kind!r}")
+        raise ConfigError(f"unknown preparation kind {kind!r}; use one of {', '.join(KINDS)}")
     key = (kind, str(device), cam_name if kind == "cam" else None, model_input(model).preprocess.name)
     per_model = _CACHE.setdefault(model, {})
     fp = fingerprint(model)

@@ -1,50 +1,41 @@
 """Which attribution method works on which architecture, and why not where it does not.
 
-The matrix is per architecture *family* (``models.get_architecture(arch).family``) and was
-established by running every method on every registered architecture
-(``tests/integration/test_explain_architectures.py`` re-checks it on each run):
+Computed, not kept in a table: each method declares what it needs from a network
+(:class:`~xai_core.attribution.registry.Needs`: a traced module graph, a CAM layer, rules for the
+network's branch merges) and each architecture describes itself (``models.ArchSpec``:
+``traceable``, ``merges``, ``cam``). A method is supported where every need is met; otherwise the
+verdict is the reason, and :func:`check_supported` raises it as
+:class:`~xai_core.errors.UnsupportedError`. A new family registered in ``models/architectures.py``
+therefore gets every method that can run on it.
 
-- every family passes the canonicalisation (``torch.fx`` traces torchvision's VGG/ResNet/DenseNet/
-  Inception and timm's ResNetV2), so the module-hooking methods (DeepLIFT, Guided Backprop,
-  Deconvolution) work on all of them;
-- LRP: Captum's ``LRP`` has no rule for additions/concatenations, so ``backend=auto`` uses it on
-  VGG only (as in Oliveira et al.) and Zennit's composites with explicit ``Sum`` merges and the
-  BatchNorm canonizer on ResNet, DenseNet and Inception; ``backend=captum`` on those raises
-  :class:`~xai_core.errors.UnsupportedError`;
-- CAMs run on the registered CAM layer (``ArchSpec.cam``).
-
-``None`` for an unknown family: methods that only need gradients are supported, the rest are
-reported with the reason.
+On the eight registered networks every method runs (``tests/integration/test_explain_architectures.py``
+runs each one on each); LRP's ``backend=auto`` picks Zennit's composites with explicit ``Sum``
+merges where the traced graph has skip or concatenation merges, and ``backend=captum`` on those
+raises :class:`~xai_core.errors.UnsupportedError` at run time (a parameter, not the network).
 """
 
 from __future__ import annotations
 
-from xai_core.attribution.registry import get_method, list_methods
+import models
+from xai_core.attribution.registry import MethodSpec, get_method, list_methods
 from xai_core.errors import UnsupportedError
 
-# family -> method -> reason it is NOT supported (absent = supported)
-_UNSUPPORTED: dict[str, dict[str, str]] = {
-    "vgg": {},
-    "resnet": {},
-    "densenet": {},
-    "inception": {},
-}
-_GENERIC_ONLY = {"saliency", "integrated_gradients", "gradient_shap", "input_x_gradient", "smoothgrad", "occlusion"}
+_GRADIENT_ONLY = "use saliency, integrated_gradients or another gradient method"
 
 
-def family_capabilities(family: str | None) -> dict[str, bool | str]:
-    """``{method: True or reason}`` for an architecture family (``None``: unknown network)."""
-    out: dict[str, bool | str] = {}
-    table = _UNSUPPORTED.get(family or "")
-    for name in list_methods():
-        if table is not None:
-            out[name] = table.get(name, True)
-        elif name in _GENERIC_ONLY:
-            out[name] = True
-        else:
-            out[name] = (f"{get_method(name).title} is only validated on the registered families "
-                         f"(vgg, resnet, densenet, inception); pass arch= to explain()")
-    return out
+def unmet_need(method: MethodSpec, arch: models.ArchSpec) -> str | None:
+    """Why ``method`` cannot run on ``arch`` (one line), or ``None`` when every need is met."""
+    needs = method.needs
+    if needs.graph and not arch.traceable:
+        return (f"{method.title} hooks modules of a traced graph but {arch.name} cannot be traced by torch.fx; "
+                f"{_GRADIENT_ONLY}")
+    if needs.cam_layer and arch.cam is None:
+        return f"{method.title} needs a CAM layer but {arch.name} declares none; {_GRADIENT_ONLY}"
+    missing = sorted(arch.merges - needs.merges)
+    if missing:
+        return (f"{method.title} has no propagation rule for the {' and '.join(missing)} merges of {arch.name}; "
+                f"{_GRADIENT_ONLY}")
+    return None
 
 
 def capabilities(arch: str) -> dict[str, bool | str]:
@@ -52,23 +43,20 @@ def capabilities(arch: str) -> dict[str, bool | str]:
 
     Unknown ``arch`` raises :class:`~xai_core.errors.UnknownNameError` (listing the valid ones).
     """
-    import models
-
-    return family_capabilities(models.get_architecture(arch).family)
+    spec = models.get_architecture(arch)
+    return {name: unmet_need(get_method(name), spec) or True for name in list_methods()}
 
 
 def check_supported(method: str, arch: str | None) -> None:
     """Raise :class:`UnsupportedError` when ``method`` is not supported on ``arch``."""
-    get_method(method)
+    spec = get_method(method)
     if arch is None:
         return
-    verdict = capabilities(arch)[method]
-    if verdict is not True:
-        raise UnsupportedError(f"{method} is not supported on {arch}: {verdict}")
+    reason = unmet_need(spec, models.get_architecture(arch))
+    if reason is not None:
+        raise UnsupportedError(f"{method} is not supported on {arch}: {reason}")
 
 
 def capability_matrix() -> dict[str, dict[str, bool | str]]:
     """``{arch: capabilities(arch)}`` for every registered architecture."""
-    import models
-
     return {arch: capabilities(arch) for arch in models.list_architectures()}

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
+import models
 from models.inputs import ModelInput, as_images, model_input
 from xai_core.attribution import methods as _methods  # noqa: F401  (registers the methods)
 from xai_core.attribution.canonical import Prepared, last_conv_name, module_name, prepare
@@ -20,7 +21,7 @@ from xai_core.attribution.capabilities import check_supported
 from xai_core.attribution.methods import MethodContext
 from xai_core.attribution.registry import MethodSpec, get_method
 from xai_core.config import device as choose_device
-from xai_core.errors import InvalidValueError, ShapeError, UnsupportedError
+from xai_core.errors import ConfigError, InvalidValueError, ShapeError, UnsupportedError
 from xai_core.progress import Progress, silent
 
 TargetLike = None | str | int | Sequence[int] | np.ndarray | torch.Tensor
@@ -62,8 +63,6 @@ def _check_shape(x: torch.Tensor, model_in: ModelInput, arch: str | None, input_
         raise ShapeError(f"images are {h}x{w} but the model was trained at {input_size}x{input_size}; "
                          f"resize them to {input_size}x{input_size}")
     if arch is not None:
-        import models
-
         spec = models.get_architecture(arch)
         if min(h, w) < spec.min_input_size:
             raise ShapeError(f"images are {h}x{w} but {arch} needs at least "
@@ -103,6 +102,8 @@ def postprocess(a: torch.Tensor, sign: str, reduce: str) -> torch.Tensor:
     abs: ``reduce(|a|)`` (Simonyan's max-of-abs with reduce=max); signed/positive/negative:
     ``reduce(a)`` then identity / ``max(., 0)`` / ``max(-., 0)``; l2: ``||a||_2`` over channels.
     """
+    if sign not in ("abs", "signed", "positive", "negative"):
+        raise ConfigError(f"unknown sign {sign!r}; use abs, signed, positive or negative")
     if sign == "abs":
         a = a.abs()
     if reduce == "sum":
@@ -114,7 +115,7 @@ def postprocess(a: torch.Tensor, sign: str, reduce: str) -> torch.Tensor:
     elif reduce == "l2":
         r = torch.linalg.vector_norm(a, dim=1)
     else:
-        raise ValueError(reduce)
+        raise ConfigError(f"unknown channel reduction {reduce!r}; use sum, mean, max or l2")
     if sign == "positive":
         r = r.clamp(min=0)
     elif sign == "negative":
@@ -149,8 +150,6 @@ def resolve_cam_name(model: nn.Module, arch: str | None, cam_layer: str | nn.Mod
             raise InvalidValueError(f"the model has no submodule {cam_layer!r} for cam_layer") from None
         return cam_layer
     if arch is not None:
-        import models
-
         return models.get_architecture(arch).cam
     return last_conv_name(model)
 

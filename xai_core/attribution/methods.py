@@ -25,9 +25,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.inputs import Normalize
-from xai_core.attribution.baselines import BASELINES, make_baseline
 from xai_core.attribution.canonical import Prepared
-from xai_core.attribution.registry import Param, register_method
+from xai_core.attribution.references import REFERENCE_KINDS, reference_input
+from xai_core.attribution.registry import Needs, Param, register_method
 from xai_core.errors import UnsupportedError
 
 Tensor = torch.Tensor
@@ -43,7 +43,7 @@ POST = (
 )
 BASELINE = (
     Param("baseline", str, "zeros", "reference input: zeros, blur (Gaussian-blurred input) or mean "
-          "(constant image at the dataset mean intensity)", choices=BASELINES),
+          "(constant image at the dataset mean intensity)", choices=REFERENCE_KINDS),
     Param("blur_sigma", float, 5.0, "Gaussian sigma in pixels for baseline=blur", minimum=0.0),
     Param("baseline_value", float, None, "intensity of baseline=mean; empty = mean of the images "
           "(the store fills in the dataset's train-split mean)", optional=True),
@@ -51,6 +51,11 @@ BASELINE = (
 IBS = Param("internal_batch_size", int, None, "rows (images x steps/samples/perturbations) per forward pass; "
             "empty = 4 x the engine batch size", minimum=1, optional=True, affects_result=False)
 SEED = Param("seed", int, 0, "random seed (noise and path points are drawn reproducibly)")
+# what the module-hooking methods need (capabilities): a traced module graph; DeepLIFT and LRP
+# also rules for every merge, which exist for additions and concatenations, not for gates
+HOOKS = Needs(graph=True)
+RULES = Needs(graph=True, merges=frozenset({"add", "concat"}))
+CAM_LAYER = Needs(cam_layer=True)
 CAM = (
     Param("upsample", str, "bilinear", "CAM upsampling to the input size: bilinear (pytorch-grad-cam's "
           "cv2 resize) or nearest (blocky, shows the layer's resolution)", choices=("bilinear", "nearest")),
@@ -83,7 +88,7 @@ class MethodContext:
         return self.predict(x) if target is None else target
 
     def baseline(self, x: Tensor, params: dict[str, Any]) -> Tensor:
-        return make_baseline(x, params["baseline"], params["blur_sigma"], params["baseline_value"])
+        return reference_input(x, params["baseline"], params["blur_sigma"], params["baseline_value"])
 
 
 class PredictedLogit(nn.Module):
@@ -135,7 +140,7 @@ def _one_pass(ctx: MethodContext, cls: type, x: Tensor, target: Tensor | None, *
 def saliency(ctx: MethodContext, x: Tensor, target: Tensor | None, p: dict[str, Any]) -> tuple[Tensor, Tensor]:
     """Gradient of the target logit w.r.t. the input, ``a = d f_t / d x`` (Captum ``Saliency``;
     ``sign=abs`` gives Simonyan's |gradient|)."""
-    from captum.attr import Saliency
+    from captum.attr import Saliency  # lazy: captum takes ~1.3 s to import
 
     return _one_pass(ctx, Saliency, x, target, abs=False)
 
@@ -153,7 +158,7 @@ def integrated_gradients(ctx: MethodContext, x: Tensor, target: Tensor | None,
     """``a_i = (x_i - x'_i) * integral_0^1 d f_t(x' + alpha (x - x')) / d x_i d alpha`` (Captum
     ``IntegratedGradients``); completeness: ``sum_i a_i = f_t(x) - f_t(x')``. Batched over images
     and steps: each forward pass holds ``internal_batch_size`` rows."""
-    from captum.attr import IntegratedGradients
+    from captum.attr import IntegratedGradients  # lazy: captum takes ~1.3 s to import
 
     t = ctx.target_or_predicted(x, target)
     attr = IntegratedGradients(ctx.model).attribute(
@@ -176,7 +181,7 @@ def gradient_shap(ctx: MethodContext, x: Tensor, target: Tensor | None, p: dict[
     each image has its own reference (zeros/blur/mean), so the same Captum pieces are used with the
     image's own baseline: ``NoiseTunnel(InputBaselineXGradient)`` (exactly GradientShap's
     implementation, ``draw_baseline_from_distrib=False``)."""
-    from captum.attr import NoiseTunnel
+    from captum.attr import NoiseTunnel  # lazy: captum takes ~1.3 s to import
     from captum.attr._core.gradient_shap import InputBaselineXGradient
 
     t = ctx.target_or_predicted(x, target)
@@ -190,12 +195,12 @@ def gradient_shap(ctx: MethodContext, x: Tensor, target: Tensor | None, p: dict[
 
 
 @register_method("deeplift", title="DeepLIFT", params=(*BASELINE, *POST), group="propagation",
-                 library="captum", paper="Shrikumar et al. 2017, arXiv:1704.02685")
+                 library="captum", needs=RULES, paper="Shrikumar et al. 2017, arXiv:1704.02685")
 def deeplift(ctx: MethodContext, x: Tensor, target: Tensor | None, p: dict[str, Any]) -> tuple[Tensor, Tensor]:
     """DeepLIFT rescale rule (Captum ``DeepLift``): multipliers ``Delta y / Delta x`` through every
     ReLU/max-pool module, so that ``sum_i a_i = f_t(x) - f_t(x')``. Needs the canonical graph
     (one ReLU module per use)."""
-    from captum.attr import DeepLift
+    from captum.attr import DeepLift  # lazy: captum takes ~1.3 s to import
 
     _need_traced(ctx, "deeplift")
     t = ctx.target_or_predicted(x, target)
@@ -215,7 +220,7 @@ _ZENNIT_COMPOSITES = ("epsilon_plus_flat", "epsilon_plus", "epsilon_alpha2_beta1
                                choices=_ZENNIT_COMPOSITES),
                          Param("epsilon", float, 1e-9, "epsilon stabiliser of the epsilon rule", minimum=0.0),
                          *POST),
-                 group="propagation", library="captum/zennit", model_kind="lrp",
+                 group="propagation", library="captum/zennit", model_kind="lrp", needs=RULES,
                  paper="Bach et al. 2015, doi:10.1371/journal.pone.0130140",
                  equivalent_to="input_x_gradient",
                  equivalence="on ReLU networks the ε-rule (Captum backend, the default for plain feed-forward "
@@ -242,7 +247,7 @@ def lrp(ctx: MethodContext, x: Tensor, target: Tensor | None, p: dict[str, Any])
     t = ctx.target_or_predicted(x, target)
     xr = x.clone().requires_grad_(True)
     if backend == "captum":
-        from captum.attr import LRP
+        from captum.attr import LRP  # lazy: captum takes ~1.3 s to import
         from captum.attr._core.lrp import SUPPORTED_LAYERS_WITH_RULES
         from captum.attr._utils.lrp_rules import EpsilonRule, IdentityRule
 
@@ -261,7 +266,7 @@ def lrp(ctx: MethodContext, x: Tensor, target: Tensor | None, p: dict[str, Any])
                     if attr_name in module.__dict__:
                         delattr(module, attr_name)
         return attr.detach(), t
-    from zennit.attribution import Gradient
+    from zennit.attribution import Gradient  # lazy: zennit takes ~2 s to import; only LRP uses it
     from zennit.composites import COMPOSITES
 
     # Canonizers: BatchNorm folding and explicit Sum merges are already in the canonical graph
@@ -269,7 +274,7 @@ def lrp(ctx: MethodContext, x: Tensor, target: Tensor | None, p: dict[str, Any])
     kwargs: dict[str, Any] = {}
     if p["composite"].startswith("epsilon"):
         kwargs["epsilon"] = max(p["epsilon"], 1e-12)
-    from zennit.rules import Pass
+    from zennit.rules import Pass  # lazy: zennit takes ~2 s to import; only LRP uses it
 
     # the input normalisation (an elementwise bijection) passes relevance through unchanged
     composite = COMPOSITES[p["composite"]](layer_map=[(Normalize, Pass())], **kwargs)
@@ -283,24 +288,26 @@ def lrp(ctx: MethodContext, x: Tensor, target: Tensor | None, p: dict[str, Any])
 
 
 @register_method("deconvolution", title="Deconvolution", params=POST, group="propagation", library="captum",
+                 needs=HOOKS,
                  paper="Zeiler & Fergus 2014, arXiv:1311.2901")
 def deconvolution(ctx: MethodContext, x: Tensor, target: Tensor | None,
                   p: dict[str, Any]) -> tuple[Tensor, Tensor]:
     """DeconvNet: back-propagation where each ReLU passes ``max(grad, 0)`` regardless of its input
     (Captum ``Deconvolution``, hooks every ReLU module)."""
-    from captum.attr import Deconvolution
+    from captum.attr import Deconvolution  # lazy: captum takes ~1.3 s to import
 
     _need_traced(ctx, "deconvolution")
     return _one_pass(ctx, Deconvolution, x, target)
 
 
 @register_method("guided_backprop", title="Guided Backprop", params=POST, group="propagation", library="captum",
+                 needs=HOOKS,
                  paper="Springenberg et al. 2015, arXiv:1412.6806")
 def guided_backprop(ctx: MethodContext, x: Tensor, target: Tensor | None,
                     p: dict[str, Any]) -> tuple[Tensor, Tensor]:
     """Guided backpropagation: the gradient through each ReLU is kept only where both the forward
     input and the backward gradient are positive (Captum ``GuidedBackprop``)."""
-    from captum.attr import GuidedBackprop
+    from captum.attr import GuidedBackprop  # lazy: captum takes ~1.3 s to import
 
     _need_traced(ctx, "guided_backprop")
     return _one_pass(ctx, GuidedBackprop, x, target)
@@ -311,6 +318,7 @@ def guided_backprop(ctx: MethodContext, x: Tensor, target: Tensor | None,
 # ------------------------------------------------------------------------------------------
 def _cam(ctx: MethodContext, cam_cls: type, x: Tensor, target: Tensor | None,
          p: dict[str, Any]) -> tuple[Tensor, Tensor]:
+    # lazy: pytorch-grad-cam takes ~4.5 s to import
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
     layer = ctx.prepared.cam_layer
@@ -345,32 +353,32 @@ def _layer_resolution(cam_cls: type) -> type:
 
 
 @register_method("gradcam", title="Grad-CAM", params=CAM, group="cam", library="pytorch-grad-cam",
-                 model_kind="cam", output="cam", paper="Selvaraju et al. 2017, arXiv:1610.02391")
+                 model_kind="cam", output="cam", needs=CAM_LAYER, paper="Selvaraju et al. 2017, arXiv:1610.02391")
 def gradcam(ctx: MethodContext, x: Tensor, target: Tensor | None, p: dict[str, Any]) -> tuple[Tensor, Tensor]:
     """``ReLU(sum_k w_k A^k)`` with ``w_k = mean_ij d f_t / d A^k_ij`` on the architecture's CAM layer
     (pytorch-grad-cam ``GradCAM``), upsampled to the input and min-max normalised to [0, 1]."""
-    from pytorch_grad_cam import GradCAM
+    from pytorch_grad_cam import GradCAM  # lazy: pytorch-grad-cam takes ~4.5 s to import
 
     return _cam(ctx, GradCAM, x, target, p)
 
 
 @register_method("gradcam_plus_plus", title="Grad-CAM++", params=CAM, group="cam", library="pytorch-grad-cam",
-                 model_kind="cam", output="cam", paper="Chattopadhay et al. 2018, arXiv:1710.11063")
+                 model_kind="cam", output="cam", needs=CAM_LAYER, paper="Chattopadhay et al. 2018, arXiv:1710.11063")
 def gradcam_plus_plus(ctx: MethodContext, x: Tensor, target: Tensor | None,
                       p: dict[str, Any]) -> tuple[Tensor, Tensor]:
     """Grad-CAM with channel weights ``w_k = sum_ij alpha^k_ij ReLU(d f_t / d A^k_ij)``,
     ``alpha = g^2 / (2 g^2 + sum_ab A_ab g^3)`` (eq. 19; pytorch-grad-cam ``GradCAMPlusPlus``)."""
-    from pytorch_grad_cam import GradCAMPlusPlus
+    from pytorch_grad_cam import GradCAMPlusPlus  # lazy: pytorch-grad-cam takes ~4.5 s to import
 
     return _cam(ctx, GradCAMPlusPlus, x, target, p)
 
 
 @register_method("layercam", title="LayerCAM", params=CAM, group="cam", library="pytorch-grad-cam",
-                 model_kind="cam", output="cam", paper="Jiang et al. 2021, doi:10.1109/TIP.2021.3089943")
+                 model_kind="cam", output="cam", needs=CAM_LAYER, paper="Jiang et al. 2021, doi:10.1109/TIP.2021.3089943")
 def layercam(ctx: MethodContext, x: Tensor, target: Tensor | None, p: dict[str, Any]) -> tuple[Tensor, Tensor]:
     """``ReLU(sum_k ReLU(d f_t / d A^k) * A^k)``: element-wise positive-gradient weighting on the CAM
     layer (pytorch-grad-cam ``LayerCAM``)."""
-    from pytorch_grad_cam import LayerCAM
+    from pytorch_grad_cam import LayerCAM  # lazy: pytorch-grad-cam takes ~4.5 s to import
 
     return _cam(ctx, LayerCAM, x, target, p)
 
@@ -383,7 +391,7 @@ def layercam(ctx: MethodContext, x: Tensor, target: Tensor | None, p: dict[str, 
 def input_x_gradient(ctx: MethodContext, x: Tensor, target: Tensor | None,
                      p: dict[str, Any]) -> tuple[Tensor, Tensor]:
     """``a = x * d f_t / d x`` (Captum ``InputXGradient``)."""
-    from captum.attr import InputXGradient
+    from captum.attr import InputXGradient  # lazy: captum takes ~1.3 s to import
 
     return _one_pass(ctx, InputXGradient, x, target)
 
@@ -398,7 +406,7 @@ def input_x_gradient(ctx: MethodContext, x: Tensor, target: Tensor | None,
 def smoothgrad(ctx: MethodContext, x: Tensor, target: Tensor | None, p: dict[str, Any]) -> tuple[Tensor, Tensor]:
     """``a = mean_n d f_t(x + eps_n) / d x``, ``eps_n ~ N(0, stdevs^2)`` (Captum ``NoiseTunnel`` over
     ``Saliency``, signed gradients averaged, then the ``sign`` post-processing)."""
-    from captum.attr import NoiseTunnel, Saliency
+    from captum.attr import NoiseTunnel, Saliency  # lazy: captum takes ~1.3 s to import
 
     t = ctx.target_or_predicted(x, target)
     per_call = max(1, ctx.internal_batch(p) // x.shape[0])
@@ -419,7 +427,7 @@ def occlusion(ctx: MethodContext, x: Tensor, target: Tensor | None, p: dict[str,
     """Output drop ``f_t(x) - f_t(x with patch replaced by the baseline)``, averaged over the patches
     covering each pixel (Captum ``Occlusion``; perturbations batched ``internal_batch_size`` rows
     per forward pass)."""
-    from captum.attr import Occlusion
+    from captum.attr import Occlusion  # lazy: captum takes ~1.3 s to import
 
     c, h, w = x.shape[1:]
     if p["window"] > min(h, w):

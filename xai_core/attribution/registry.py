@@ -80,6 +80,26 @@ class Param:
         return value
 
 
+ANY_MERGE = frozenset({"add", "concat", "multiply"})  # models.architectures.MERGES
+
+
+@dataclass(frozen=True)
+class Needs:
+    """What a method needs from a network; :mod:`xai_core.attribution.capabilities` compares it with
+    the architecture's description (``models.ArchSpec``: ``traceable``, ``merges``, ``cam``).
+
+    ``graph``: a ``torch.fx``-traceable network, because the method hooks modules (one ReLU module
+    per use, see :mod:`xai_core.attribution.canonical`); ``cam_layer``: a named convolutional CAM
+    layer; ``merges``: the branch merges its propagation rules are defined for (gradient methods:
+    all of them; DeepLIFT's rescale rule and LRP's rules: additions and concatenations, not
+    multiplicative gates).
+    """
+
+    graph: bool = False
+    cam_layer: bool = False
+    merges: frozenset[str] = ANY_MERGE
+
+
 @dataclass(frozen=True)
 class MethodSpec:
     """A registered attribution method and its metadata."""
@@ -97,6 +117,7 @@ class MethodSpec:
     doc: str
     equivalent_to: str = ""  # a method that gives the same maps on some models ...
     equivalence: str = ""  # ... on which models, and why (shown next to both methods' rows)
+    needs: Needs = Needs()  # what it needs from the network (capabilities)
 
     @property
     def label(self) -> str:
@@ -152,6 +173,7 @@ def register_method(
     paper: str = "",
     equivalent_to: str = "",
     equivalence: str = "",
+    needs: Needs = Needs(),
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Decorator: register ``fn`` as attribution method ``name`` (docstring = its documentation)."""
     names = [p.name for p in params]
@@ -161,6 +183,7 @@ def register_method(
         name=name, title=title, fn=fn, params=tuple(params), group=group, library=library,
         model_kind=model_kind, deterministic=deterministic, output=output, paper=paper,
         doc=(fn.__doc__ or "").strip(), equivalent_to=equivalent_to, equivalence=equivalence,
+        needs=needs,
     ))
 
 

@@ -1,4 +1,4 @@
-"""Attribution store: maps kept per (checkpoint sha256, method, parameter hash), indexed in the DB.
+"""The attribution map store: maps kept per (checkpoint sha256, method, parameter hash), indexed in the DB.
 
 Layout under the workspace (``$XAUDIT_HOME``)::
 
@@ -6,14 +6,14 @@ Layout under the workspace (``$XAUDIT_HOME``)::
 
 Each chunk is written atomically (temporary file, then a no-clobber hard link to its final name)
 and its ``AttributionMap`` rows (sample, chunk path relative to the workspace, row in the chunk,
-explained class, seconds per map, device) are added in one DB transaction. A job skips every
-sample already indexed, so it can be interrupted and resumed; a request for stored maps never runs
-the model.
+explained class, seconds per map, device) are added in one DB transaction (:func:`index_chunk`).
 
 Chunks are float16 (about 3 significant digits, relative error <= 2^-11): before the cast a
 chunk is multiplied by a power of two that puts its largest magnitude in [2^14, 2^15), so tiny
 gradients do not underflow and large relevances do not overflow; the exponent is kept in one
 extra last row of the chunk (:func:`_encode`), and reads divide it out.
+
+The job that fills the store is :mod:`xai_core.attribution.jobs`.
 """
 
 from __future__ import annotations
@@ -21,26 +21,19 @@ from __future__ import annotations
 import math
 import os
 import tempfile
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from sqlalchemy import select
-from torch import nn
 
-from xai_core.attribution.capabilities import check_supported
-from xai_core.attribution.engine import explain_with_info
-from xai_core.attribution.registry import get_method, params_hash, split_target
+from db import AttributionMap, session_scope
 from xai_core.config import home, workspace_dir
-from xai_core.errors import InvalidValueError, WorkspaceError, XAuditError
-from xai_core.progress import Progress, silent
+from xai_core.errors import WorkspaceError
 
 CHUNK = 64  # maps per chunk file
-TARGETS = ("predicted", "true")
 
 
 # ------------------------------------------------------------------------------------------
@@ -96,246 +89,23 @@ def write_chunk(folder: Path, maps: np.ndarray) -> Path:
             os.unlink(tmp)
 
 
-def _rel(path: Path) -> str:
+def relative_path(path: Path) -> str:
+    """``path`` relative to the workspace (what the index rows keep)."""
     return str(path.resolve().relative_to(home()))
-
-
-# ------------------------------------------------------------------------------------------
-# samples
-# ------------------------------------------------------------------------------------------
-@dataclass
-class SampleBatch:
-    """Images (N, H, W), labels and DB keys of the samples to explain, in request order."""
-
-    images: np.ndarray
-    labels: np.ndarray
-    sample_pks: np.ndarray
-    dataset: str
-    masks: np.ndarray | None = None
-
-
-def _dataset_name(dataset: str | None, checkpoint_id: int, sample_pks: Sequence[int] | None) -> str:
-    from db import Checkpoint, Dataset, Sample, session_scope
-
-    if dataset:
-        return dataset
-    with session_scope() as session:
-        if sample_pks is not None and len(sample_pks) > 0:
-            row = session.get(Sample, int(sample_pks[0]))
-            if row is None:
-                raise WorkspaceError(f"sample {sample_pks[0]} is not in the database; see `xaudit data list`")
-            ds = session.get(Dataset, row.dataset_id)
-            assert ds is not None
-            return ds.name
-        ck = session.get(Checkpoint, checkpoint_id)
-        if ck is None or ck.dataset_id is None:
-            raise WorkspaceError(
-                f"checkpoint {checkpoint_id} has no dataset on record; pass --dataset NAME"
-            )
-        ds = session.get(Dataset, ck.dataset_id)
-        assert ds is not None
-        return ds.name
-
-
-@lru_cache(maxsize=4)
-def _cached_dataset(home_dir: str, name: str, split: str | None, stamp: tuple) -> Any:
-    from xai_core.data import load_dataset
-
-    return load_dataset(name, split)
-
-
-def _dataset(name: str, split: str | None) -> Any:
-    """``load_dataset(name, split)``, cached per workspace and dataset version (row id, size)."""
-    from db import Dataset, session_scope
-
-    with session_scope() as session:
-        row = session.scalar(select(Dataset).where(Dataset.name == name))
-        stamp = (row.id, row.n_samples, str(row.created_at)) if row is not None else (None,)
-    return _cached_dataset(str(home()), name, split, stamp)
-
-
-def select_samples(dataset: str, split: str | None = None, sample_pks: Sequence[int] | None = None,
-                   limit: int | None = None) -> SampleBatch:
-    """The images to explain: the ``split`` of ``dataset`` or the given ``sample_pks`` (in order)."""
-    ds = _dataset(dataset, None if sample_pks is not None else split)
-    pks_all = np.asarray(ds.sample_pks, dtype=np.int64)
-    if sample_pks is not None:
-        want = np.asarray(list(sample_pks), dtype=np.int64)
-        order = np.argsort(pks_all)
-        pos = np.searchsorted(pks_all[order], want)
-        pos = np.clip(pos, 0, len(pks_all) - 1)
-        found = pks_all[order][pos] == want
-        if not bool(found.all()):
-            missing = want[~found][:5].tolist()
-            raise WorkspaceError(f"sample(s) {missing} are not in dataset {dataset!r}; pick samples of that dataset")
-        index = order[pos]
-    else:
-        index = np.arange(len(pks_all))
-    if limit is not None:
-        if limit < 1:
-            raise InvalidValueError(f"--limit must be >= 1 (got {limit})")
-        index = index[:limit]
-    masks = getattr(ds, "masks", None)
-    return SampleBatch(
-        images=np.asarray(ds.images)[index], labels=np.asarray(ds.labels)[index], sample_pks=pks_all[index],
-        dataset=dataset, masks=None if masks is None else np.asarray(masks)[index],
-    )
-
-
-def dataset_mean(dataset: str) -> float:
-    """Mean intensity of the dataset's train split (all samples when it has none): baseline=mean."""
-    try:
-        images = np.asarray(_dataset(dataset, "train").images)
-    except XAuditError:  # no train split
-        images = np.empty((0,))
-    if images.size == 0:
-        images = np.asarray(_dataset(dataset, None).images)
-    return round(float(images.mean(dtype=np.float64)), 6)
-
-
-# ------------------------------------------------------------------------------------------
-# the job
-# ------------------------------------------------------------------------------------------
-@dataclass
-class ExplainJobResult:
-    """What a job did."""
-
-    checkpoint_id: int
-    method: str
-    params_hash: str
-    params: dict[str, Any]
-    computed: int
-    skipped: int
-    seconds: float
-    device: str
-
-
-def _resolve_params(method: str, params: dict[str, Any] | None, dataset: str | None) -> dict[str, Any]:
-    spec = get_method(method)
-    resolved = spec.resolve(params or {})
-    if resolved.get("baseline") == "mean" and resolved.get("baseline_value") is None:
-        if dataset is None:
-            raise InvalidValueError("baseline=mean needs a dataset (or --param baseline_value=...)")
-        resolved["baseline_value"] = dataset_mean(dataset)
-    return resolved
 
 
 def stored_pks(checkpoint_id: int, method: str, phash: str) -> set[int]:
     """Sample keys whose map is already indexed for (checkpoint, method, params hash)."""
-    from db import AttributionMap, session_scope
-
     with session_scope() as session:
         return set(session.scalars(select(AttributionMap.sample_pk).where(
             AttributionMap.checkpoint_id == checkpoint_id, AttributionMap.method == method,
             AttributionMap.params_hash == phash)).all())
 
 
-def _load_model(checkpoint_ref: Any, model: nn.Module | None = None) -> tuple[nn.Module, dict[str, Any]]:
-    loaded, meta = _cached_load(str(checkpoint_ref), str(home()))
-    return (model if model is not None else loaded), meta
-
-
-@lru_cache(maxsize=4)
-def _cached_load(ref: str, _home: str) -> tuple[nn.Module, dict[str, Any]]:
-    """``models.load(ref)`` kept for the process (the dashboard's on-demand requests)."""
-    import models
-
-    return models.load(ref)
-
-
-def _checkpoint_meta(checkpoint_ref: Any, model: nn.Module | None) -> tuple[nn.Module, dict[str, Any]]:
-    """The model (the caller's when given, else loaded and kept) and its checkpoint metadata."""
-    import models
-
-    if model is not None:  # the caller holds the loaded weights: read the metadata from the DB row only
-        row = models.resolve_checkpoint(checkpoint_ref)
-        if row is None:
-            raise WorkspaceError(
-                f"checkpoint {checkpoint_ref} is not registered; import it first with `xaudit models import FILE`"
-            )
-        return model, {"checkpoint_id": row.id, "sha256": row.sha256, "arch": row.arch,
-                       "input_size": row.input_size}
-    model_, meta = _load_model(checkpoint_ref)
-    if meta.get("checkpoint_id") is None:
-        raise WorkspaceError(
-            f"checkpoint {checkpoint_ref} is not registered; import it first with `xaudit models import FILE`"
-        )
-    # the cache is keyed by the reference: reload when the registered file changed under the same name
-    from db import Checkpoint, session_scope
-
-    with session_scope() as session:
-        row = session.get(Checkpoint, int(meta["checkpoint_id"]))
-        stale = row is None or row.sha256 != meta["sha256"]
-    if stale:
-        _cached_load.cache_clear()
-        model_, meta = _load_model(checkpoint_ref)
-    return model_, meta
-
-
-def explain_checkpoint(
-    checkpoint_ref: int | str,
-    method: str,
-    sample_pks: Sequence[int] | None = None,
-    split: str | None = "test",
-    params: dict[str, Any] | None = None,
-    progress: Progress = silent,
-    *,
-    dataset: str | None = None,
-    limit: int | None = None,
-    target: str = "predicted",
-    batch_size: int | None = None,
-    device: str | None = None,
-    model: nn.Module | None = None,
-    chunk_size: int = CHUNK,
-) -> ExplainJobResult:
-    """Compute and store ``method`` maps of a registered checkpoint for ``sample_pks`` (or the
-    ``split`` of its dataset). Resumable: samples already stored are skipped.
-
-    ``target``: ``"predicted"`` (the checkpoint's predicted class) or ``"true"`` (the label).
-    ``model`` may be passed when the caller already holds the loaded checkpoint (dashboard cache).
-    """
-    params, p_target = split_target(params)
-    target = p_target if target == "predicted" else target
-    if target not in TARGETS:
-        raise InvalidValueError(f"target must be one of {', '.join(TARGETS)} (got {target!r})")
-    get_method(method)
-    net, meta = _checkpoint_meta(checkpoint_ref, model)
-    ckpt_id = int(meta["checkpoint_id"])
-    check_supported(method, meta["arch"])
-    name = _dataset_name(dataset, ckpt_id, sample_pks)
-    resolved = _resolve_params(method, params, name)
-    hashed = {**get_method(method).hashed_params(resolved), **({"target": "true"} if target == "true" else {})}
-    phash = params_hash(method, {**resolved, "target": target})
-    batch = select_samples(name, split, sample_pks, limit)
-    done = stored_pks(ckpt_id, method, phash)
-    todo = np.asarray([i for i, pk in enumerate(batch.sample_pks.tolist()) if pk not in done], dtype=np.int64)
-    total = len(batch.sample_pks)
-    skipped = total - len(todo)
-    progress(skipped, total, f"{method}: {skipped} stored")
-    folder = store_dir(meta["sha256"], method, phash)
-    seconds = 0.0
-    dev = ""
-    for start in range(0, len(todo), chunk_size):
-        idx = todo[start:start + chunk_size]
-        tgt = batch.labels[idx] if target == "true" else None
-        result = explain_with_info(
-            net, batch.images[idx], method, tgt, arch=meta["arch"], input_size=meta.get("input_size"),
-            batch_size=batch_size, device=device, **resolved,
-        )
-        path = write_chunk(folder, result.maps)
-        _index_chunk(ckpt_id, method, phash, hashed, batch.sample_pks[idx], result, path)
-        seconds += result.seconds
-        dev = result.device
-        progress(skipped + start + len(idx), total, f"{method} on {dev}")
-    return ExplainJobResult(ckpt_id, method, phash, hashed, len(todo), skipped, seconds, dev)
-
-
-def _index_chunk(ckpt_id: int, method: str, phash: str, hashed: dict[str, Any], pks: np.ndarray,
+def index_chunk(ckpt_id: int, method: str, phash: str, hashed: dict[str, Any], pks: np.ndarray,
                  result: Any, path: Path) -> None:
     """One transaction: one ``AttributionMap`` row per map of the chunk (already-indexed skipped)."""
-    from db import AttributionMap, session_scope
-
-    rel = _rel(path)
+    rel = relative_path(path)
     per_map = result.seconds / max(1, len(pks))
     with session_scope() as session:
         existing = set(session.scalars(select(AttributionMap.sample_pk).where(
@@ -364,26 +134,9 @@ class StoredMaps:
     params_hash: str
 
 
-def _hash_for(method: str, params: dict[str, Any] | None, checkpoint_id: int, target: str) -> str:
-    rest, p_target = split_target(params)
-    target = p_target if target == "predicted" else target
-    resolved = get_method(method).resolve(rest)
-    if resolved.get("baseline") == "mean" and resolved.get("baseline_value") is None:
-        resolved["baseline_value"] = dataset_mean(_dataset_name(None, checkpoint_id, None))
-    return params_hash(method, {**resolved, "target": target})
-
-
-def read_maps(checkpoint_id: int, method: str, sample_pks: Sequence[int], params: dict[str, Any] | None = None,
-              target: str = "predicted") -> StoredMaps:
-    """Stored maps for ``sample_pks`` (all must be stored, else :class:`WorkspaceError`)."""
-    return read_maps_by_hash(checkpoint_id, method, _hash_for(method, params, int(checkpoint_id), target), sample_pks)
-
-
 def read_maps_by_hash(checkpoint_id: int, method: str, phash: str, sample_pks: Sequence[int]) -> StoredMaps:
     """Stored maps of (checkpoint, method, parameter hash) for ``sample_pks``, in that order;
     ``phash`` may be a prefix of the hash (as drift rows across methods keep it)."""
-    from db import AttributionMap, session_scope
-
     pks = [int(p) for p in sample_pks]
     same_hash = (AttributionMap.params_hash == phash if len(phash) >= 64
                  else AttributionMap.params_hash.startswith(phash))
@@ -422,49 +175,3 @@ def read_maps_by_hash(checkpoint_id: int, method: str, phash: str, sample_pks: S
         out[sel] = np.asarray(chunk[index_of[sel]], dtype=np.float32) * _scale(chunk)
     return StoredMaps(out, np.asarray([r[3] for r in ordered], dtype=np.int64),
                       np.asarray([r[4] for r in ordered], dtype=np.float64), [r[5] for r in ordered], phash)
-
-
-def load_maps(checkpoint_id: int, method: str, sample_pks: Sequence[int], params: dict[str, Any] | None = None,
-              target: str = "predicted") -> np.ndarray:
-    """Stored ``(N, H, W)`` float32 maps of ``checkpoint_id`` for ``sample_pks`` (request order).
-
-    ``params=None`` means the method's defaults (the same hash :func:`explain_checkpoint` uses).
-    Missing maps raise :class:`WorkspaceError` naming the command that computes them.
-    """
-    return read_maps(checkpoint_id, method, sample_pks, params, target).maps
-
-
-@dataclass
-class SampleMaps:
-    """Maps for the dashboard: cached or freshly computed, and how long it took."""
-
-    maps: np.ndarray
-    targets: np.ndarray
-    seconds: float  # wall time of this request
-    compute_seconds: float  # compute time of the maps (when they were made)
-    device: str
-    from_cache: bool
-
-
-def explain_samples_info(checkpoint_id: int, sample_pks: Sequence[int], method: str, *,
-                         model: nn.Module | None = None, target: str = "predicted",
-                         device: str | None = None, **params: Any) -> SampleMaps:
-    """Stored maps of ``sample_pks``, computing and storing the missing ones first."""
-    tic = time.perf_counter()
-    phash_missing = True
-    try:
-        stored = read_maps(checkpoint_id, method, sample_pks, params, target)
-        phash_missing = False
-    except WorkspaceError:
-        pass
-    if phash_missing:
-        explain_checkpoint(checkpoint_id, method, sample_pks=list(sample_pks), split=None, params=params,
-                           target=target, device=device, model=model)
-        stored = read_maps(checkpoint_id, method, sample_pks, params, target)
-    return SampleMaps(stored.maps, stored.targets, time.perf_counter() - tic, float(stored.seconds.sum()),
-                      stored.device[0] if stored.device else "", not phash_missing)
-
-
-def explain_samples(checkpoint_id: int, sample_pks: Sequence[int], method: str, **params: Any) -> np.ndarray:
-    """``(N, H, W)`` maps of ``sample_pks``: served from the store, or computed, stored and returned."""
-    return explain_samples_info(checkpoint_id, sample_pks, method, **params).maps

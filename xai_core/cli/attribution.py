@@ -7,7 +7,7 @@ from typing import Any, Optional
 import typer
 
 from xai_core.cli.base import app
-from xai_core.errors import ConfigError
+from xai_core.errors import ConfigError, UnsupportedError
 from xai_core.progress import TqdmProgress
 
 
@@ -21,6 +21,7 @@ def parse_params(pairs: list[str], methods: list[str]) -> dict[str, dict[str, An
     A key no selected method has raises :class:`ConfigError` (typo protection); values are
     coerced by each method's typed parameter.
     """
+    # lazy: only this command's stack is imported (xaudit --help and other commands stay fast)
     from xai_core.attribution import get_method
 
     out: dict[str, dict[str, Any]] = {m: {} for m in methods}
@@ -53,6 +54,7 @@ def explain_cmd(
     device: Optional[str] = typer.Option(None, "--device", help="cpu | cuda | mps (default: auto)"),
 ) -> None:
     """Compute and store attribution maps of a checkpoint (resumable: stored maps are skipped)."""
+    # lazy: only this command's stack is imported (xaudit --help and other commands stay fast)
     import models
     from xai_core.attribution import capabilities, explain_checkpoint, get_method, list_methods
 
@@ -64,8 +66,6 @@ def explain_cmd(
     for name in names:
         get_method(name)
         if caps[name] is not True:
-            from xai_core.errors import UnsupportedError
-
             raise UnsupportedError(f"{name} is not supported on {row.arch}: {caps[name]}")
     per_method = parse_params(param or [], names)
     split_arg = None if split == "all" else split
@@ -91,6 +91,7 @@ def methods_cmd(
     params: bool = typer.Option(False, "--params", help="list each method's parameters and defaults"),
 ) -> None:
     """List attribution methods, their parameters and the method x architecture capability matrix."""
+    # lazy: only this command's stack is imported (xaudit --help and other commands stay fast)
     import models
     from xai_core.attribution import capabilities, get_method, list_methods
 

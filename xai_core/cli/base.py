@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import sys
 
+import click
 import typer
 
+from xai_core.config import configure_threads
 from xai_core.errors import XAuditError
 
 app = typer.Typer(
@@ -24,10 +26,6 @@ app.add_typer(models_app, name="models")
 def run(argv: list[str] | None = None) -> int:
     """Run the CLI on ``argv`` (default: ``sys.argv[1:]``) and return its exit code; user errors
     print one line ``error: ...`` on stderr and give 2."""
-    import click
-
-    from xai_core.config import configure_threads
-
     configure_threads()
     try:
         app(args=argv, standalone_mode=False)

@@ -63,6 +63,7 @@ def build(
 ) -> None:
     """Generate the MRI lesion benchmark (artificial lesions with exact masks on real anatomy)."""
     knobs = {k: v for k, v in locals().items() if k not in ("name", "config", "overwrite", "workers")}
+    # lazy: only this command's stack is imported (xaudit --help and other commands stay fast)
     from xai_core.data import build_dataset, load_dataset, make_params
     from xai_core.data.dataset import check_name, dataset_root, ensure_new
 
@@ -92,6 +93,7 @@ def import_(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing dataset of this name."),
 ) -> None:
     """Import labelled PNG/JPEG/DICOM/NIfTI images as a dataset."""
+    # lazy: only this command's stack is imported (xaudit --help and other commands stay fast)
     from xai_core.data import import_dataset, load_dataset
     from xai_core.data.dataset import check_name, dataset_root, ensure_new
 
@@ -110,6 +112,7 @@ def import_(
 @data_app.command("list")
 def list_() -> None:
     """List the datasets of the workspace."""
+    # lazy: only this command's stack is imported (xaudit --help and other commands stay fast)
     from xai_core.data import list_datasets
 
     rows = list_datasets()

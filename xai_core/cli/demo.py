@@ -15,6 +15,7 @@ from xai_core.progress import TqdmProgress
 
 def serve(port: int = 8501) -> subprocess.Popen:
     """Start the dashboard on ``port`` for the current workspace (in the background)."""
+    # lazy: only this command's stack is imported (xaudit --help and other commands stay fast)
     from ui.server import start_dashboard
 
     typer.echo(f"dashboard: http://localhost:{port}  (workspace {home()})")
@@ -36,6 +37,7 @@ def demo(
     The dashboard starts as soon as the benchmark data exist and fills in as stages complete.
     SIGTERM (``docker stop``, a supervisor) stops it like Ctrl-C: the dashboard process goes too.
     """
+    # lazy: only this command's stack is imported (xaudit --help and other commands stay fast)
     from db import get_engine
     from ui.server import ensure_port_free, stop
     from xai_core.demo import STAGES, build_demo
@@ -73,6 +75,7 @@ def report(
     out: Path = typer.Option(None, "--out", help="Output folder (default: $XAUDIT_HOME/reports/<timestamp>)."),
 ) -> None:
     """Write the self-contained HTML report and its CSV tables."""
+    # lazy: only this command's stack is imported (xaudit --help and other commands stay fast)
     from xai_core.report import write_report
 
     path = write_report(out)

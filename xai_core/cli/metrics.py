@@ -30,6 +30,7 @@ def evaluate(
     chunk_size: int = typer.Option(256, min=1, help="Maps per chunk (one DB transaction each)."),
 ) -> None:
     """The registered ground-truth metrics (`xaudit metrics` lists them) of stored maps; values already stored are kept."""
+    # lazy: only this command's stack is imported (xaudit --help and other commands stay fast)
     from xai_core.metrics.evaluate_job import evaluate as run
 
     bar = TqdmProgress("evaluate")
@@ -60,6 +61,7 @@ def drift(
     chunk_size: int = typer.Option(256, min=1, help="Map pairs per chunk (one DB transaction each)."),
 ) -> None:
     """The registered drift metrics (`xaudit metrics` lists them) between the maps of two checkpoints."""
+    # lazy: only this command's stack is imported (xaudit --help and other commands stay fast)
     from xai_core.metrics.drift_job import drift as run
 
     pairs = None
@@ -101,6 +103,7 @@ def export(
     n_boot: int = typer.Option(1000, min=100, help="Bootstrap resamples for CIs."),
 ) -> None:
     """Export a metrics table as CSV or Parquet."""
+    # lazy: only this command's stack is imported (xaudit --help and other commands stay fast)
     from xai_core.metrics.queries import export_table
 
     options = {"selection": selection, "n_boot": n_boot}

@@ -32,6 +32,7 @@ def pretrain_cmd(
     name: Optional[str] = typer.Option(None, "--name"),
 ) -> None:
     """Pre-train (or load ImageNet weights for) a network; saves a phase=pretrain checkpoint."""
+    # lazy: only this command's stack is imported (xaudit --help and other commands stay fast)
     from models.architectures import get_architecture
     from models.pretraining import get_pretraining_source, pretrain
 
@@ -66,7 +67,9 @@ def train_cmd(
                                  "(for labels that do not depend on orientation, like lesion shape)"),
 ) -> None:
     """Fine-tune a network on a dataset at one degree (or TL then FT with --protocol tl-ft)."""
-    from models.training import TrainConfig, check_names, train
+    # lazy: only this command's stack is imported (xaudit --help and other commands stay fast)
+    from models.finetune import TrainConfig
+    from models.grid import check_names, train
 
     check_names([arch], [pretrain], [degree], protocol)
     bar = TqdmProgress(f"train {arch} {pretrain} {degree}")
@@ -83,6 +86,7 @@ def train_cmd(
 
 
 def _metrics(checkpoint_id: int | None) -> dict:
+    # lazy: only this command's stack is imported (xaudit --help and other commands stay fast)
     from db import Checkpoint, session_scope
 
     if checkpoint_id is None:
@@ -110,7 +114,9 @@ def train_grid_cmd(
                                  "(for labels that do not depend on orientation, like lesion shape)"),
 ) -> None:
     """Architectures x pre-training sources x degrees (the MRI study's design); resumable."""
-    from models.training import TrainConfig, check_names, train_grid
+    # lazy: only this command's stack is imported (xaudit --help and other commands stay fast)
+    from models.finetune import TrainConfig
+    from models.grid import check_names, train_grid
 
     check_names(_csv(archs), _csv(pretrain), _csv(degrees))
     bar = TqdmProgress("train-grid")
@@ -145,6 +151,7 @@ def import_cmd(
 ) -> None:
     """Register an externally trained checkpoint after validating every tensor shape. Grey images are
     replicated to a 3-channel network's channels and normalised with --preprocess everywhere."""
+    # lazy: only this command's stack is imported (xaudit --help and other commands stay fast)
     from models.checkpoints import import_checkpoint
 
     info = import_checkpoint(file, arch, num_classes, name=name, width=width, input_size=input_size,
@@ -160,6 +167,7 @@ def list_cmd(
 ) -> None:
     """List checkpoints (id, name, arch, pre-training, degree, phase, parent, accuracy)."""
     if archs:
+        # lazy: only this command's stack is imported (xaudit --help and other commands stay fast)
         from models import get_architecture, list_architectures
         from models.pretraining import get_pretraining_source, list_pretraining_sources
 
@@ -169,6 +177,7 @@ def list_cmd(
         for s in list_pretraining_sources():
             typer.echo(f"source {s:<10}{get_pretraining_source(s).description}")
         return
+    # lazy: only this command's stack is imported (xaudit --help and other commands stay fast)
     from models.checkpoints import list_checkpoints
 
     rows = list_checkpoints()

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import csv
 import io
+import multiprocessing as mp
 import os
 import shutil
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -22,11 +24,15 @@ from typing import Any, Iterator
 
 import numpy as np
 import yaml
-from sqlalchemy import insert, select
+from sqlalchemy import func, insert, select
 
+from db import Dataset, Sample, session_scope
 from xai_core.config import home, workspace_dir
+from xai_core.data.anatomy import load_anatomy, slice_bank
 from xai_core.data.io import nifti_bytes, read_nifti
 from xai_core.data.params import GeneratorParams, make_params
+from xai_core.data.splits import sample_ids
+from xai_core.data.synth import CHUNK, generate_chunk, labels_and_splits
 from xai_core.errors import ConfigError, UnknownNameError, WorkspaceError
 from xai_core.progress import Progress, silent
 
@@ -64,27 +70,6 @@ def check_name(name: str) -> str:
     return name
 
 
-def stratified_split(labels: np.ndarray, seed: int, train: float = 0.7, val: float = 0.15) -> np.ndarray:
-    """Deterministic stratified split: per class, a seeded shuffle, then the first
-    ``round(train*n_c)`` train, next ``round(val*n_c)`` val, rest test. Returns split names."""
-    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(7,)))
-    out = np.empty(len(labels), dtype=object)
-    for c in np.unique(labels):
-        idx = np.nonzero(labels == c)[0]
-        idx = idx[rng.permutation(len(idx))]
-        n_tr, n_va = int(round(train * len(idx))), int(round(val * len(idx)))
-        out[idx[:n_tr]] = "train"
-        out[idx[n_tr : n_tr + n_va]] = "val"
-        out[idx[n_tr + n_va :]] = "test"
-    return out.astype(str)
-
-
-def sample_ids(n: int) -> list[str]:
-    """``s00000``, ``s00001``, ... (at least five digits)."""
-    width = max(5, len(str(n - 1)))
-    return [f"s{i:0{width}d}" for i in range(n)]
-
-
 # ----------------------------------------------------------------------------- writing
 
 
@@ -112,8 +97,6 @@ class Staging:
 
 def ensure_new(name: str, overwrite: bool) -> None:
     """Raise WorkspaceError when ``name`` exists (rows or folder) and ``overwrite`` is false."""
-    from db import Dataset, session_scope
-
     with session_scope() as s:
         exists = s.scalar(select(Dataset.id).where(Dataset.name == name)) is not None
     folder = home() / "datasets" / name
@@ -134,8 +117,6 @@ def commit_dataset(stage: Staging, *, kind: str, params: dict[str, Any], class_n
                    image_size: int, rows: list[dict[str, Any]]) -> int:
     """Write manifest/params, then in ONE transaction: (replace and) insert rows, rename the
     staging folder into place. Any failure removes the new files and rolls back. Returns Dataset.id."""
-    from db import Dataset, Sample, session_scope
-
     _write_manifest(stage.tmp / "manifest.csv", rows)
     (stage.tmp / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=True))
     (stage.tmp / "cache" / "sample_ids.txt").write_text("\n".join(r["sample_id"] for r in rows) + "\n")
@@ -185,8 +166,6 @@ def commit_dataset(stage: Staging, *, kind: str, params: dict[str, Any], class_n
 
 def _chunk_job(args: tuple[GeneratorParams, Any, np.ndarray, int, str]) -> dict[str, Any]:
     """Generate one chunk and write its NIfTI files into the staging folder (worker-safe)."""
-    from xai_core.data.synth import generate_chunk
-
     params, bank, labels, chunk_index, folder = args
     chunk = generate_chunk(bank, params, labels, chunk_index)
     root = Path(folder)
@@ -205,9 +184,6 @@ def build_dataset(name: str, params: GeneratorParams | None = None, *, config: s
 
     ``params`` or keyword knobs (``n=..., size=..., seed=...``); returns the Dataset id.
     Same parameters and seed give byte-identical images and masks, for any ``workers``."""
-    from xai_core.data.anatomy import load_anatomy, slice_bank
-    from xai_core.data.synth import CHUNK, labels_and_splits
-
     params = params if params is not None else make_params(config, **knobs)
     check_name(name)
     ensure_new(name, overwrite)
@@ -252,9 +228,6 @@ def _run_jobs(jobs: list[Any], workers: int) -> Iterator[dict[str, Any]]:
     if workers <= 1 or len(jobs) < 2:
         yield from map(_chunk_job, jobs)
         return
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor
-
     with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
         yield from pool.map(_chunk_job, jobs)
 
@@ -268,8 +241,6 @@ def dataset_root(name: str) -> Path:
 
 def dataset_exists(name: str) -> bool:
     """Whether a dataset of this name is registered in the workspace database."""
-    from db import Dataset, session_scope
-
     with session_scope() as s:
         return s.scalar(select(Dataset.id).where(Dataset.name == name)) is not None
 
@@ -277,10 +248,6 @@ def dataset_exists(name: str) -> bool:
 def list_datasets() -> list[dict[str, Any]]:
     """Every dataset, by name: ``id, name, kind, n, size, class_names, class_counts`` (per class
     name), ``split_counts`` (train/val/test), ``root`` (relative to the workspace), ``created_at``."""
-    from sqlalchemy import func
-
-    from db import Dataset, Sample, session_scope
-
     with session_scope() as s:
         datasets = s.scalars(select(Dataset).order_by(Dataset.name)).all()
         by_label = s.execute(select(Sample.dataset_id, Sample.label, func.count())
@@ -339,8 +306,6 @@ def _rebuild_cache(root: Path, ws: Path, image_paths: list[str], mask_paths: lis
 def load_dataset(name: str, split: str | None = None) -> LoadedDataset:
     """Images ``(N,H,W)`` float32, masks ``(N,H,W)`` bool, labels ``(N,)`` int64, sample ids,
     Sample primary keys and class names of dataset ``name`` (all splits, or one of train/val/test)."""
-    from db import Dataset, Sample, session_scope
-
     if split is not None and split not in SPLITS:
         raise ConfigError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
     with session_scope() as s:
@@ -390,8 +355,6 @@ def cached_dataset(name: str, split: str | None = None) -> LoadedDataset:
     creation time), so a rebuilt dataset or another workspace is read afresh. Callers must not
     modify the arrays.
     """
-    from db import Dataset, session_scope
-
     with session_scope() as session:
         row = session.scalar(select(Dataset).where(Dataset.name == name))
         stamp = (row.id, row.n_samples, str(row.created_at)) if row is not None else (None,)

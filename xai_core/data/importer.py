@@ -21,9 +21,20 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage as ndi
 
-from xai_core.data.dataset import Staging, check_name, commit_dataset, ensure_new, stratified_split
-from xai_core.data.io import (DICOM_SUFFIXES, NIFTI_SUFFIXES, RASTER_SUFFIXES, nifti_bytes, pad_square,
-                              read_image_2d, resize_stack, robust_unit_scale, strip_suffix)
+from db.models import Sample, column_limit
+from xai_core.data.dataset import Staging, check_name, commit_dataset, ensure_new
+from xai_core.data.io import (
+    DICOM_SUFFIXES,
+    NIFTI_SUFFIXES,
+    RASTER_SUFFIXES,
+    nifti_bytes,
+    pad_square,
+    read_image_2d,
+    resize_stack,
+    robust_unit_scale,
+    strip_suffix,
+)
+from xai_core.data.splits import stratified_split
 from xai_core.errors import ConfigError, InputFileError, InvalidValueError, ShapeError
 from xai_core.progress import Progress, silent
 
@@ -163,8 +174,6 @@ def import_dataset(folder: str | Path, name: str, *, split_csv: str | Path | Non
         if m is not None:
             masks[i] = resize_stack(pad_square(m.astype(np.float32))[None], size, mask=True)[0]
     n_lesions = count_components(masks)
-    from db.models import Sample, column_limit
-
     ids, seen = [], set()
     limit = column_limit(Sample.sample_id)
     for i, rel in enumerate(rels):

@@ -8,7 +8,6 @@ embedded file name, so the same array always gives the same bytes (a plain ``nib
 from __future__ import annotations
 
 import gzip
-import os
 import zlib
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import nibabel as nib
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image, UnidentifiedImageError
 
 from xai_core.errors import InputFileError, InvalidValueError, ShapeError
 
@@ -37,25 +37,12 @@ def strip_suffix(name: str) -> str:
     return name
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temp file in the same folder and ``os.replace``."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-    os.replace(tmp, path)
-
-
 def nifti_bytes(array: np.ndarray, spacing: float = 1.0, compresslevel: int = 1) -> bytes:
     """Deterministic ``.nii.gz`` bytes of a 2D array (float32 image or uint8 mask)."""
     affine = np.diag([spacing, spacing, 1.0, 1.0])
     img = nib.Nifti1Image(np.ascontiguousarray(array), affine)
     img.header.set_xyzt_units("mm")
     return gzip.compress(img.to_bytes(), compresslevel=compresslevel, mtime=0)
-
-
-def write_nifti(path: Path, array: np.ndarray, spacing: float = 1.0) -> None:
-    """Write a 2D array as a byte-reproducible ``.nii.gz`` (plain write: callers build in temp folders)."""
-    path.write_bytes(nifti_bytes(array, spacing))
 
 
 def _finite(data: np.ndarray, path: Path) -> np.ndarray:
@@ -94,7 +81,7 @@ def read_nifti(path: Path, ndim: int | None = None) -> tuple[np.ndarray, nib.Nif
 
 def read_dicom(path: Path) -> np.ndarray:
     """A single-frame DICOM image as float32 (rescale slope/intercept applied, MONOCHROME1 inverted)."""
-    import pydicom
+    import pydicom  # lazy: pydicom takes ~0.25 s; only DICOM files use it
     from pydicom.errors import InvalidDicomError
 
     try:
@@ -117,8 +104,6 @@ def read_dicom(path: Path) -> np.ndarray:
 
 def read_raster(path: Path) -> np.ndarray:
     """A PNG/JPEG image as float32 grey levels in [0, 1] (colour averaged, 16-bit supported)."""
-    from PIL import Image, UnidentifiedImageError
-
     try:
         with Image.open(path) as im:
             im.load()

@@ -14,16 +14,17 @@ are added; the mask is ``image_with_lesions != image_without``.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from collections.abc import Iterator
 
 import numpy as np
 import torch
 
-from xai_core.data.anatomy import SliceBank
+from xai_core.data.anatomy import SliceBank, load_anatomy, slice_bank
 from xai_core.data.lesions import place_lesions
 from xai_core.data.params import GeneratorParams
+from xai_core.data.splits import stratified_split
 
 CHUNK = 64
 
@@ -47,6 +48,7 @@ class Chunk:
 @contextmanager
 def _quiet_torch() -> Iterator[None]:
     """One torch thread (reproducible, no oversubscription) and MONAI without metadata tracking."""
+    # lazy: MONAI takes ~5 s to import; only the generator uses it
     from monai.data import get_track_meta, set_track_meta
 
     threads, track = torch.get_num_threads(), get_track_meta()
@@ -61,6 +63,7 @@ def _quiet_torch() -> Iterator[None]:
 
 def _transforms(params: GeneratorParams) -> tuple[object, list[object]]:
     """The MONAI spatial transform (image+brain channels) and the intensity transforms (image)."""
+    # lazy: MONAI takes ~5 s to import; only the generator uses it
     from monai.transforms import Rand2DElastic, RandBiasField, RandGaussianNoise, RandScaleIntensity
 
     s = params.size
@@ -134,8 +137,6 @@ def generate_chunk(bank: SliceBank, params: GeneratorParams, labels: np.ndarray,
 
 def labels_and_splits(params: GeneratorParams) -> tuple[np.ndarray, np.ndarray]:
     """Exactly n/2 samples per class in seeded random order, and their stratified split."""
-    from xai_core.data.dataset import stratified_split
-
     rng = np.random.default_rng(np.random.SeedSequence(params.seed, spawn_key=(10**6,)))
     labels = np.repeat(np.arange(2, dtype=np.int64), params.n // 2)[rng.permutation(params.n)]
     return labels, stratified_split(labels, params.seed, params.train_frac, params.val_frac)
@@ -161,8 +162,6 @@ class Synthesis:
 
 def synthesize(params: GeneratorParams, bank: SliceBank | None = None) -> Synthesis:
     """Generate every sample of ``params`` in memory, chunk by chunk exactly as ``build_dataset``."""
-    from xai_core.data.anatomy import load_anatomy, slice_bank
-
     if bank is None:
         bank = slice_bank(load_anatomy(params.anatomy), params.size, params.min_brain_fraction)
     labels, splits = labels_and_splits(params)

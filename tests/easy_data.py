@@ -1,10 +1,11 @@
-"""Tiny, fast fixtures for tests and examples: an easy two-class benchmark registered in the DB."""
+"""Tiny, fast test fixtures: an easy two-class benchmark registered in the DB."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from models.training import DataSplits
+from db import Dataset, Sample, session_scope
+from models.splits import DataSplits
 
 
 def easy_benchmark(n: int, size: int = 32, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -24,8 +25,6 @@ def register_easy_dataset(name: str = "easy", size: int = 32, n_train: int = 96,
                           n_test: int = 40) -> DataSplits:
     """:func:`easy_benchmark` splits whose test samples are real ``Dataset``/``Sample`` rows, so
     training stores per-sample predictions (images stay in memory)."""
-    from db import Dataset, Sample, session_scope
-
     train_xy, val_xy, test_xy = (easy_benchmark(n_train, size, 0), easy_benchmark(n_val, size, 1),
                                  easy_benchmark(n_test, size, 2))
     with session_scope() as session:

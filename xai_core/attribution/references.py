@@ -1,4 +1,6 @@
-"""Reference inputs ("baselines") for path and difference methods, computed batched on the device.
+"""Reference inputs of path and difference methods (Captum calls them "baselines", hence the
+methods' ``baseline`` parameter), computed batched on the device. Not to be confused with the
+chance-level maps the metrics compare methods with.
 
 - ``zeros``: an all-zero (black) image;
 - ``blur``: the input blurred by a Gaussian of ``blur_sigma`` pixels (Sturmfels et al. 2020,
@@ -15,7 +17,9 @@ import math
 import torch
 import torch.nn.functional as F
 
-BASELINES = ("zeros", "blur", "mean")
+from xai_core.errors import ConfigError
+
+REFERENCE_KINDS = ("zeros", "blur", "mean")
 
 
 def gaussian_kernel1d(sigma: float, size: int, device: torch.device) -> torch.Tensor:
@@ -42,8 +46,8 @@ def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     return flat.reshape(b, c, h, w)
 
 
-def make_baseline(x: torch.Tensor, kind: str, blur_sigma: float, value: float | None) -> torch.Tensor:
-    """The baseline batch for ``x`` (same shape)."""
+def reference_input(x: torch.Tensor, kind: str, blur_sigma: float, value: float | None) -> torch.Tensor:
+    """The reference batch of kind ``kind`` for ``x`` (same shape)."""
     if kind == "zeros":
         return torch.zeros_like(x)
     if kind == "blur":
@@ -51,4 +55,4 @@ def make_baseline(x: torch.Tensor, kind: str, blur_sigma: float, value: float | 
     if kind == "mean":
         fill = float(x.mean()) if value is None else float(value)
         return torch.full_like(x, fill)
-    raise ValueError(f"unknown baseline {kind!r}")
+    raise ConfigError(f"unknown reference input {kind!r}; use one of {', '.join(REFERENCE_KINDS)}")
