@@ -38,3 +38,7 @@ class UnsupportedError(XAuditError):
 
 class CheckpointError(XAuditError):
     """A checkpoint is unsafe, truncated, or does not match its architecture."""
+
+
+class JobRunningError(XAuditError):
+    """The same background job (kind and settings) is already queued or running."""

@@ -2,17 +2,28 @@
 
 from __future__ import annotations
 
+import os
+import time
 from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
 from db import Checkpoint, session_scope
-from models.finetune import TrainConfig
-from models.grid import train_grid
-from tests.easy_data import register_easy_dataset
+from models.testing import register_easy_dataset
+from models.training import TrainConfig, train_grid
+from xai_core.background import JobState, list_jobs, read_job
 
 PAGE = str(Path(__file__).resolve().parents[2] / "ui" / "views" / "models.py")
+
+
+def wait_for(jid: str, timeout_s: float = 300) -> JobState:
+    """The job's state once it has ended."""
+    deadline = time.time() + timeout_s
+    while (state := read_job(jid)) is not None and state.active and time.time() < deadline:
+        time.sleep(0.1)
+    assert state is not None and not state.active, state
+    return state
 
 
 def test_empty_workspace_shows_commands(workspace: Path) -> None:
@@ -23,9 +34,10 @@ def test_empty_workspace_shows_commands(workspace: Path) -> None:
     assert any("xaudit data build" in i for i in infos)
 
 
-def test_table_lineage_heatmap_and_training_from_the_page(workspace: Path) -> None:
+def test_table_lineage_heatmap_and_training_from_the_page(workspace: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from xai_core.data import build_dataset
 
+    monkeypatch.setenv("XAUDIT_THREADS", "1")  # the training job's process: one torch thread, like the tests
     splits = register_easy_dataset()  # in-memory images, learnable in 2 epochs (table and heatmap)
     build_dataset("tiny", n=40, size=32, seed=1)  # a real dataset for the page's training form
     rows = train_grid(splits, archs=["vgg16"], pretrains=["none"], degrees=["tl", "all"], width=0.125,
@@ -46,7 +58,7 @@ def test_table_lineage_heatmap_and_training_from_the_page(workspace: Path) -> No
     assert len(at.get("plotly_chart")) == 3
     assert at.metric[0].value == f"{acc[all_id]:.3f}"
 
-    # start a run from the page: TL then FT on the same dataset, one epoch each
+    # start a run from the page: a background job (TL then FT on the same dataset, one epoch each)
     form_boxes = {sb.label: sb for sb in at.selectbox}
     form_boxes["Dataset"].set_value("tiny")
     form_boxes["Pre-training"].set_value("none")
@@ -54,7 +66,50 @@ def test_table_lineage_heatmap_and_training_from_the_page(workspace: Path) -> No
     at.number_input[1].set_value(1)
     at.button[0].click().run()
     assert not at.exception, at.exception
+    (job,) = list_jobs("train")
+    assert job.params == {"dataset": "tiny", "arch": "vgg16", "pretrain": "none", "degree": "all",
+                          "protocol": "tl-ft", "width": 0.125, "epochs": 1}
+    assert job.active and job.pid != os.getpid()  # not in the page's script run
+    bars = at.get("progress")
+    assert len(bars) == 1 and "vgg16 from none, TL then full FT, 1 epochs on tiny" in bars[0].proto.text
+
+    # the same settings again while it runs: refused in one line, the running job still shown
+    at.button[0].click().run()
+    assert [e.value for e in at.error] == [
+        f"the same train job is already {read_job(job.id).state} (since " + at.error[0].value.split("(since ")[1]]
+    assert "wait for it to finish" in at.error[0].value and len(at.get("progress")) == 1
+    assert len(list_jobs("train")) == 1
+
+    finished = wait_for(job.id)
+    assert finished.state == "done", finished.error
+    # a new session (a reload) reads the job back from the workspace: its outcome and checkpoints
+    at = AppTest.from_file(PAGE, default_timeout=120).run()
+    assert not at.exception, at.exception
+    assert not at.get("progress")
     assert at.success and "Saved" in at.success[0].value and "tlft-s0-ft" in at.success[0].value
     with session_scope() as session:
         ft = session.query(Checkpoint).filter(Checkpoint.name == "tiny-vgg16-w0.125-none-tlft-s0-ft").one()
         assert ft.parent_id is not None and session.get(Checkpoint, ft.parent_id).phase == "tl"
+        assert f"#{ft.id} tiny-vgg16-w0.125-none-tlft-s0-ft" in at.success[0].value
+    table = at.dataframe[0].value.set_index("id")
+    assert table.loc[ft.id, "lineage"] == f"tl #{ft.parent_id} → ft #{ft.id}"
+
+
+def test_a_failed_training_job_shows_its_error_line(workspace: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from xai_core.data import build_dataset
+
+    monkeypatch.setenv("XAUDIT_THREADS", "1")
+    build_dataset("tiny", n=40, size=32, seed=1)
+    at = AppTest.from_file(PAGE, default_timeout=120).run()
+    boxes = {sb.label: sb for sb in at.selectbox}
+    boxes["Architecture"].set_value("inception_v3")  # needs inputs of at least 75 px; the dataset has 32
+    boxes["Pre-training"].set_value("none")
+    at.button[0].click().run()
+    assert not at.exception, at.exception
+    (job,) = list_jobs("train")
+    assert wait_for(job.id).state == "failed"
+    at.run()
+    (error,) = at.error
+    assert error.value.startswith("Training failed (inception_v3 from none, degree all, 8 epochs on tiny): ")
+    assert read_job(job.id).error == "inception_v3 needs inputs of at least 75 px; dataset has 32 px"
+    assert error.value.endswith(": inception_v3 needs inputs of at least 75 px; dataset has 32 px")

@@ -3,9 +3,6 @@ and the slices of a NIfTI anatomy volume (the MNI152 template or an uploaded fil
 
 from __future__ import annotations
 
-import os
-import tempfile
-
 import numpy as np
 import pandas as pd
 import plotly.express as px
@@ -13,6 +10,8 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from ui.common import user_errors
+from xai_core.data import list_datasets, load_dataset
+from xai_core.data.anatomy import mni152_path, read_canonical, read_uploaded
 from xai_core.stamp import change_stamp
 
 AXES = {"axial": 2, "coronal": 1, "sagittal": 0}
@@ -24,8 +23,6 @@ TABLES = ("datasets", "samples")  # what the cached reads below read
 @st.cache_data(show_spinner=False, max_entries=4)
 def _datasets(stamp: tuple) -> list[dict]:
     """Registered datasets; keyed on :func:`change_stamp` of :data:`TABLES` (workspace and rows)."""
-    from xai_core.data import list_datasets
-
     return list_datasets()
 
 
@@ -33,40 +30,15 @@ def _datasets(stamp: tuple) -> list[dict]:
 def _load(stamp: tuple, name: str, version: int, split: str | None) -> dict[str, np.ndarray | list]:
     """Arrays of one dataset, keyed by :func:`change_stamp` of :data:`TABLES`, name, dataset id
     (a rebuilt dataset gets a new id) and split."""
-    from xai_core.data import load_dataset
-
     ds = load_dataset(name, split)
     return {"images": ds.images, "masks": ds.masks, "labels": ds.labels, "sample_ids": list(ds.sample_ids),
             "splits": ds.splits, "class_names": list(ds.class_names)}
 
 
-def _read_volume(path: str) -> tuple[np.ndarray, tuple[float, float, float]]:
-    """A 3D NIfTI volume in RAS+ orientation and its voxel sizes (nibabel; validated)."""
-    import nibabel as nib
-
-    from xai_core.data.anatomy import _canonical
-    from xai_core.data.io import read_nifti
-
-    data, img = read_nifti(path, ndim=3)
-    return _canonical(nib.Nifti1Image(data, img.affine, img.header), data)
-
-
 @st.cache_data(show_spinner="Reading the volume…", max_entries=2)
 def _volume(path: str) -> tuple[np.ndarray, tuple[float, float, float]]:
-    """:func:`_read_volume`, cached by path (the packaged template)."""
-    return _read_volume(path)
-
-
-def _upload_to_volume(name: str, payload: bytes) -> tuple[np.ndarray, tuple[float, float, float]]:
-    """Write an uploaded NIfTI file to a temp file (nibabel reads paths) and read it."""
-    suffix = ".nii.gz" if name.lower().endswith(".gz") else ".nii"
-    fd, path = tempfile.mkstemp(suffix=suffix)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(payload)
-        return _read_volume(path)  # a temp path: not cached
-    finally:
-        os.unlink(path)
+    """:func:`read_canonical`, cached by path (the packaged template; an upload is read each time)."""
+    return read_canonical(path)
 
 
 def _image_figure(image: np.ndarray, mask: np.ndarray, title: str) -> go.Figure:
@@ -143,12 +115,10 @@ with user_errors():
 
 st.subheader("Anatomy slice browser")
 with user_errors():
-    from xai_core.data.anatomy import mni152_path
-
     upload = st.file_uploader("NIfTI volume (.nii or .nii.gz); default: the MNI152 T1 template",
                               type=["nii", "gz"], key="volume")
     if upload is not None:
-        volume, zooms = _upload_to_volume(upload.name, upload.getvalue())
+        volume, zooms = read_uploaded(upload.name, upload.getvalue())
         source = upload.name
     else:
         volume, zooms = _volume(str(mni152_path()))

@@ -6,12 +6,12 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 import torch
-from sqlalchemy import select
 
 import models
 from ui.common import user_errors
 from xai_core.attribution import capabilities, explain_samples_info, get_method, list_methods
-from xai_core.attribution.jobs import select_samples
+from xai_core.attribution.store import select_samples
+from xai_core.catalog import SAMPLE_TABLES, SampleRow, sample_index
 from xai_core.config import device
 from xai_core.metrics import explanation_precision
 from xai_core.stamp import change_stamp
@@ -29,17 +29,9 @@ def _model(checkpoint_id: int, sha256: str, workspace: tuple) -> tuple[torch.nn.
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
-def _samples(stamp: tuple, dataset: str, split: str | None) -> list[tuple[int, str, int, str]]:
-    """(pk, sample_id, label, split) of a dataset's samples; keyed on :func:`change_stamp` of
-    the datasets and samples tables (workspace and rows)."""
-    from db import Dataset, Sample, session_scope
-
-    with session_scope() as session:
-        query = select(Sample.id, Sample.sample_id, Sample.label, Sample.split).join(
-            Dataset, Sample.dataset_id == Dataset.id).where(Dataset.name == dataset).order_by(Sample.id)
-        if split:
-            query = query.where(Sample.split == split)
-        return [tuple(r) for r in session.execute(query).all()]  # type: ignore[misc]
+def _samples(stamp: tuple, dataset: str, split: str | None) -> list[SampleRow]:
+    """:func:`sample_index`; keyed on :func:`change_stamp` of :data:`SAMPLE_TABLES` (workspace and rows)."""
+    return sample_index(dataset, split)
 
 
 def _overlay(image: np.ndarray, attribution: np.ndarray, mask: np.ndarray | None, *, opacity: float,
@@ -86,7 +78,7 @@ with user_errors():
     dataset = ckpt["dataset"]
     wanted_sample = int(query["sample"]) if query.get("sample", "").isdigit() else None
     split = right.selectbox("Split", ["test", "val", "train", "all"], index=3 if wanted_sample else 0)
-    samples = _samples(change_stamp("datasets", "samples"), dataset, None if split == "all" else split)
+    samples = _samples(change_stamp(*SAMPLE_TABLES), dataset, None if split == "all" else split)
     if not samples:
         st.info(f"Dataset {dataset} has no {split} samples.")
         st.stop()

@@ -1,5 +1,5 @@
 """Models: checkpoints with metrics and lineage, training curves, confusion matrix, accuracy
-heatmap (pre-training x degree), and a form that starts a training run with a progress bar."""
+heatmap (pre-training x degree), and a form that starts a training run as a background job."""
 
 from __future__ import annotations
 
@@ -7,46 +7,80 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
+from models import DEGREES, list_architectures, list_pretraining_sources
 from ui.common import user_errors
-from xai_core.metrics.order import order_columns
+from xai_core.background import JobState, list_jobs, start
+from xai_core.catalog import (
+    CHECKPOINT_TABLES,
+    CheckpointDetail,
+    accuracy_grid,
+    checkpoint_detail,
+    checkpoint_table,
+    dataset_names,
+    trained_archs,
+)
+from xai_core.stamp import change_stamp
+
+COLUMNS = ["id", "name", "arch", "width", "pretrain", "degree", "phase", "epoch", "lineage", "dataset",
+           "accuracy", "balanced_accuracy", "roc_auc", "train_time_s", "device"]
+POLL_S = 2.0  # how often the training panel refreshes while a job runs
+RECENT = 3  # finished training jobs shown under the form
 
 
-def checkpoint_frame() -> pd.DataFrame:
-    """All checkpoints with a ``lineage`` column (pretrain → TL → FT ids)."""
-    from models.checkpoints import list_checkpoints
-
-    rows = list_checkpoints()
-    frame = pd.DataFrame(rows)
-    if frame.empty:
-        return frame
-    by_id = {r["id"]: r for r in rows}
-
-    def lineage(row_id: int) -> str:
-        chain, seen, cur = [], set(), by_id.get(row_id)
-        while cur is not None and cur["id"] not in seen:
-            seen.add(cur["id"])
-            chain.append(f"{cur['phase']} #{cur['id']}")
-            cur = by_id.get(cur["parent_id"]) if cur["parent_id"] else None
-        return " → ".join(reversed(chain))
-
-    frame["lineage"] = [lineage(i) for i in frame["id"]]
-    return frame
+@st.cache_data(show_spinner=False, max_entries=4)
+def _checkpoints(stamp: tuple) -> pd.DataFrame:
+    """Keyed on :func:`change_stamp` of the checkpoint tables (workspace and rows)."""
+    return checkpoint_table()
 
 
-def dataset_names() -> list[str]:
-    from sqlalchemy import select
+@st.cache_data(show_spinner=False, max_entries=32)
+def _detail(checkpoint_id: int, stamp: tuple) -> CheckpointDetail:
+    return checkpoint_detail(checkpoint_id)
 
-    from db import Dataset, session_scope
 
-    with session_scope() as session:
-        return list(session.scalars(select(Dataset.name).order_by(Dataset.id)).all())
+@st.cache_data(show_spinner=False, max_entries=4)
+def _datasets(stamp: tuple) -> list[str]:
+    return dataset_names()
+
+
+def _metric_text(metrics: dict, key: str) -> str:
+    return f"{metrics[key]:.3f}" if metrics.get(key) is not None else "-"
+
+
+def describe(params: dict) -> str:
+    """One line naming a training job's settings."""
+    what = f"degree {params['degree']}" if params["protocol"] == "single" else "TL then full FT"
+    return f"{params['arch']} from {params['pretrain']}, {what}, {params['epochs']} epochs on {params['dataset']}"
+
+
+def job_line(job: JobState) -> None:
+    """A running job's progress bar, a failed job's error line or a finished job's checkpoints."""
+    if job.active:
+        st.progress(job.fraction, text=f"{describe(job.params)}: {job.message or job.state}"[:200])
+    elif job.state == "failed":
+        st.error(f"Training failed ({describe(job.params)}): {job.error}")
+    else:
+        saved = ", ".join(f"#{c['id']} {c['name']}" for c in (job.result or {}).get("checkpoints", []))
+        st.success(f"Saved {saved} ({describe(job.params)})")
+
+
+def training_jobs(active_ids: tuple[str, ...]) -> None:
+    """Running training jobs and the most recent finished ones; when one of ``active_ids`` (the
+    jobs running at the page's last full run) has ended, the whole page runs again (its new
+    checkpoints appear in the tables)."""
+    jobs = list_jobs("train")
+    for job in [j for j in jobs if j.active] + [j for j in jobs if not j.active][:RECENT]:
+        job_line(job)
+    if any(j.id in active_ids and not j.active for j in jobs):
+        st.rerun()
 
 
 st.title("Models")
 st.caption("Checkpoints of every pre-training source and fine-tuning degree, their test metrics and lineage.")
 
 with user_errors():
-    frame = checkpoint_frame()
+    stamp = change_stamp(*CHECKPOINT_TABLES)
+    frame = _checkpoints(stamp)
     if frame.empty:
         st.info(
             "No checkpoints yet. Train the demo grid with "
@@ -56,16 +90,13 @@ with user_errors():
         )
     else:
         st.subheader("Checkpoints")
-        cols = ["id", "name", "arch", "width", "pretrain", "degree", "phase", "epoch", "lineage", "dataset",
-                "accuracy", "balanced_accuracy", "roc_auc", "train_time_s", "device"]
-        st.dataframe(frame[cols], hide_index=True, width="stretch")
+        st.dataframe(frame[COLUMNS], hide_index=True, width="stretch")
 
-        trained = frame[frame["phase"].isin(["tl", "ft"]) & frame["accuracy"].notna()]
-        if not trained.empty:
+        archs = trained_archs(frame)
+        if archs:
             st.subheader("Test accuracy: pre-training × fine-tuning degree")
-            arch_choice = st.selectbox("Architecture", sorted(trained["arch"].unique()), key="heat_arch")
-            sub = trained[trained["arch"] == arch_choice].sort_values("id").groupby(["pretrain", "degree"]).last()
-            heat = order_columns(sub["accuracy"].unstack("degree"))
+            arch_choice = st.selectbox("Architecture", archs, key="heat_arch")
+            heat = accuracy_grid(frame, arch_choice)
             fig = px.imshow(heat, text_auto=".3f", color_continuous_scale="Viridis", zmin=0.5, zmax=1.0,
                             labels={"x": "degree", "y": "pre-training", "color": "accuracy"}, aspect="auto")
             st.plotly_chart(fig, width="stretch")
@@ -76,16 +107,12 @@ with user_errors():
         label = st.selectbox("Checkpoint", list(options), index=len(options) - 1, key="detail")
         row = frame[frame["id"] == options[label]].iloc[0]
         st.markdown(f"**Lineage:** {row['lineage']}")
-        from db import Checkpoint, session_scope
-
-        with session_scope() as session:
-            ck = session.get(Checkpoint, int(row["id"]))
-            history, metrics, class_names_meta = list(ck.history or []), dict(ck.metrics or {}), ck.num_classes
+        detail = _detail(int(row["id"]), stamp)
+        history, metrics = detail.history, detail.metrics
         c1, c2, c3 = st.columns(3)
-        c1.metric("Accuracy", f"{metrics['accuracy']:.3f}" if metrics.get("accuracy") is not None else "-")
-        c2.metric("Balanced accuracy",
-                  f"{metrics['balanced_accuracy']:.3f}" if metrics.get("balanced_accuracy") is not None else "-")
-        c3.metric("ROC-AUC", f"{metrics['roc_auc']:.3f}" if metrics.get("roc_auc") is not None else "-")
+        c1.metric("Accuracy", _metric_text(metrics, "accuracy"))
+        c2.metric("Balanced accuracy", _metric_text(metrics, "balanced_accuracy"))
+        c3.metric("ROC-AUC", _metric_text(metrics, "roc_auc"))
         if history and "epoch" in history[0]:
             curves = pd.DataFrame(history).melt("epoch", ["train_loss", "val_loss", "train_acc", "val_acc"])
             st.plotly_chart(px.line(curves, x="epoch", y="value", color="variable", markers=True,
@@ -94,45 +121,34 @@ with user_errors():
             st.plotly_chart(px.line(pd.DataFrame(history), x="step", y=["loss", "acc"], markers=True,
                                     title="Pre-training (pretext task)"), width="stretch")
         if metrics.get("confusion_matrix"):
-            import json
-            from pathlib import Path
-
-            side = Path(str(row["path"])).with_suffix(".json")
-            names = json.loads(side.read_text()).get("class_names") if side.is_file() else None
-            names = names or [str(i) for i in range(class_names_meta)]
+            names = detail.class_names
             cm = pd.DataFrame(metrics["confusion_matrix"], index=names, columns=names)
             st.plotly_chart(px.imshow(cm, text_auto=True, labels={"x": "predicted", "y": "true"},
                                       title="Confusion matrix (test split)", color_continuous_scale="Blues"),
                             width="stretch")
 
     st.subheader("Train a model")
-    names = dataset_names()
+    names = _datasets(change_stamp("datasets"))
     if not names:
         st.info("No dataset yet. Build the benchmark first: `xaudit data build --name mri-lesions`.")
     else:
-        from models import DEGREES, list_architectures
-        from models.pretraining import list_pretraining_sources
-
+        archs_all, sources = list_architectures(), list_pretraining_sources()
         with st.form("train"):
             ds = st.selectbox("Dataset", names)
             a1, a2, a3 = st.columns(3)
-            arch = a1.selectbox("Architecture", list_architectures(), index=list_architectures().index("vgg16"))
-            pre = a2.selectbox("Pre-training", list_pretraining_sources(),
-                               index=list_pretraining_sources().index("natural"))
+            arch = a1.selectbox("Architecture", archs_all, index=archs_all.index("vgg16"))
+            pre = a2.selectbox("Pre-training", sources, index=sources.index("natural"))
             degree = a3.selectbox("Degree", list(DEGREES), index=len(DEGREES) - 1)
             b1, b2, b3 = st.columns(3)
             protocol = b1.selectbox("Protocol", ["single", "tl-ft"])
             width = b2.number_input("Width (vgg16)", 0.0625, 1.0, 0.125, step=0.0625)
             epochs = b3.number_input("Epochs", 1, 200, 8)
             submitted = st.form_submit_button("Train")
+        st.caption("Training runs in the background: you can leave this page, and the progress is here when "
+                   "you come back (also from another browser).")
         if submitted:
-            from models.grid import train
-
-            bar = st.progress(0.0, text="starting")
-
-            def report(done: int, total: int, message: str) -> None:
-                bar.progress(min(1.0, done / total) if total else 0.0, text=message[:120])
-
-            infos = train(ds, arch=arch, pretrain=pre, degree=degree, protocol=protocol,
-                          width=float(width) if arch == "vgg16" else 1.0, epochs=int(epochs), progress=report)
-            st.success("Saved " + ", ".join(f"#{i.id} {i.name}" for i in infos))
+            with user_errors():  # e.g. the same job running already: one line, the panel below still shows
+                start("train", dataset=ds, arch=arch, pretrain=pre, degree=degree, protocol=protocol,
+                      width=float(width) if arch == "vgg16" else 1.0, epochs=int(epochs))
+        running = tuple(j.id for j in list_jobs("train") if j.active)
+        st.fragment(training_jobs, run_every=POLL_S if running else None)(running)

@@ -7,7 +7,8 @@ brain, normalised to [0, 1] and resized to the output size, together with their 
 
 from __future__ import annotations
 
-import importlib.util
+import os
+import tempfile
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -100,6 +101,26 @@ def load_volume(path: Path, mask_path: Path | None = None) -> Volume:
 
 
 @lru_cache(maxsize=1)
+def read_canonical(path: str | Path) -> tuple[np.ndarray, tuple[float, float, float]]:
+    """A 3D NIfTI volume in RAS+ orientation (axial = last axis) and its voxel sizes in mm, for
+    viewing (read and validated by :func:`~xai_core.data.io.read_nifti`, no brain mask)."""
+    data, img = read_nifti(Path(path), ndim=3)
+    return _canonical(img, data)
+
+
+def read_uploaded(name: str, payload: bytes) -> tuple[np.ndarray, tuple[float, float, float]]:
+    """:func:`read_canonical` of an uploaded file's bytes (nibabel reads paths: a temporary file
+    named like the upload, ``.nii`` or ``.nii.gz``, removed afterwards)."""
+    suffix = ".nii.gz" if name.lower().endswith(".gz") else ".nii"
+    fd, path = tempfile.mkstemp(suffix=suffix)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(payload)
+        return read_canonical(path)
+    finally:
+        os.unlink(path)
+
+
 def load_mni152() -> Volume:
     """nilearn's MNI152 T1 template and brain mask at 1 mm, the resolution shipped inside nilearn
     (``resolution=1`` reads the packaged file; other resolutions resample, nothing is fetched).
