@@ -1,8 +1,8 @@
 """What the dashboard pages list, read from the workspace's database: dataset names, a dataset's
 samples, the checkpoints with their lineage and one checkpoint's detail.
 
-The pages call these (through caches keyed on :func:`xai_core.stamp.change_stamp` of
-:data:`CHECKPOINT_TABLES` / :data:`SAMPLE_TABLES`) and hold no queries of their own.
+The pages call these through caches keyed on :func:`xai_core.stamp.change_stamp` of the tables
+they read (:data:`CHECKPOINT_TABLES` for the checkpoint functions) and hold no queries of their own.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from xai_core.errors import UnknownNameError
 from xai_core.metrics.order import order_columns
 
 CHECKPOINT_TABLES = ("checkpoints", "datasets")  # what checkpoint_table / checkpoint_detail read
-SAMPLE_TABLES = ("datasets", "samples")  # what dataset_names / sample_index read
 
 SampleRow = tuple[int, str, int, str]  # (Sample.id, sample id, label, split)
 

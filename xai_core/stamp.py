@@ -35,3 +35,12 @@ def change_stamp(*tables: str) -> tuple[str, str, tuple[TableStamp, ...]]:
             values = tuple(session.execute(select(*columns)).one())
     stamps = tuple((name, int(values[2 * i]), int(values[2 * i + 1])) for i, name in enumerate(tables))
     return str(home()), database_url(), stamps
+
+
+def stamp_rows(stamp: tuple[str, str, tuple[TableStamp, ...]], table: str) -> int:
+    """Rows of ``table`` when ``stamp`` (a :func:`change_stamp` naming it) was taken: a page's
+    "is there anything yet" check without a second query."""
+    for name, rows, _ in stamp[2]:
+        if name == table:
+            return rows
+    raise ValueError(f"the stamp has no table {table!r}; it covers {', '.join(t for t, _, _ in stamp[2])}")

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import plotly.graph_objects as go
 import streamlit as st
 
 from ui.common import user_errors
 from xai_core.metrics import queries
-from xai_core.metrics.chance_maps import CHANCE_METHODS
-from xai_core.metrics.registry import GROUND_TRUTH_METRICS
+from xai_core.metrics.baselines import BASELINE_METHODS
+from xai_core.metrics.ground_truth import GROUND_TRUTH_KEYS
 from xai_core.attribution import equivalence_column
 from xai_core.metrics.figures import accuracy_scatter, degree_lines, metric_box
 from xai_core.metrics.statistics import ci_table, summarise
-from xai_core.stamp import change_stamp
+from xai_core.stamp import change_stamp, stamp_rows
 
 FILL_COMMANDS = """xaudit demo --quick --no-serve                  # data, checkpoints, maps and metrics in one go
 # or step by step:
@@ -36,8 +37,52 @@ def _summary(selection: str, metric: str, stamp: tuple) -> pd.DataFrame:
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
+def _wide(selection: str, metric: str, stamp: tuple) -> tuple[pd.DataFrame, list[str]]:
+    """The mean [CI] table (a note column next to equivalent methods) and the notes' explanations."""
+    wide = ci_table(_summary(selection, metric, stamp))
+    notes, why = equivalence_column(list(wide.index))
+    if any(notes):
+        wide.insert(0, "note", notes)
+    return wide, why
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _chance(selection: str, metric: str, stamp: tuple) -> str:
+    """The chance caption: the baselines' means (and a random ranking's expected precision), or ""."""
+    df = _gt(selection, stamp)
+    base_means = df[df["method"].isin(BASELINE_METHODS)].groupby("method")[metric].mean()
+    if base_means.empty:
+        return ""
+    text = "; ".join(f"{name} = {value:.3f}" for name, value in base_means.items())
+    chance = queries.chance_precision(selection)
+    if metric == "precision" and np.isfinite(chance):
+        text += f"; expected precision of a random ranking (mean lesion share) = {chance:.3f}"
+    return text
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
 def _acc(method: str, metric: str, selection: str, stamp: tuple) -> pd.DataFrame:
     return queries.accuracy_frame(method, metric, selection)
+
+
+# Figures are cached as objects (st.cache_resource): st.cache_data would hand out unpickled copies,
+# and unpickling a plotly figure validates it again, about as slow as building it. st.plotly_chart
+# reads a figure without changing it.
+@st.cache_resource(show_spinner=False, max_entries=32)
+def _degree_figure(selection: str, metric: str, stamp: tuple) -> go.Figure:
+    return degree_lines(_summary(selection, metric, stamp), metric)
+
+
+@st.cache_resource(show_spinner=False, max_entries=64)
+def _box_figure(selection: str, metric: str, method: str, stamp: tuple) -> go.Figure:
+    return metric_box(_gt(selection, stamp), metric, method)
+
+
+@st.cache_resource(show_spinner=False, max_entries=64)
+def _scatter(method: str, metric: str, selection: str, stamp: tuple) -> tuple[go.Figure, dict | None, str] | None:
+    """The accuracy scatter with its fit; None with fewer than two checkpoints that have an accuracy."""
+    acc = _acc(method, metric, selection, stamp).dropna(subset=["accuracy"])
+    return accuracy_scatter(acc, metric) if len(acc) >= 2 else None
 
 
 st.title("Benchmark: are the explanations right?")
@@ -47,8 +92,8 @@ st.caption(
 )
 
 with user_errors():
-    counts = queries.count_rows()
-    if counts["gt_metrics"] == 0:
+    stamp = change_stamp(*TABLES)
+    if stamp_rows(stamp, "gt_metrics") == 0:
         st.info("No ground-truth metrics in this workspace yet. Fill it with:")
         st.code(FILL_COMMANDS, language="bash")
         st.stop()
@@ -56,7 +101,7 @@ with user_errors():
     col1, col2 = st.columns(2)
     selection = col1.selectbox("Samples", ["correct", "all", "incorrect"], index=0,
                                help="Correctly classified test samples (the MRI study's choice), all, or only errors.")
-    stamp = change_stamp(*TABLES)
+    metric = col2.selectbox("Metric", list(GROUND_TRUTH_KEYS), format_func=lambda k: LABELS[k])
     df = _gt(selection, stamp)
     stored = [k for k in GROUND_TRUTH_METRICS.list() if k in df and df[k].notna().any()] or GROUND_TRUTH_METRICS.list()
     metric = col2.selectbox("Metric", stored, format_func=lambda k: GROUND_TRUTH_METRICS.get(k).label,
@@ -67,45 +112,37 @@ with user_errors():
 
     summary = _summary(selection, metric, stamp)
     st.subheader(f"Mean {metric} by method × pre-training × degree (mean [95% CI])")
-    wide = ci_table(summary)
-    notes, why = equivalence_column(list(wide.index))
-    if any(notes):
-        wide.insert(0, "note", notes)
+    wide, why = _wide(selection, metric, stamp)
     st.dataframe(wide, width="stretch", column_config={"note": st.column_config.TextColumn(width="medium")})
     for text in why:
         st.caption(text)
-    chance = queries.chance_precision(selection)
-    base = summary[summary["method"].isin(CHANCE_METHODS)]
-    if not base.empty:
-        base_means = df[df["method"].isin(CHANCE_METHODS)].groupby("method")[metric].mean()
-        text = "; ".join(f"{name} = {value:.3f}" for name, value in base_means.items())
-        if metric == "precision" and np.isfinite(chance):
-            text += f"; expected precision of a random ranking (mean lesion share) = {chance:.3f}"
-        st.caption("Chance: " + text)
+    chance = _chance(selection, metric, stamp)
+    if chance:
+        st.caption("Chance: " + chance)
     with st.expander("Long table (n, mean, median, CI)"):
         st.dataframe(summary, width="stretch")
 
     st.subheader(f"Mean {metric} against fine-tuning degree, per method (the MRI study's figure)")
     st.caption("One line per pre-training source with its 95% CI band; degrees from the frozen backbone (tl) "
                "to all layers trained.")
-    st.plotly_chart(degree_lines(summary, metric), width="stretch")
+    st.plotly_chart(_degree_figure(selection, metric, stamp), width="stretch")
 
     st.subheader("Per-image distribution of one method")
     methods = sorted(df["method"].unique())
     box_method = st.selectbox("Method for the box plots", methods, key="box_method",
                               index=methods.index("saliency") if "saliency" in methods else 0)
-    st.plotly_chart(metric_box(df, metric, box_method), width="stretch")
+    st.plotly_chart(_box_figure(selection, metric, box_method, stamp), width="stretch")
 
     st.subheader("Accuracy vs explanation performance")
-    real_methods = sorted(m for m in df["method"].unique() if m not in CHANCE_METHODS)
+    real_methods = [m for m in methods if m not in BASELINE_METHODS]
     if real_methods:
         method = st.selectbox("Method", real_methods, key="acc_method")
-        acc = _acc(method, metric, selection, stamp).dropna(subset=["accuracy"])
-        if len(acc) >= 2:
-            scatter, fit, why = accuracy_scatter(acc, metric)
-            st.plotly_chart(scatter, width="stretch")
+        scatter = _scatter(method, metric, selection, stamp)
+        if scatter is not None:
+            figure, fit, no_fit = scatter
+            st.plotly_chart(figure, width="stretch")
             if fit is None:
-                st.caption(f"No regression: {why}")
+                st.caption(f"No regression: {no_fit}")
             elif not fit["effects"].empty:
                 st.caption("Pre-training effect at matched accuracy (OLS: metric ~ accuracy + source):")
                 st.table(fit["effects"])

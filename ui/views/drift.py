@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import pandas as pd
 import plotly.express as px
+import plotly.graph_objects as go
 import streamlit as st
 
 from ui.common import user_errors
 from xai_core.metrics import queries
 from xai_core.metrics.figures import drift_box
-from xai_core.metrics.registry import DRIFT_METRICS
-from xai_core.metrics.statistics import ci_table, ranking_agreement, stability_ranking, summarise
-from xai_core.metrics.stored import read_stored_maps
-from xai_core.stamp import change_stamp
+from xai_core.metrics.jobs import read_stored_maps, split_drift_label
+from xai_core.metrics.statistics import STABILITY_DIRECTION, ci_table, ranking_agreement, stability_ranking, summarise
+from xai_core.stamp import change_stamp, stamp_rows
 
 FILL_COMMANDS = """xaudit demo --quick --no-serve                  # everything in one go
 # or step by step:
@@ -34,6 +34,41 @@ def _summary(stamp: tuple) -> pd.DataFrame:
     return summarise(_drift(stamp), ["arch", "method"], DRIFT_METRICS.list(), n_boot=1000)
 
 
+@st.cache_data(show_spinner=False, max_entries=4)
+def _table(stamp: tuple) -> pd.DataFrame:
+    """Architecture × method: mean [CI] of every drift metric and the number of samples."""
+    wide = ci_table(_summary(stamp), ["arch", "method"], ("metric",))
+    wide = wide[[m for m in queries.DRIFT_KEYS if m in wide.columns]]
+    return wide.join(_drift(stamp).groupby(["arch", "method"]).size().rename("n"))
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _ranking(metric: str, stamp: tuple) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Architecture ranks per method (a pivot) and Kendall's tau between the methods' rankings."""
+    ranking = stability_ranking(_drift(stamp), metric=metric)
+    return ranking.pivot(index="arch", columns="method", values="rank"), ranking_agreement(ranking)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _maps(sides: tuple, a_id: int, b_id: int, sample_pk: int, stamp: tuple) -> list:
+    """The stored TL and FT maps of one sample (``sides``: :func:`split_drift_label`)."""
+    return [read_stored_maps(ck, m, h, [sample_pk])[0] for ck, (m, h) in zip((a_id, b_id), sides)]
+
+
+# Figures are cached as objects: st.cache_data would unpickle a copy, and unpickling a plotly
+# figure validates it again, about as slow as building it; st.plotly_chart does not change them.
+@st.cache_resource(show_spinner=False, max_entries=16)
+def _box_figure(metric: str, stamp: tuple) -> go.Figure:
+    return drift_box(_drift(stamp), metric)
+
+
+@st.cache_resource(show_spinner=False, max_entries=64)
+def _map_figure(sides: tuple, a_id: int, b_id: int, sample_pk: int, side: int, title: str, stamp: tuple) -> go.Figure:
+    fig = px.imshow(abs(_maps(sides, a_id, b_id, sample_pk, stamp)[side]), color_continuous_scale="inferno", title=title)
+    fig.update_layout(coloraxis_showscale=False, margin={"l": 0, "r": 0, "t": 40, "b": 0})
+    return fig
+
+
 st.title("Drift: did fine-tuning change the evidence?")
 st.caption(
     "Reference-free drift between the maps of a transfer-learning checkpoint (A) and its fine-tuned "
@@ -41,31 +76,24 @@ st.caption(
 )
 
 with user_errors():
-    counts = queries.count_rows()
-    if counts["drift_metrics"] == 0:
+    stamp = change_stamp(*TABLES)
+    if stamp_rows(stamp, "drift_metrics") == 0:
         st.info("No drift metrics in this workspace yet. Fill it with:")
         st.code(FILL_COMMANDS, language="bash")
         st.stop()
-    stamp = change_stamp(*TABLES)
     df = _drift(stamp)
 
     st.subheader("Architecture × method drift (mean [95% CI])")
-    metrics = DRIFT_METRICS.list()
-    summary = _summary(stamp)
-    wide = ci_table(summary, ["arch", "method"], ("metric",))
-    wide = wide[[m for m in metrics if m in wide.columns]]
-    n_per = df.groupby(["arch", "method"]).size().rename("n")
-    st.dataframe(wide.join(n_per), width="stretch")
-    st.caption("; ".join(f"{k}: {DRIFT_METRICS.get(k).describe()}" for k in metrics))
+    metrics = list(queries.DRIFT_KEYS)
+    st.dataframe(_table(stamp), width="stretch")
+    st.caption("; ".join(f"{k}: {v}" for k, v in DESCRIPTIONS.items()))
 
     st.subheader("Ranking reversals")
-    rank_metric = st.selectbox("Stability metric", metrics, index=metrics.index("iou_top20"),
-                               format_func=lambda k: DRIFT_METRICS.get(k).label)
-    ranking = stability_ranking(df, metric=rank_metric)
-    agree = ranking_agreement(ranking)
+    rank_metric = st.selectbox("Stability metric", list(STABILITY_DIRECTION), index=list(STABILITY_DIRECTION).index("iou_top20"))
+    ranks, agree = _ranking(rank_metric, stamp)
     left, right = st.columns(2)
     left.caption("Architecture rank per method (1 = most stable)")
-    left.table(ranking.pivot(index="arch", columns="method", values="rank"))  # small tables: static
+    left.table(ranks)  # small tables: static
     right.caption("Kendall's tau between methods' rankings")
     if agree.empty:
         right.write("Needs at least two methods on at least two architectures.")
@@ -80,9 +108,8 @@ with user_errors():
             )
 
     st.subheader("Distributions")
-    dist_metric = st.selectbox("Metric", metrics, index=metrics.index("iou_top20"), key="dist_metric",
-                               format_func=lambda k: DRIFT_METRICS.get(k).label)
-    st.plotly_chart(drift_box(df, dist_metric), width="stretch")
+    dist_metric = st.selectbox("Metric", metrics, index=metrics.index("iou_top20"), key="dist_metric")
+    st.plotly_chart(_box_figure(dist_metric, stamp), width="stretch")
 
     st.subheader("TL and FT maps of one sample")
     pairs = df[["checkpoint_a_id", "checkpoint_a", "checkpoint_b_id", "checkpoint_b"]].drop_duplicates()
@@ -95,12 +122,9 @@ with user_errors():
     pick = st.selectbox("Sample (largest drift first)", rows.index.tolist(),
                         format_func=lambda i: f"{rows.loc[i, 'sample_id']}  IoU20={rows.loc[i, 'iou_top20']:.2f}")
     row = rows.loc[pick]
-    sides = ((row["method_a"], row["params_hash_a"]), (row["method_b"], row["params_hash_b"]))
-    maps = [read_stored_maps(ck, m, h, [int(row["sample_pk"])])[0] for ck, (m, h) in zip((a_id, b_id), sides)]
+    sides = split_drift_label(method, row["params_hash"])
     c1, c2 = st.columns(2)
     titles = (f"A (TL): {row['checkpoint_a']} · {sides[0][0]}", f"B (FT): {row['checkpoint_b']} · {sides[1][0]}")
-    for col, title, m in ((c1, titles[0], maps[0]), (c2, titles[1], maps[1])):
-        fig = px.imshow(abs(m), color_continuous_scale="inferno", title=title)
-        fig.update_layout(coloraxis_showscale=False, margin={"l": 0, "r": 0, "t": 40, "b": 0})
-        col.plotly_chart(fig, width="stretch")
+    for side, (col, title) in enumerate(zip((c1, c2), titles)):
+        col.plotly_chart(_map_figure(sides, a_id, b_id, int(row["sample_pk"]), side, title, stamp), width="stretch")
     st.table(row[metrics].to_frame().T)

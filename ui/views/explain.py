@@ -11,7 +11,7 @@ import models
 from ui.common import user_errors
 from xai_core.attribution import capabilities, explain_samples_info, get_method, list_methods
 from xai_core.attribution.store import select_samples
-from xai_core.catalog import SAMPLE_TABLES, SampleRow, sample_index
+from xai_core.catalog import SampleRow, sample_index
 from xai_core.config import device
 from xai_core.metrics import explanation_precision
 from xai_core.stamp import change_stamp
@@ -23,14 +23,33 @@ xaudit train --dataset mri-lesions --arch vgg16 # a checkpoint to explain"""
 
 @st.cache_resource(show_spinner="Loading the checkpoint…", max_entries=4)
 def _model(checkpoint_id: int, sha256: str, workspace: tuple) -> tuple[torch.nn.Module, dict]:
-    """The loaded checkpoint (kept across reruns; keyed by id, file hash and the workspace,
-    :func:`change_stamp` of no tables)."""
+    """The loaded checkpoint (kept across reruns; keyed by id, file hash and the workspace: its
+    folder and database URL, the first two parts of a :func:`change_stamp`)."""
     return models.load(checkpoint_id)
+
+
+TABLES = ("checkpoints", "datasets", "samples")  # what the cached reads below read
+
+
+@st.cache_data(show_spinner=False, max_entries=4)
+def _checkpoints(stamp: tuple) -> list[dict]:
+    """Checkpoints trained on a dataset (the ones with samples to explain); keyed on
+    :func:`change_stamp` of :data:`TABLES` (workspace and rows)."""
+    return [c for c in models.list_checkpoints() if c["dataset"] is not None]
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _probabilities(checkpoint_id: int, sha256: str, sample_pk: int, stamp: tuple) -> np.ndarray:
+    """The model's class probabilities for one sample (:func:`models.predict`: the checkpoint's own
+    input preparation, channels and normalisation)."""
+    model, _ = _model(checkpoint_id, sha256, stamp[:2])
+    dataset = next(c["dataset"] for c in _checkpoints(stamp) if c["id"] == checkpoint_id)
+    return models.predict(model, select_samples(dataset, sample_pks=[sample_pk]).images)[1][0]
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
 def _samples(stamp: tuple, dataset: str, split: str | None) -> list[SampleRow]:
-    """:func:`sample_index`; keyed on :func:`change_stamp` of :data:`SAMPLE_TABLES` (workspace and rows)."""
+    """:func:`sample_index`; keyed on :func:`change_stamp` of :data:`TABLES` (workspace and rows)."""
     return sample_index(dataset, split)
 
 
@@ -60,7 +79,8 @@ st.caption("Attribution maps of one sample, computed on demand (GPU when present
            "the lesion contour is the ground truth the benchmark knows.")
 
 with user_errors():
-    checkpoints = [c for c in models.list_checkpoints() if c["dataset"] is not None]
+    stamp = change_stamp(*TABLES)
+    checkpoints = _checkpoints(stamp)
     if not checkpoints:
         st.info("No checkpoints trained on a dataset in this workspace yet. Create one with:")
         st.code(FILL_COMMANDS, language="bash")
@@ -78,7 +98,7 @@ with user_errors():
     dataset = ckpt["dataset"]
     wanted_sample = int(query["sample"]) if query.get("sample", "").isdigit() else None
     split = right.selectbox("Split", ["test", "val", "train", "all"], index=3 if wanted_sample else 0)
-    samples = _samples(change_stamp(*SAMPLE_TABLES), dataset, None if split == "all" else split)
+    samples = _samples(stamp, dataset, None if split == "all" else split)
     if not samples:
         st.info(f"Dataset {dataset} has no {split} samples.")
         st.stop()
@@ -105,11 +125,11 @@ with user_errors():
     colormap = c2.selectbox("Colour map", COLORMAPS)
     top_percent = c3.slider("Show top-k% of pixels", 1, 100, 100)
 
-    model, meta = _model(int(ckpt_id), ckpt["sha256"], change_stamp())
+    model, meta = _model(int(ckpt_id), ckpt["sha256"], stamp[:2])  # the workspace: folder and database
     batch = select_samples(dataset, sample_pks=[int(pk)])
     image = batch.images[0]
     mask = None if batch.masks is None else batch.masks[0].astype(bool)
-    probs = models.predict(model, image[None])[1][0]  # the model's own input preparation (channels, normalisation)
+    probs = _probabilities(int(ckpt_id), ckpt["sha256"], int(pk), stamp)
     class_names = meta.get("class_names") or [str(i) for i in range(len(probs))]
     pred = int(probs.argmax())
     m1, m2, m3 = st.columns(3)

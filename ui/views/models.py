@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pandas as pd
 import plotly.express as px
+import plotly.graph_objects as go
 import streamlit as st
 
 from models import DEGREES, list_architectures, list_pretraining_sources
@@ -41,6 +42,36 @@ def _detail(checkpoint_id: int, stamp: tuple) -> CheckpointDetail:
 @st.cache_data(show_spinner=False, max_entries=4)
 def _datasets(stamp: tuple) -> list[str]:
     return dataset_names()
+
+
+# Figures are cached as objects: st.cache_data would unpickle a copy, and unpickling a plotly
+# figure validates it again, about as slow as building it; st.plotly_chart does not change them.
+@st.cache_resource(show_spinner=False, max_entries=16)
+def _accuracy_figure(arch: str, stamp: tuple) -> tuple[go.Figure, pd.DataFrame]:
+    """The accuracy heatmap (pre-training × degree) of ``arch`` and its table."""
+    heat = accuracy_grid(_checkpoints(stamp), arch)
+    fig = px.imshow(heat, text_auto=".3f", color_continuous_scale="Viridis", zmin=0.5, zmax=1.0,
+                    labels={"x": "degree", "y": "pre-training", "color": "accuracy"}, aspect="auto")
+    return fig, heat.round(3)
+
+
+@st.cache_resource(show_spinner=False, max_entries=64)
+def _detail_figures(checkpoint_id: int, stamp: tuple) -> list[go.Figure]:
+    """Training curves (or the pretext task's) and the test confusion matrix of one checkpoint, as present."""
+    detail = _detail(checkpoint_id, stamp)
+    history, figures = detail.history, []
+    if history and "epoch" in history[0]:
+        curves = pd.DataFrame(history).melt("epoch", ["train_loss", "val_loss", "train_acc", "val_acc"])
+        figures.append(px.line(curves, x="epoch", y="value", color="variable", markers=True, title="Training curves"))
+    elif history and "step" in history[0]:
+        figures.append(px.line(pd.DataFrame(history), x="step", y=["loss", "acc"], markers=True,
+                               title="Pre-training (pretext task)"))
+    if detail.metrics.get("confusion_matrix"):
+        names = detail.class_names
+        cm = pd.DataFrame(detail.metrics["confusion_matrix"], index=names, columns=names)
+        figures.append(px.imshow(cm, text_auto=True, labels={"x": "predicted", "y": "true"},
+                                 title="Confusion matrix (test split)", color_continuous_scale="Blues"))
+    return figures
 
 
 def _metric_text(metrics: dict, key: str) -> str:
@@ -96,39 +127,25 @@ with user_errors():
         if archs:
             st.subheader("Test accuracy: pre-training × fine-tuning degree")
             arch_choice = st.selectbox("Architecture", archs, key="heat_arch")
-            heat = accuracy_grid(frame, arch_choice)
-            fig = px.imshow(heat, text_auto=".3f", color_continuous_scale="Viridis", zmin=0.5, zmax=1.0,
-                            labels={"x": "degree", "y": "pre-training", "color": "accuracy"}, aspect="auto")
+            fig, heat = _accuracy_figure(arch_choice, stamp)
             st.plotly_chart(fig, width="stretch")
-            st.table(heat.round(3))  # a static table: a second data grid costs ~0.3 s per page view
+            st.table(heat)  # a static table: a second data grid costs ~0.3 s per page view
 
         st.subheader("Checkpoint detail")
         options = {f"#{r.id} {r.name}": int(r.id) for r in frame.itertuples()}
         label = st.selectbox("Checkpoint", list(options), index=len(options) - 1, key="detail")
         row = frame[frame["id"] == options[label]].iloc[0]
         st.markdown(f"**Lineage:** {row['lineage']}")
-        detail = _detail(int(row["id"]), stamp)
-        history, metrics = detail.history, detail.metrics
+        metrics = _detail(int(row["id"]), stamp).metrics
         c1, c2, c3 = st.columns(3)
         c1.metric("Accuracy", _metric_text(metrics, "accuracy"))
         c2.metric("Balanced accuracy", _metric_text(metrics, "balanced_accuracy"))
         c3.metric("ROC-AUC", _metric_text(metrics, "roc_auc"))
-        if history and "epoch" in history[0]:
-            curves = pd.DataFrame(history).melt("epoch", ["train_loss", "val_loss", "train_acc", "val_acc"])
-            st.plotly_chart(px.line(curves, x="epoch", y="value", color="variable", markers=True,
-                                    title="Training curves"), width="stretch")
-        elif history and "step" in history[0]:
-            st.plotly_chart(px.line(pd.DataFrame(history), x="step", y=["loss", "acc"], markers=True,
-                                    title="Pre-training (pretext task)"), width="stretch")
-        if metrics.get("confusion_matrix"):
-            names = detail.class_names
-            cm = pd.DataFrame(metrics["confusion_matrix"], index=names, columns=names)
-            st.plotly_chart(px.imshow(cm, text_auto=True, labels={"x": "predicted", "y": "true"},
-                                      title="Confusion matrix (test split)", color_continuous_scale="Blues"),
-                            width="stretch")
+        for figure in _detail_figures(int(row["id"]), stamp):
+            st.plotly_chart(figure, width="stretch")
 
     st.subheader("Train a model")
-    names = _datasets(change_stamp("datasets"))
+    names = _datasets(stamp)
     if not names:
         st.info("No dataset yet. Build the benchmark first: `xaudit data build --name mri-lesions`.")
     else:
