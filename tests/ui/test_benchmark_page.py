@@ -16,6 +16,23 @@ from tests.seed import add_checkpoint, add_dataset_rows, add_gt_rows
 PAGE = str(Path(__file__).resolve().parents[2] / "ui" / "views" / "benchmark.py")
 
 
+def _values(array: object) -> np.ndarray:
+    """A plotly JSON array: a plain list or a typed array {dtype, bdata (base64)}."""
+    if isinstance(array, dict):
+        import base64
+
+        return np.frombuffer(base64.b64decode(array["bdata"]), dtype=np.dtype(array["dtype"]))
+    return np.asarray(array, dtype=float)
+
+
+def open_view(at: AppTest, label: str) -> AppTest:
+    """Open one of the page's lazy tabs (only the open tab's content runs) and rerun."""
+    at.session_state["benchmark_view"] = label
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
 def _seed() -> dict[str, float]:
     rng = np.random.default_rng(0)
     n, h = 8, 16
@@ -57,9 +74,12 @@ def test_tables_chart_and_click_through(workspace: Path) -> None:
     assert cell.startswith(f"{means['mri/all']:.3f} [")
     assert wide.loc["saliency", "imagenet / tl"].startswith(f"{means['imagenet/tl']:.3f}")
     assert any("Chance: baseline_random" in c.value for c in at.caption)
-    charts = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
-    assert len(charts) >= 3  # degree lines, box plot, accuracy scatter
-    lines = charts[0]
+    # on arrival only the text tab is drawn: no second grid, no figure
+    assert len(at.dataframe) == 1 and not at.get("plotly_chart")
+
+    long = open_view(at, "Long table").dataframe[1].value
+    assert len(long) == 8 and set(long["method"]) == {"baseline_random", "saliency"}  # 2 methods x 4 cells
+    lines = json.loads(open_view(at, "Against the degree").get("plotly_chart")[0].proto.spec)
     titles = [a["text"] for a in lines["layout"]["annotations"]]
     assert titles == ["baseline_random", "saliency"]  # one small panel per method
     assert lines["layout"]["xaxis"]["categoryarray"] == ["tl", "all"]
@@ -67,10 +87,21 @@ def test_tables_chart_and_click_through(workspace: Path) -> None:
     assert sorted({t["name"] for t in named}) == ["imagenet", "mri"]
     mri = next(t for t in named if t["name"] == "mri" and "saliency" in t["hovertemplate"])
     assert mri["x"] == ["tl", "all"] and mri["y"][1] == pytest.approx(means["mri/all"], abs=1e-9)
-    box = charts[1]
+    assert len(at.get("plotly_chart")) == 1 and len(at.dataframe) == 1  # only the open tab is drawn
+
+    box = json.loads(open_view(at, "Per-image distribution").get("plotly_chart")[0].proto.spec)
     assert box["layout"]["title"]["text"].startswith("saliency") and at.selectbox(key="box_method").value == "saliency"
     at.selectbox(key="box_method").set_value("baseline_random").run()
-    assert json.loads(at.get("plotly_chart")[1].proto.spec)["layout"]["title"]["text"].startswith("baseline_random")
+    assert json.loads(at.get("plotly_chart")[0].proto.spec)["layout"]["title"]["text"].startswith("baseline_random")
+
+    scatter = json.loads(open_view(at, "Accuracy vs explanation").get("plotly_chart")[0].proto.spec)
+    points = [t for t in scatter["data"] if t.get("mode") == "markers"]
+    ys = {t["name"]: _values(t["y"]) for t in points}  # one point per checkpoint, named "source, degree"
+    assert all(len(y) == 1 for y in ys.values())
+    assert {name: float(y[0]) for name, y in ys.items()} == pytest.approx(
+        {key.replace("/", ", "): value for key, value in means.items()}, abs=1e-9)
+
+    open_view(at, "Inspect a sample")
     link = [c.value for c in at.caption if "Explain page link" in c.value]
     assert link and "&method=saliency" in link[0] and "?checkpoint=" in link[0]
     # switching the metric re-renders the table with that metric

@@ -85,6 +85,34 @@ def _scatter(method: str, metric: str, selection: str, stamp: tuple) -> tuple[go
     return accuracy_scatter(acc, metric) if len(acc) >= 2 else None
 
 
+def inspect_sample(df: pd.DataFrame, methods: list[str], metric: str) -> None:
+    """One checkpoint's samples of one method, worst first; the chosen sample's metrics and a link
+    that opens it on the Explain page."""
+    c1, c2 = st.columns(2)
+    method = c1.selectbox("Method", methods, key="sample_method")
+    ck = c2.selectbox("Checkpoint", sorted(df["checkpoint"].unique()), key="ck")
+    rows = df[(df["checkpoint"] == ck) & (df["method"] == method)].sort_values(metric, kind="stable")
+    if rows.empty:
+        st.caption(f"No {method} rows for {ck}.")
+        return
+    pick = st.selectbox(
+        "Sample (sorted by the metric, worst first)", rows.index.tolist(),
+        format_func=lambda i: f"{rows.loc[i, 'sample_id']}  {metric}={rows.loc[i, metric]:.3f}", key="sample",
+    )
+    chosen = rows.loc[pick]
+    params = {"checkpoint": str(int(chosen["checkpoint_id"])), "sample": str(int(chosen["sample_pk"])), "method": method}
+    st.table(chosen[list(GROUND_TRUTH_KEYS)].to_frame().T)
+    try:
+        st.page_link("views/explain.py", label="Open this sample on the Explain page", icon="🔥", query_params=params)
+    except Exception:  # page not registered (page run on its own): plain link
+        st.markdown(f"[Open this sample on the Explain page](/explain?checkpoint={params['checkpoint']}"
+                    f"&sample={params['sample']}&method={method})")
+    st.caption(f"Explain page link: ?checkpoint={params['checkpoint']}&sample={params['sample']}&method={method}")
+
+
+VIEWS = ("Reading the table", "Long table", "Against the degree", "Per-image distribution", "Accuracy vs explanation", "Inspect a sample")
+
+
 st.title("Benchmark: are the explanations right?")
 st.caption(
     "Ground-truth metrics of each attribution method against the exact lesion masks, per pre-training "
@@ -110,63 +138,64 @@ with user_errors():
         st.warning(f"No stored metrics for the '{selection}' selection; run `xaudit evaluate --selection {selection}`.")
         st.stop()
 
-    summary = _summary(selection, metric, stamp)
     st.subheader(f"Mean {metric} by method × pre-training × degree (mean [95% CI])")
     wide, why = _wide(selection, metric, stamp)
     st.dataframe(wide, width="stretch", column_config={"note": st.column_config.TextColumn(width="medium")})
-    for text in why:
-        st.caption(text)
-    chance = _chance(selection, metric, stamp)
-    if chance:
-        st.caption("Chance: " + chance)
-    with st.expander("Long table (n, mean, median, CI)"):
-        st.dataframe(summary, width="stretch")
 
-    st.subheader(f"Mean {metric} against fine-tuning degree, per method (the MRI study's figure)")
-    st.caption("One line per pre-training source with its 95% CI band; degrees from the frozen backbone (tl) "
-               "to all layers trained.")
-    st.plotly_chart(_degree_figure(selection, metric, stamp), width="stretch")
+    # Lazy tabs: only the open tab's content runs and is drawn (a figure costs the browser 0.1-0.3 s,
+    # a second data grid ~0.3 s); the first tab, open on arrival, holds text only.
+    tabs = st.tabs(list(VIEWS), key="benchmark_view", on_change="rerun")
+    views = dict(zip(VIEWS, tabs, strict=True))
+    if views["Reading the table"].open:
+        with views["Reading the table"]:
+            chance = _chance(selection, metric, stamp)
+            if chance:
+                st.caption("Chance: " + chance)
+            for text in why:
+                st.caption(text)
+            st.caption(f"Each cell: mean {metric} over the {selection} samples [95% bootstrap CI]; rows are "
+                       "attribution methods (baselines: chance), columns pre-training source / fine-tuning degree. "
+                       "The other tabs hold the long table, the study's figure, distributions, accuracy and single "
+                       "samples.")
+    if views["Long table"].open:
+        views["Long table"].dataframe(_summary(selection, metric, stamp), width="stretch")
 
-    st.subheader("Per-image distribution of one method")
+    if views["Against the degree"].open:
+        with views["Against the degree"]:
+            st.caption(f"Mean {metric} against the fine-tuning degree, one panel per method (the MRI study's figure); "
+                       "one line per pre-training source with its 95% CI band; degrees from the frozen backbone (tl) "
+                       "to all layers trained.")
+            st.plotly_chart(_degree_figure(selection, metric, stamp), width="stretch")
+
     methods = sorted(df["method"].unique())
-    box_method = st.selectbox("Method for the box plots", methods, key="box_method",
-                              index=methods.index("saliency") if "saliency" in methods else 0)
-    st.plotly_chart(_box_figure(selection, metric, box_method, stamp), width="stretch")
+    if views["Per-image distribution"].open:
+        with views["Per-image distribution"]:
+            box_method = st.selectbox("Method for the box plots", methods, key="box_method",
+                                      index=methods.index("saliency") if "saliency" in methods else 0)
+            st.plotly_chart(_box_figure(selection, metric, box_method, stamp), width="stretch")
 
-    st.subheader("Accuracy vs explanation performance")
     real_methods = [m for m in methods if m not in BASELINE_METHODS]
-    if real_methods:
-        method = st.selectbox("Method", real_methods, key="acc_method")
-        scatter = _scatter(method, metric, selection, stamp)
-        if scatter is not None:
-            figure, fit, no_fit = scatter
-            st.plotly_chart(figure, width="stretch")
-            if fit is None:
-                st.caption(f"No regression: {no_fit}")
-            elif not fit["effects"].empty:
-                st.caption("Pre-training effect at matched accuracy (OLS: metric ~ accuracy + source):")
-                st.table(fit["effects"])
-        else:
-            st.caption("At least two evaluated checkpoints with predictions are needed for the scatter.")
+    if views["Accuracy vs explanation"].open:
+        with views["Accuracy vs explanation"]:
+            if not real_methods:
+                st.caption("Only baseline maps are stored; explain a checkpoint with a method first.")
+            else:
+                method = st.selectbox("Method", real_methods, key="acc_method")
+                scatter = _scatter(method, metric, selection, stamp)
+                if scatter is None:
+                    st.caption("At least two evaluated checkpoints with predictions are needed for the scatter.")
+                else:
+                    figure, fit, no_fit = scatter
+                    st.plotly_chart(figure, width="stretch")
+                    if fit is None:
+                        st.caption(f"No regression: {no_fit}")
+                    elif not fit["effects"].empty:
+                        st.caption("Pre-training effect at matched accuracy (OLS: metric ~ accuracy + source):")
+                        st.table(fit["effects"])
 
-        st.subheader("Inspect a sample")
-        ck_names = sorted(df["checkpoint"].unique())
-        ck = st.selectbox("Checkpoint", ck_names, key="ck")
-        rows = df[(df["checkpoint"] == ck) & (df["method"] == method)].sort_values(metric, kind="stable")
-        if rows.empty:
-            st.caption(f"No {method} rows for {ck}.")
-        else:
-            options = rows.index.tolist()
-            pick = st.selectbox(
-                "Sample (sorted by the metric, worst first)", options,
-                format_func=lambda i: f"{rows.loc[i, 'sample_id']}  {metric}={rows.loc[i, metric]:.3f}", key="sample",
-            )
-            chosen = rows.loc[pick]
-            params = {"checkpoint": str(int(chosen["checkpoint_id"])), "sample": str(int(chosen["sample_pk"])), "method": method}
-            st.table(chosen[stored].to_frame().T)
-            try:
-                st.page_link("views/explain.py", label="Open this sample on the Explain page", icon="🔥", query_params=params)
-            except Exception:  # page not registered (page run on its own): plain link
-                st.markdown(f"[Open this sample on the Explain page](/explain?checkpoint={params['checkpoint']}"
-                            f"&sample={params['sample']}&method={method})")
-            st.caption(f"Explain page link: ?checkpoint={params['checkpoint']}&sample={params['sample']}&method={method}")
+    if views["Inspect a sample"].open:
+        with views["Inspect a sample"]:
+            if not real_methods:
+                st.caption("Only baseline maps are stored; explain a checkpoint with a method first.")
+            else:
+                inspect_sample(df, real_methods, metric)
