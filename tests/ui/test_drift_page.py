@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from pathlib import Path
 
 import numpy as np
@@ -60,17 +62,29 @@ def test_drift_table_reversal_and_maps(workspace: Path) -> None:
     agree = at.table[1].value
     assert agree.iloc[0]["kendall_tau"] == -1.0 and bool(agree.iloc[0]["reversal"])
     assert at.warning and "Ranking reversal" in at.warning[0].value
-    assert len(at.get("plotly_chart")) == 3  # distribution + TL map + FT map
+    assert not at.get("plotly_chart")  # on arrival: the table and the ranking tab (static tables) only
+    at.session_state["drift_view"] = "Distributions"
+    at.run()
+    assert not at.exception, at.exception
+    (box,) = at.get("plotly_chart")
+    spec = json.loads(box.proto.spec)
+    assert sorted({t["name"] for t in spec["data"]}) == ["gradcam_plus_plus", "layercam"]
+    at.session_state["drift_view"] = "TL and FT maps of one sample"
+    at.run()
+    assert not at.exception, at.exception
+    assert len(at.get("plotly_chart")) == 2  # TL map + FT map
 
 
 def test_switching_pair_and_metric(workspace: Path) -> None:
     _seed()
     at = AppTest.from_file(PAGE, default_timeout=60).run()
-    at.selectbox[0].set_value("com_displacement").run()
+    at.selectbox(key="rank_metric").set_value("com_displacement").run()
     assert not at.exception
     ranks = at.table[0].value
     assert ranks.loc["resnet50", "layercam"] == 1
-    at.selectbox[2].set_value("resnet50-tl → resnet50-ft").run()
+    at.session_state["drift_view"] = "TL and FT maps of one sample"
+    at.run()
+    at.selectbox(key="pair").set_value("resnet50-tl → resnet50-ft").run()
     assert not at.exception
     metrics_row = at.table[-1].value
     assert float(metrics_row["iou_top20"].iloc[0]) < 1.0

@@ -69,6 +69,53 @@ def _map_figure(sides: tuple, a_id: int, b_id: int, sample_pk: int, side: int, t
     return fig
 
 
+def pair_maps(df: pd.DataFrame, metrics: list[str], stamp: tuple) -> None:
+    """A checkpoint pair, a method and a sample (largest drift first): both stored maps side by
+    side and the sample's drift values."""
+    pairs = df[["checkpoint_a_id", "checkpoint_a", "checkpoint_b_id", "checkpoint_b"]].drop_duplicates()
+    pair_labels = {f"{r.checkpoint_a} → {r.checkpoint_b}": (int(r.checkpoint_a_id), int(r.checkpoint_b_id)) for r in pairs.itertuples()}
+    pair_label = st.selectbox("Checkpoint pair", list(pair_labels), key="pair")
+    a_id, b_id = pair_labels[pair_label]
+    sub = df[(df["checkpoint_a_id"] == a_id) & (df["checkpoint_b_id"] == b_id)]
+    method = st.selectbox("Method", sorted(sub["method"].unique()), key="pair_method")
+    rows = sub[sub["method"] == method].sort_values("iou_top20", kind="stable")
+    pick = st.selectbox("Sample (largest drift first)", rows.index.tolist(),
+                        format_func=lambda i: f"{rows.loc[i, 'sample_id']}  IoU20={rows.loc[i, 'iou_top20']:.2f}")
+    row = rows.loc[pick]
+    sides = split_drift_label(method, row["params_hash"])
+    c1, c2 = st.columns(2)
+    titles = (f"A (TL): {row['checkpoint_a']} · {sides[0][0]}", f"B (FT): {row['checkpoint_b']} · {sides[1][0]}")
+    for side, (col, title) in enumerate(zip((c1, c2), titles)):
+        col.plotly_chart(_map_figure(sides, a_id, b_id, int(row["sample_pk"]), side, title, stamp), width="stretch")
+    st.table(row[metrics].to_frame().T)
+
+
+def ranking_reversals(stamp: tuple) -> None:
+    """Architecture ranks per method for one stability metric, Kendall's tau between the methods'
+    rankings, and a warning naming the reversals."""
+    rank_metric = st.selectbox("Stability metric", list(STABILITY_DIRECTION),
+                               index=list(STABILITY_DIRECTION).index("iou_top20"), key="rank_metric")
+    ranks, agree = _ranking(rank_metric, stamp)
+    left, right = st.columns(2)
+    left.caption("Architecture rank per method (1 = most stable)")
+    left.table(ranks)  # small tables: static
+    right.caption("Kendall's tau between methods' rankings")
+    if agree.empty:
+        right.write("Needs at least two methods on at least two architectures.")
+    else:
+        right.table(agree)
+        flagged = agree[agree["reversal"]]
+        if not flagged.empty:
+            st.warning(
+                "Ranking reversal: "
+                + "; ".join(f"{r.method_a} vs {r.method_b} (tau = {r.kendall_tau:.2f}; {r.reversed_pairs})" for r in flagged.itertuples())
+                + " — which architecture looks stable depends on the attribution method."
+            )
+
+
+VIEWS = ("Ranking reversals", "Distributions", "TL and FT maps of one sample")
+
+
 st.title("Drift: did fine-tuning change the evidence?")
 st.caption(
     "Reference-free drift between the maps of a transfer-learning checkpoint (A) and its fine-tuned "
@@ -88,43 +135,17 @@ with user_errors():
     st.dataframe(_table(stamp), width="stretch")
     st.caption("; ".join(f"{k}: {v}" for k, v in DESCRIPTIONS.items()))
 
-    st.subheader("Ranking reversals")
-    rank_metric = st.selectbox("Stability metric", list(STABILITY_DIRECTION), index=list(STABILITY_DIRECTION).index("iou_top20"))
-    ranks, agree = _ranking(rank_metric, stamp)
-    left, right = st.columns(2)
-    left.caption("Architecture rank per method (1 = most stable)")
-    left.table(ranks)  # small tables: static
-    right.caption("Kendall's tau between methods' rankings")
-    if agree.empty:
-        right.write("Needs at least two methods on at least two architectures.")
-    else:
-        right.table(agree)
-        flagged = agree[agree["reversal"]]
-        if not flagged.empty:
-            st.warning(
-                "Ranking reversal: "
-                + "; ".join(f"{r.method_a} vs {r.method_b} (tau = {r.kendall_tau:.2f}; {r.reversed_pairs})" for r in flagged.itertuples())
-                + " — which architecture looks stable depends on the attribution method."
-            )
-
-    st.subheader("Distributions")
-    dist_metric = st.selectbox("Metric", metrics, index=metrics.index("iou_top20"), key="dist_metric")
-    st.plotly_chart(_box_figure(dist_metric, stamp), width="stretch")
-
-    st.subheader("TL and FT maps of one sample")
-    pairs = df[["checkpoint_a_id", "checkpoint_a", "checkpoint_b_id", "checkpoint_b"]].drop_duplicates()
-    pair_labels = {f"{r.checkpoint_a} → {r.checkpoint_b}": (int(r.checkpoint_a_id), int(r.checkpoint_b_id)) for r in pairs.itertuples()}
-    pair_label = st.selectbox("Checkpoint pair", list(pair_labels))
-    a_id, b_id = pair_labels[pair_label]
-    sub = df[(df["checkpoint_a_id"] == a_id) & (df["checkpoint_b_id"] == b_id)]
-    method = st.selectbox("Method", sorted(sub["method"].unique()), key="pair_method")
-    rows = sub[sub["method"] == method].sort_values("iou_top20", kind="stable")
-    pick = st.selectbox("Sample (largest drift first)", rows.index.tolist(),
-                        format_func=lambda i: f"{rows.loc[i, 'sample_id']}  IoU20={rows.loc[i, 'iou_top20']:.2f}")
-    row = rows.loc[pick]
-    sides = split_drift_label(method, row["params_hash"])
-    c1, c2 = st.columns(2)
-    titles = (f"A (TL): {row['checkpoint_a']} · {sides[0][0]}", f"B (FT): {row['checkpoint_b']} · {sides[1][0]}")
-    for side, (col, title) in enumerate(zip((c1, c2), titles)):
-        col.plotly_chart(_map_figure(sides, a_id, b_id, int(row["sample_pk"]), side, title, stamp), width="stretch")
-    st.table(row[metrics].to_frame().T)
+    # Lazy tabs: only the open tab's content runs and is drawn (figures cost the browser 0.1-0.3 s each);
+    # the first one, open on arrival, holds two small static tables.
+    tabs = st.tabs(list(VIEWS), key="drift_view", on_change="rerun")
+    views = dict(zip(VIEWS, tabs, strict=True))
+    if views["Ranking reversals"].open:
+        with views["Ranking reversals"]:
+            ranking_reversals(stamp)
+    if views["Distributions"].open:
+        with views["Distributions"]:
+            dist_metric = st.selectbox("Metric", metrics, index=metrics.index("iou_top20"), key="dist_metric")
+            st.plotly_chart(_box_figure(dist_metric, stamp), width="stretch")
+    if views["TL and FT maps of one sample"].open:
+        with views["TL and FT maps of one sample"]:
+            pair_maps(df, metrics, stamp)
