@@ -16,6 +16,7 @@ ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 pytestmark = pytest.mark.e2e
 
 GRIDCELL = '[data-testid="stDataFrame"] [role="gridcell"]'
+TABLECELL = '[data-testid="stTable"] td, [data-testid="stTable"] th'  # static tables (st.table)
 
 
 def _open(page, url: str, path: str, ready_text: str) -> None:  # type: ignore[no-untyped-def]
@@ -32,12 +33,13 @@ def _assert_clean(page, name: str) -> None:  # type: ignore[no-untyped-def]
 
 
 def _cells(page) -> list[str]:  # type: ignore[no-untyped-def]
-    cells = page.locator(GRIDCELL)
+    """The texts of every data-grid cell and static-table cell on the page."""
+    cells = page.locator(f"{GRIDCELL}, {TABLECELL}")
     return [cells.nth(i).inner_text().strip() for i in range(cells.count())]
 
 
 def _cells_when(page, ok, timeout_s: float = 60) -> list[str]:  # type: ignore[no-untyped-def]
-    """The data-grid cells once ``ok(cells)`` holds (grids render after the script's first pass)."""
+    """The table cells once ``ok(cells)`` holds (grids render after the script's first pass)."""
     deadline = time.time() + timeout_s
     while True:
         cells = _cells(page)
@@ -98,6 +100,7 @@ def test_every_page_in_a_real_browser(server: str, page) -> None:  # type: ignor
     # Benchmark: the method × pre-training × degree table holds CI cells
     _open(page, server, "benchmark", "Benchmark")
     _cells_when(page, lambda c: any(re.fullmatch(r"0\.\d{3} \[0\.\d{3}, 0\.\d{3}\]", x) for x in c))
+    page.get_by_role("tab", name="Inspect a sample").click()  # a lazy tab: drawn once opened
     # the sample link is the app's page link (st.page_link), not the plain-markdown fallback
     link = page.locator('[data-testid="stPageLink"] a', has_text="Open this sample on the Explain page")
     assert re.fullmatch(r"explain\?checkpoint=\d+&sample=\d+&method=\w+", link.get_attribute("href") or "")

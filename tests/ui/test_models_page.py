@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
@@ -15,6 +16,14 @@ from models.training import TrainConfig, train_grid
 from xai_core.background import JobState, list_jobs, read_job
 
 PAGE = str(Path(__file__).resolve().parents[2] / "ui" / "views" / "models.py")
+
+
+def open_view(at: AppTest, label: str) -> AppTest:
+    """Open one of the page's lazy tabs (only the open tab's content runs) and rerun."""
+    at.session_state["models_view"] = label
+    at.run()
+    assert not at.exception, at.exception
+    return at
 
 
 def wait_for(jid: str, timeout_s: float = 300) -> JobState:
@@ -54,9 +63,15 @@ def test_table_lineage_heatmap_and_training_from_the_page(workspace: Path, monke
     heat = at.table[0].value
     assert heat.loc["none", "tl"] == pytest.approx(acc[tl_id]) and heat.loc["none", "all"] == pytest.approx(acc[all_id])
     assert list(heat.columns) == ["tl", "all"]
-    # heatmap, training curves and confusion matrix of the selected (last) checkpoint
-    assert len(at.get("plotly_chart")) == 3
+    assert len(at.get("plotly_chart")) == 1  # the heatmap: the other tabs are drawn when opened
+    # training curves and confusion matrix of the selected (last) checkpoint
+    open_view(at, "Checkpoint detail")
+    curves, confusion = (json.loads(c.proto.spec) for c in at.get("plotly_chart"))
+    assert curves["layout"]["title"]["text"] == "Training curves"
+    assert sorted({t["name"] for t in curves["data"]}) == ["train_acc", "train_loss", "val_acc", "val_loss"]
+    assert confusion["layout"]["title"]["text"] == "Confusion matrix (test split)"
     assert at.metric[0].value == f"{acc[all_id]:.3f}"
+    open_view(at, "Train a model")
 
     # start a run from the page: a background job (TL then FT on the same dataset, one epoch each)
     form_boxes = {sb.label: sb for sb in at.selectbox}
@@ -79,12 +94,15 @@ def test_table_lineage_heatmap_and_training_from_the_page(workspace: Path, monke
         f"the same train job is already {read_job(job.id).state} (since " + at.error[0].value.split("(since ")[1]]
     assert "wait for it to finish" in at.error[0].value and len(at.get("progress")) == 1
     assert len(list_jobs("train")) == 1
+    assert "1 training job(s) running" in at.info[0].value  # above the tabs, whichever is open
 
     finished = wait_for(job.id)
     assert finished.state == "done", finished.error
     # a new session (a reload) reads the job back from the workspace: its outcome and checkpoints
     at = AppTest.from_file(PAGE, default_timeout=120).run()
     assert not at.exception, at.exception
+    assert not any("running" in i.value for i in at.info)
+    open_view(at, "Train a model")
     assert not at.get("progress")
     assert at.success and "Saved" in at.success[0].value and "tlft-s0-ft" in at.success[0].value
     with session_scope() as session:
@@ -100,7 +118,7 @@ def test_a_failed_training_job_shows_its_error_line(workspace: Path, monkeypatch
 
     monkeypatch.setenv("XAUDIT_THREADS", "1")
     build_dataset("tiny", n=40, size=32, seed=1)
-    at = AppTest.from_file(PAGE, default_timeout=120).run()
+    at = AppTest.from_file(PAGE, default_timeout=120).run()  # no checkpoint yet: the form without tabs
     boxes = {sb.label: sb for sb in at.selectbox}
     boxes["Architecture"].set_value("inception_v3")  # needs inputs of at least 75 px; the dataset has 32
     boxes["Pre-training"].set_value("none")

@@ -30,7 +30,8 @@ def test_findings_are_cards_with_verdict_badges(workspace: Path) -> None:
                                            StageStatus("train", "Fine-tuning grid", "pending")]))
     at = AppTest.from_file(APP, default_timeout=120).run()
     assert not at.exception, at.exception
-    build = at.dataframe[0].value
+    build = at.table[0].value
+    assert list(build.index) == ["Benchmark data", "Fine-tuning grid"] and list(build["state"]) == ["done", "pending"]
     assert list(build["seconds"]) == ["2.5", "—"]  # a stage without a time shows a dash, not None
     text = _markdown(at)
     # the pre-training finding says the opposite direction, in a red badge, with its evidence
@@ -40,6 +41,9 @@ def test_findings_are_cards_with_verdict_badges(workspace: Path) -> None:
     assert "natural higher \\(opposite\\)" in text
     assert "mri 0\\.221 \\[" in text and "natural 0\\.245 \\[" in text
     assert "None" not in text
-    # findings are not in a data grid (whose cells cut the verdict off)
-    assert len(at.dataframe) == 2  # the build table and the workspace inventory only
+    # findings are not in a table (whose cells cut the verdict off); small tables are static, no data grid
+    assert len(at.table) == 2 and not at.dataframe  # the build table and the workspace inventory only
+    inventory = at.table[1].value
+    assert list(inventory.index) == ["Datasets", "Checkpoints", "Attribution maps", "Ground-truth metrics",
+                                     "TL→FT drift"]
     assert any("How this verdict is decided" in e.label for e in at.expander)

@@ -106,12 +106,73 @@ def training_jobs(active_ids: tuple[str, ...]) -> None:
         st.rerun()
 
 
+def accuracy_view(frame: pd.DataFrame, stamp: tuple) -> None:
+    """Test accuracy of one architecture by pre-training source × fine-tuning degree: heatmap and table."""
+    archs = trained_archs(frame)
+    if not archs:
+        st.caption("No fine-tuned checkpoint with a test accuracy yet.")
+        return
+    arch_choice = st.selectbox("Architecture", archs, key="heat_arch")
+    fig, heat = _accuracy_figure(arch_choice, stamp)
+    st.plotly_chart(fig, width="stretch")
+    st.table(heat)  # a static table: a second data grid costs ~0.3 s per page view
+
+
+def checkpoint_view(frame: pd.DataFrame, stamp: tuple) -> None:
+    """One checkpoint: lineage, test metrics, training curves and confusion matrix."""
+    options = {f"#{r.id} {r.name}": int(r.id) for r in frame.itertuples()}
+    label = st.selectbox("Checkpoint", list(options), index=len(options) - 1, key="detail")
+    row = frame[frame["id"] == options[label]].iloc[0]
+    st.markdown(f"**Lineage:** {row['lineage']}")
+    metrics = _detail(int(row["id"]), stamp).metrics
+    c1, c2, c3 = st.columns(3)
+    c1.metric("Accuracy", _metric_text(metrics, "accuracy"))
+    c2.metric("Balanced accuracy", _metric_text(metrics, "balanced_accuracy"))
+    c3.metric("ROC-AUC", _metric_text(metrics, "roc_auc"))
+    for figure in _detail_figures(int(row["id"]), stamp):
+        st.plotly_chart(figure, width="stretch")
+
+
+def train_view(stamp: tuple, running: tuple[str, ...]) -> None:
+    """The training form (a background job per submission) and the jobs' progress and outcomes."""
+    names = _datasets(stamp)
+    if not names:
+        st.info("No dataset yet. Build the benchmark first: `xaudit data build --name mri-lesions`.")
+        return
+    archs_all, sources = list_architectures(), list_pretraining_sources()
+    with st.form("train"):
+        ds = st.selectbox("Dataset", names)
+        a1, a2, a3 = st.columns(3)
+        arch = a1.selectbox("Architecture", archs_all, index=archs_all.index("vgg16"))
+        pre = a2.selectbox("Pre-training", sources, index=sources.index("natural"))
+        degree = a3.selectbox("Degree", list(DEGREES), index=len(DEGREES) - 1)
+        b1, b2, b3 = st.columns(3)
+        protocol = b1.selectbox("Protocol", ["single", "tl-ft"])
+        width = b2.number_input("Width (vgg16)", 0.0625, 1.0, 0.125, step=0.0625)
+        epochs = b3.number_input("Epochs", 1, 200, 8)
+        submitted = st.form_submit_button("Train")
+    st.caption("Training runs in the background: you can leave this page, and the progress is here when "
+               "you come back (also from another browser).")
+    if submitted:
+        with user_errors():  # e.g. the same job running already: one line, the panel below still shows
+            start("train", dataset=ds, arch=arch, pretrain=pre, degree=degree, protocol=protocol,
+                  width=float(width) if arch == "vgg16" else 1.0, epochs=int(epochs))
+            running = tuple(j.id for j in list_jobs("train") if j.active)
+    st.fragment(training_jobs, run_every=POLL_S if running else None)(running)
+
+
+VIEWS = ("Accuracy by pre-training × degree", "Checkpoint detail", "Train a model")
+
+
 st.title("Models")
 st.caption("Checkpoints of every pre-training source and fine-tuning degree, their test metrics and lineage.")
 
 with user_errors():
     stamp = change_stamp(*CHECKPOINT_TABLES)
     frame = _checkpoints(stamp)
+    running = tuple(j.id for j in list_jobs("train") if j.active)
+    if running:
+        st.info(f"{len(running)} training job(s) running: progress in the “Train a model” tab.")
     if frame.empty:
         st.info(
             "No checkpoints yet. Train the demo grid with "
@@ -119,53 +180,21 @@ with user_errors():
             "or one model with `xaudit train --dataset mri-lesions --arch vgg16 --width 0.125 --degree all`, "
             "or use the form below."
         )
-    else:
-        st.subheader("Checkpoints")
-        st.dataframe(frame[COLUMNS], hide_index=True, width="stretch")
+        st.subheader("Train a model")
+        train_view(stamp, running)
+        st.stop()
 
-        archs = trained_archs(frame)
-        if archs:
-            st.subheader("Test accuracy: pre-training × fine-tuning degree")
-            arch_choice = st.selectbox("Architecture", archs, key="heat_arch")
-            fig, heat = _accuracy_figure(arch_choice, stamp)
-            st.plotly_chart(fig, width="stretch")
-            st.table(heat)  # a static table: a second data grid costs ~0.3 s per page view
-
-        st.subheader("Checkpoint detail")
-        options = {f"#{r.id} {r.name}": int(r.id) for r in frame.itertuples()}
-        label = st.selectbox("Checkpoint", list(options), index=len(options) - 1, key="detail")
-        row = frame[frame["id"] == options[label]].iloc[0]
-        st.markdown(f"**Lineage:** {row['lineage']}")
-        metrics = _detail(int(row["id"]), stamp).metrics
-        c1, c2, c3 = st.columns(3)
-        c1.metric("Accuracy", _metric_text(metrics, "accuracy"))
-        c2.metric("Balanced accuracy", _metric_text(metrics, "balanced_accuracy"))
-        c3.metric("ROC-AUC", _metric_text(metrics, "roc_auc"))
-        for figure in _detail_figures(int(row["id"]), stamp):
-            st.plotly_chart(figure, width="stretch")
-
-    st.subheader("Train a model")
-    names = _datasets(stamp)
-    if not names:
-        st.info("No dataset yet. Build the benchmark first: `xaudit data build --name mri-lesions`.")
-    else:
-        archs_all, sources = list_architectures(), list_pretraining_sources()
-        with st.form("train"):
-            ds = st.selectbox("Dataset", names)
-            a1, a2, a3 = st.columns(3)
-            arch = a1.selectbox("Architecture", archs_all, index=archs_all.index("vgg16"))
-            pre = a2.selectbox("Pre-training", sources, index=sources.index("natural"))
-            degree = a3.selectbox("Degree", list(DEGREES), index=len(DEGREES) - 1)
-            b1, b2, b3 = st.columns(3)
-            protocol = b1.selectbox("Protocol", ["single", "tl-ft"])
-            width = b2.number_input("Width (vgg16)", 0.0625, 1.0, 0.125, step=0.0625)
-            epochs = b3.number_input("Epochs", 1, 200, 8)
-            submitted = st.form_submit_button("Train")
-        st.caption("Training runs in the background: you can leave this page, and the progress is here when "
-                   "you come back (also from another browser).")
-        if submitted:
-            with user_errors():  # e.g. the same job running already: one line, the panel below still shows
-                start("train", dataset=ds, arch=arch, pretrain=pre, degree=degree, protocol=protocol,
-                      width=float(width) if arch == "vgg16" else 1.0, epochs=int(epochs))
-        running = tuple(j.id for j in list_jobs("train") if j.active)
-        st.fragment(training_jobs, run_every=POLL_S if running else None)(running)
+    st.subheader("Checkpoints")
+    st.dataframe(frame[COLUMNS], hide_index=True, width="stretch")
+    # Lazy tabs: only the open tab's content runs and is drawn (each figure costs the browser 0.1-0.3 s).
+    tabs = st.tabs(list(VIEWS), key="models_view", on_change="rerun")
+    views = dict(zip(VIEWS, tabs, strict=True))
+    if views["Accuracy by pre-training × degree"].open:
+        with views["Accuracy by pre-training × degree"]:
+            accuracy_view(frame, stamp)
+    if views["Checkpoint detail"].open:
+        with views["Checkpoint detail"]:
+            checkpoint_view(frame, stamp)
+    if views["Train a model"].open:
+        with views["Train a model"]:
+            train_view(stamp, running)
