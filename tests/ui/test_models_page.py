@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+from plotly.colors import sample_colorscale
 from streamlit.testing.v1 import AppTest
 
 from db import Checkpoint, session_scope
@@ -63,7 +64,12 @@ def test_table_lineage_heatmap_and_training_from_the_page(workspace: Path, monke
     heat = at.table[0].value
     assert heat.loc["none", "tl"] == pytest.approx(acc[tl_id]) and heat.loc["none", "all"] == pytest.approx(acc[all_id])
     assert list(heat.columns) == ["tl", "all"]
-    assert len(at.get("plotly_chart")) == 1  # the heatmap: the other tabs are drawn when opened
+    assert not at.get("plotly_chart")  # a coloured table; the other tabs' figures are drawn when opened
+    css = at.table[0].proto.arrow_data.styler.styles
+    for col, ck in enumerate((tl_id, all_id)):  # Viridis from 0.5 (chance) to 1.0, per cell
+        t = min(1.0, max(0.0, (acc[ck] - 0.5) / 0.5))
+        rule = next(r for r in css.split("}") if f"_row0_col{col}" in r)
+        assert f"background-color: {sample_colorscale('Viridis', [t])[0]}" in rule
     # training curves and confusion matrix of the selected (last) checkpoint
     open_view(at, "Checkpoint detail")
     curves, confusion = (json.loads(c.proto.spec) for c in at.get("plotly_chart"))
