@@ -24,8 +24,8 @@ st.markdown(
 )
 
 
-@st.fragment(run_every=5)
 def build_progress() -> None:
+    """The demo build's stages (a fragment that refreshes itself while the build runs)."""
     status = read_status()
     if status is None:
         return
@@ -40,6 +40,9 @@ def build_progress() -> None:
         st.progress(min(1.0, stage.done / stage.total), text=f"{stage.title}: {stage.message}")
     with st.expander(f"Demo settings ({status.preset}); `xaudit demo` builds the full size"):
         st.json(status.settings)
+
+
+POLL_S = 5.0  # how often the build table refreshes while the demo build runs
 
 
 TONE_COLOURS = {"good": "green", "bad": "red", "warn": "orange", "none": "gray"}
@@ -78,7 +81,9 @@ def cached_findings(stamp: tuple) -> pd.DataFrame:
 
 
 with user_errors():
-    build_progress()
+    status = read_status()
+    # poll only while the build runs: a fragment timer left running delays the next page's first draw
+    st.fragment(build_progress, run_every=None if status is None or status.finished else POLL_S)()
     parts = inventory()
     st.subheader("This workspace")
     st.caption(f"`{home()}`")
