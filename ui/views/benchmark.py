@@ -7,14 +7,14 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from ui.common import user_errors
+from ui.common import lazy_tabs, stop_when_empty, user_errors
 from xai_core.metrics import queries
 from xai_core.metrics.baselines import BASELINE_METHODS
 from xai_core.metrics.ground_truth import GROUND_TRUTH_KEYS
 from xai_core.attribution import equivalence_column
 from xai_core.metrics.figures import accuracy_scatter, degree_lines, metric_box
 from xai_core.metrics.statistics import ci_table, summarise
-from xai_core.stamp import change_stamp, stamp_rows
+from xai_core.stamp import change_stamp
 
 FILL_COMMANDS = """xaudit demo --quick --no-serve                  # data, checkpoints, maps and metrics in one go
 # or step by step:
@@ -121,10 +121,7 @@ st.caption(
 
 with user_errors():
     stamp = change_stamp(*TABLES)
-    if stamp_rows(stamp, "gt_metrics") == 0:
-        st.info("No ground-truth metrics in this workspace yet. Fill it with:")
-        st.code(FILL_COMMANDS, language="bash")
-        st.stop()
+    stop_when_empty(stamp, "gt_metrics", "ground-truth metrics", FILL_COMMANDS)
 
     col1, col2 = st.columns(2)
     selection = col1.selectbox("Samples", ["correct", "all", "incorrect"], index=0,
@@ -142,10 +139,8 @@ with user_errors():
     wide, why = _wide(selection, metric, stamp)
     st.dataframe(wide, width="stretch", column_config={"note": st.column_config.TextColumn(width="medium")})
 
-    # Lazy tabs: only the open tab's content runs and is drawn (a figure costs the browser 0.1-0.3 s,
-    # a second data grid ~0.3 s); the first tab, open on arrival, holds text only.
-    tabs = st.tabs(list(VIEWS), key="benchmark_view", on_change="rerun")
-    views = dict(zip(VIEWS, tabs, strict=True))
+    # only the open tab runs and is drawn; the first tab, open on arrival, holds text only
+    views = lazy_tabs(VIEWS, "benchmark_view")
     if views["Reading the table"].open:
         with views["Reading the table"]:
             chance = _chance(selection, metric, stamp)

@@ -7,12 +7,12 @@ import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
-from ui.common import user_errors
+from ui.common import lazy_tabs, stop_when_empty, user_errors
 from xai_core.metrics import queries
 from xai_core.metrics.figures import drift_box
 from xai_core.metrics.jobs import read_stored_maps, split_drift_label
 from xai_core.metrics.statistics import STABILITY_DIRECTION, ci_table, ranking_agreement, stability_ranking, summarise
-from xai_core.stamp import change_stamp, stamp_rows
+from xai_core.stamp import change_stamp
 
 FILL_COMMANDS = """xaudit demo --quick --no-serve                  # everything in one go
 # or step by step:
@@ -124,10 +124,7 @@ st.caption(
 
 with user_errors():
     stamp = change_stamp(*TABLES)
-    if stamp_rows(stamp, "drift_metrics") == 0:
-        st.info("No drift metrics in this workspace yet. Fill it with:")
-        st.code(FILL_COMMANDS, language="bash")
-        st.stop()
+    stop_when_empty(stamp, "drift_metrics", "drift metrics", FILL_COMMANDS)
     df = _drift(stamp)
 
     st.subheader("Architecture × method drift (mean [95% CI])")
@@ -135,10 +132,8 @@ with user_errors():
     st.dataframe(_table(stamp), width="stretch")
     st.caption("; ".join(f"{k}: {v}" for k, v in DESCRIPTIONS.items()))
 
-    # Lazy tabs: only the open tab's content runs and is drawn (figures cost the browser 0.1-0.3 s each);
-    # the first one, open on arrival, holds two small static tables.
-    tabs = st.tabs(list(VIEWS), key="drift_view", on_change="rerun")
-    views = dict(zip(VIEWS, tabs, strict=True))
+    # only the open tab runs and is drawn; the first one, open on arrival, holds two small static tables
+    views = lazy_tabs(VIEWS, "drift_view")
     if views["Ranking reversals"].open:
         with views["Ranking reversals"]:
             ranking_reversals(stamp)

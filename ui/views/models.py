@@ -10,7 +10,7 @@ import streamlit as st
 from plotly.colors import sample_colorscale
 
 from models import DEGREES, list_architectures, list_pretraining_sources
-from ui.common import user_errors
+from ui.common import lazy_tabs, user_errors
 from xai_core.background import JobState, list_jobs, start
 from xai_core.catalog import (
     CHECKPOINT_TABLES,
@@ -192,9 +192,8 @@ with user_errors():
 
     st.subheader("Checkpoints")
     st.dataframe(frame[COLUMNS], hide_index=True, width="stretch")
-    # Lazy tabs: only the open tab's content runs and is drawn (each figure costs the browser 0.1-0.3 s).
-    tabs = st.tabs(list(VIEWS), key="models_view", on_change="rerun")
-    views = dict(zip(VIEWS, tabs, strict=True))
+    # only the open tab runs and is drawn
+    views = lazy_tabs(VIEWS, "models_view")
     if views["Accuracy by pre-training × degree"].open:
         with views["Accuracy by pre-training × degree"]:
             accuracy_view(frame, stamp)
