@@ -66,7 +66,7 @@ def test_tables_chart_and_click_through(workspace: Path) -> None:
     means = _seed()
     at = AppTest.from_file(PAGE, default_timeout=60).run()
     assert not at.exception, at.exception
-    wide = at.dataframe[0].value
+    wide = at.table[0].value
     assert list(wide.index) == ["baseline_random", "saliency"]
     # the study's degree order, not the alphabet ("all" before "tl")
     assert list(wide.columns) == ["imagenet / tl", "imagenet / all", "mri / tl", "mri / all"]
@@ -75,9 +75,9 @@ def test_tables_chart_and_click_through(workspace: Path) -> None:
     assert wide.loc["saliency", "imagenet / tl"].startswith(f"{means['imagenet/tl']:.3f}")
     assert any("Chance: baseline_random" in c.value for c in at.caption)
     # on arrival only the text tab is drawn: no second grid, no figure
-    assert len(at.dataframe) == 1 and not at.get("plotly_chart")
+    assert len(at.table) == 1 and not at.dataframe and not at.get("plotly_chart")
 
-    long = open_view(at, "Long table").dataframe[1].value
+    long = open_view(at, "Long table").dataframe[0].value
     assert len(long) == 8 and set(long["method"]) == {"baseline_random", "saliency"}  # 2 methods x 4 cells
     lines = json.loads(open_view(at, "Against the degree").get("plotly_chart")[0].proto.spec)
     titles = [a["text"] for a in lines["layout"]["annotations"]]
@@ -87,7 +87,7 @@ def test_tables_chart_and_click_through(workspace: Path) -> None:
     assert sorted({t["name"] for t in named}) == ["imagenet", "mri"]
     mri = next(t for t in named if t["name"] == "mri" and "saliency" in t["hovertemplate"])
     assert mri["x"] == ["tl", "all"] and mri["y"][1] == pytest.approx(means["mri/all"], abs=1e-9)
-    assert len(at.get("plotly_chart")) == 1 and len(at.dataframe) == 1  # only the open tab is drawn
+    assert len(at.get("plotly_chart")) == 1 and not at.dataframe  # only the open tab is drawn
 
     box = json.loads(open_view(at, "Per-image distribution").get("plotly_chart")[0].proto.spec)
     assert box["layout"]["title"]["text"].startswith("saliency") and at.selectbox(key="box_method").value == "saliency"
@@ -115,7 +115,7 @@ def test_incorrect_selection_and_user_error(workspace: Path, monkeypatch: pytest
     at = AppTest.from_file(PAGE, default_timeout=60).run()
     at.selectbox[0].set_value("incorrect").run()
     assert not at.exception
-    wide = at.dataframe[0].value
+    wide = at.table[0].value
     assert "saliency" in wide.index
     monkeypatch.setenv("DATABASE_URL", "sqlite:////nonexistent-dir/x/xaudit.db")
     at = AppTest.from_file(PAGE, default_timeout=60).run()
@@ -136,7 +136,7 @@ def test_equivalent_methods_are_noted_next_to_their_rows(workspace: Path) -> Non
         add_gt_rows(ck, method, pks, maps, masks, [True] * n)
     at = AppTest.from_file(PAGE, default_timeout=60).run()
     assert not at.exception, at.exception
-    wide = at.dataframe[0].value
+    wide = at.table[0].value
     assert wide.loc["lrp", "note"] == "same maps as input_x_gradient"
     assert wide.loc["input_x_gradient", "note"] == "same maps as lrp" and wide.loc["saliency", "note"] == ""
     assert any("Ancona et al. 2018" in c.value for c in at.caption)

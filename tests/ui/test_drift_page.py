@@ -50,15 +50,15 @@ def test_drift_table_reversal_and_maps(workspace: Path) -> None:
     _seed()
     at = AppTest.from_file(PAGE, default_timeout=60).run()
     assert not at.exception, at.exception
-    table = at.dataframe[0].value
+    table = at.table[0].value
     stable = table.loc[("densenet201", "gradcam_plus_plus")]
     assert stable["iou_top20"].startswith("1.000 [1.000, 1.000]")
     assert stable["n"] == 5
     moved = table.loc[("resnet50", "gradcam_plus_plus")]
     assert moved["peak_displacement"].startswith(f"{5 / np.hypot(15, 15):.3f}")
-    ranks = at.table[0].value
+    ranks = at.table[1].value
     assert ranks.loc["densenet201", "gradcam_plus_plus"] == 1 and ranks.loc["densenet201", "layercam"] == 2
-    agree = at.table[1].value
+    agree = at.table[2].value
     assert agree.iloc[0]["kendall_tau"] == -1.0 and bool(agree.iloc[0]["reversal"])
     assert at.warning and "Ranking reversal" in at.warning[0].value
     assert not at.get("plotly_chart")  # on arrival: the table and the ranking tab (static tables) only
@@ -79,7 +79,7 @@ def test_switching_pair_and_metric(workspace: Path) -> None:
     at = AppTest.from_file(PAGE, default_timeout=60).run()
     at.selectbox(key="rank_metric").set_value("com_displacement").run()
     assert not at.exception
-    ranks = at.table[0].value
+    ranks = at.table[1].value
     assert ranks.loc["resnet50", "layercam"] == 1
     at.session_state["drift_view"] = "TL and FT maps of one sample"
     at.run()

@@ -109,16 +109,16 @@ def _assert_pages_show(methods: list[str], dataset: str, tl: int, ft: int, pks: 
     """Benchmark and Drift pages list exactly ``methods``, with this workspace's counts and means."""
     scored = _lesion_pks(dataset, pks)
     bench = _benchmark()
-    wide = bench.dataframe[0].value
+    wide = bench.table[0].value
     assert sorted(wide.index) == sorted(methods)
     for method in methods:
         for ck, column in ((tl, "natural / tl"), (ft, "natural / all")):
             assert wide.loc[method, column].startswith(f"{_mean_precision(ck, method, dataset, scored):.3f} ["), (
                 method, column, wide.loc[method, column])
     bench.session_state["benchmark_view"] = "Long table"  # a lazy tab: drawn once open
-    long = bench.run().dataframe[1].value
+    long = bench.run().dataframe[0].value
     assert set(long["n"]) == {len(scored)}
-    table = _drift_page().dataframe[0].value
+    table = _drift_page().table[0].value
     assert sorted(table.index) == [("vgg16", m) for m in sorted(methods)]
     assert set(table["n"]) == {len(pks)}
 
