@@ -9,8 +9,8 @@ import streamlit as st
 
 from ui.common import lazy_tabs, stop_when_empty, user_errors
 from xai_core.metrics import queries
-from xai_core.metrics.baselines import BASELINE_METHODS
-from xai_core.metrics.ground_truth import GROUND_TRUTH_KEYS
+from xai_core.metrics.chance_maps import CHANCE_METHODS
+from xai_core.metrics.registry import GROUND_TRUTH_METRICS
 from xai_core.attribution import equivalence_column
 from xai_core.metrics.figures import accuracy_scatter, degree_lines, metric_box
 from xai_core.metrics.statistics import ci_table, summarise
@@ -50,7 +50,7 @@ def _wide(selection: str, metric: str, stamp: tuple) -> tuple[pd.DataFrame, list
 def _chance(selection: str, metric: str, stamp: tuple) -> str:
     """The chance caption: the baselines' means (and a random ranking's expected precision), or ""."""
     df = _gt(selection, stamp)
-    base_means = df[df["method"].isin(BASELINE_METHODS)].groupby("method")[metric].mean()
+    base_means = df[df["method"].isin(CHANCE_METHODS)].groupby("method")[metric].mean()
     if base_means.empty:
         return ""
     text = "; ".join(f"{name} = {value:.3f}" for name, value in base_means.items())
@@ -85,9 +85,9 @@ def _scatter(method: str, metric: str, selection: str, stamp: tuple) -> tuple[go
     return accuracy_scatter(acc, metric) if len(acc) >= 2 else None
 
 
-def inspect_sample(df: pd.DataFrame, methods: list[str], metric: str) -> None:
+def inspect_sample(df: pd.DataFrame, methods: list[str], metric: str, stored: list[str]) -> None:
     """One checkpoint's samples of one method, worst first; the chosen sample's metrics and a link
-    that opens it on the Explain page."""
+    that opens it on the Explain page (``stored``: the metrics the table shows)."""
     c1, c2 = st.columns(2)
     method = c1.selectbox("Method", methods, key="sample_method")
     ck = c2.selectbox("Checkpoint", sorted(df["checkpoint"].unique()), key="ck")
@@ -101,7 +101,7 @@ def inspect_sample(df: pd.DataFrame, methods: list[str], metric: str) -> None:
     )
     chosen = rows.loc[pick]
     params = {"checkpoint": str(int(chosen["checkpoint_id"])), "sample": str(int(chosen["sample_pk"])), "method": method}
-    st.table(chosen[list(GROUND_TRUTH_KEYS)].to_frame().T)
+    st.table(chosen[stored].to_frame().T)
     try:
         st.page_link("views/explain.py", label="Open this sample on the Explain page", icon="🔥", query_params=params)
     except Exception:  # page not registered (page run on its own): plain link
@@ -126,7 +126,6 @@ with user_errors():
     col1, col2 = st.columns(2)
     selection = col1.selectbox("Samples", ["correct", "all", "incorrect"], index=0,
                                help="Correctly classified test samples (the MRI study's choice), all, or only errors.")
-    metric = col2.selectbox("Metric", list(GROUND_TRUTH_KEYS), format_func=lambda k: LABELS[k])
     df = _gt(selection, stamp)
     stored = [k for k in GROUND_TRUTH_METRICS.list() if k in df and df[k].notna().any()] or GROUND_TRUTH_METRICS.list()
     metric = col2.selectbox("Metric", stored, format_func=lambda k: GROUND_TRUTH_METRICS.get(k).label,
@@ -169,7 +168,7 @@ with user_errors():
                                       index=methods.index("saliency") if "saliency" in methods else 0)
             st.plotly_chart(_box_figure(selection, metric, box_method, stamp), width="stretch")
 
-    real_methods = [m for m in methods if m not in BASELINE_METHODS]
+    real_methods = [m for m in methods if m not in CHANCE_METHODS]
     if views["Accuracy vs explanation"].open:
         with views["Accuracy vs explanation"]:
             if not real_methods:
@@ -193,4 +192,4 @@ with user_errors():
             if not real_methods:
                 st.caption("Only baseline maps are stored; explain a checkpoint with a method first.")
             else:
-                inspect_sample(df, real_methods, metric)
+                inspect_sample(df, real_methods, metric, stored)

@@ -10,8 +10,9 @@ import streamlit as st
 from ui.common import lazy_tabs, stop_when_empty, user_errors
 from xai_core.metrics import queries
 from xai_core.metrics.figures import drift_box
-from xai_core.metrics.jobs import read_stored_maps, split_drift_label
-from xai_core.metrics.statistics import STABILITY_DIRECTION, ci_table, ranking_agreement, stability_ranking, summarise
+from xai_core.metrics.registry import DRIFT_METRICS
+from xai_core.metrics.statistics import ci_table, ranking_agreement, stability_ranking, summarise
+from xai_core.metrics.stored import read_stored_maps
 from xai_core.stamp import change_stamp
 
 FILL_COMMANDS = """xaudit demo --quick --no-serve                  # everything in one go
@@ -38,7 +39,7 @@ def _summary(stamp: tuple) -> pd.DataFrame:
 def _table(stamp: tuple) -> pd.DataFrame:
     """Architecture × method: mean [CI] of every drift metric and the number of samples."""
     wide = ci_table(_summary(stamp), ["arch", "method"], ("metric",))
-    wide = wide[[m for m in queries.DRIFT_KEYS if m in wide.columns]]
+    wide = wide[[m for m in DRIFT_METRICS.list() if m in wide.columns]]
     return wide.join(_drift(stamp).groupby(["arch", "method"]).size().rename("n"))
 
 
@@ -51,7 +52,7 @@ def _ranking(metric: str, stamp: tuple) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 @st.cache_data(show_spinner=False, max_entries=32)
 def _maps(sides: tuple, a_id: int, b_id: int, sample_pk: int, stamp: tuple) -> list:
-    """The stored TL and FT maps of one sample (``sides``: :func:`split_drift_label`)."""
+    """The stored TL and FT maps of one sample (``sides``: each side's method and parameter hash)."""
     return [read_stored_maps(ck, m, h, [sample_pk])[0] for ck, (m, h) in zip((a_id, b_id), sides)]
 
 
@@ -82,7 +83,7 @@ def pair_maps(df: pd.DataFrame, metrics: list[str], stamp: tuple) -> None:
     pick = st.selectbox("Sample (largest drift first)", rows.index.tolist(),
                         format_func=lambda i: f"{rows.loc[i, 'sample_id']}  IoU20={rows.loc[i, 'iou_top20']:.2f}")
     row = rows.loc[pick]
-    sides = split_drift_label(method, row["params_hash"])
+    sides = ((row["method_a"], row["params_hash_a"]), (row["method_b"], row["params_hash_b"]))
     c1, c2 = st.columns(2)
     titles = (f"A (TL): {row['checkpoint_a']} · {sides[0][0]}", f"B (FT): {row['checkpoint_b']} · {sides[1][0]}")
     for side, (col, title) in enumerate(zip((c1, c2), titles)):
@@ -93,8 +94,9 @@ def pair_maps(df: pd.DataFrame, metrics: list[str], stamp: tuple) -> None:
 def ranking_reversals(stamp: tuple) -> None:
     """Architecture ranks per method for one stability metric, Kendall's tau between the methods'
     rankings, and a warning naming the reversals."""
-    rank_metric = st.selectbox("Stability metric", list(STABILITY_DIRECTION),
-                               index=list(STABILITY_DIRECTION).index("iou_top20"), key="rank_metric")
+    metrics = DRIFT_METRICS.list()
+    rank_metric = st.selectbox("Stability metric", metrics, index=metrics.index("iou_top20"), key="rank_metric",
+                               format_func=lambda k: DRIFT_METRICS.get(k).label)
     ranks, agree = _ranking(rank_metric, stamp)
     left, right = st.columns(2)
     left.caption("Architecture rank per method (1 = most stable)")
@@ -128,9 +130,9 @@ with user_errors():
     df = _drift(stamp)
 
     st.subheader("Architecture × method drift (mean [95% CI])")
-    metrics = list(queries.DRIFT_KEYS)
+    metrics = DRIFT_METRICS.list()
     st.table(_table(stamp))  # static: a data grid costs the browser ~0.3-0.5 s per page view
-    st.caption("; ".join(f"{k}: {v}" for k, v in DESCRIPTIONS.items()))
+    st.caption("; ".join(f"{k}: {DRIFT_METRICS.get(k).describe()}" for k in metrics))
 
     # only the open tab runs and is drawn; the first one, open on arrival, holds two small static tables
     views = lazy_tabs(VIEWS, "drift_view")
@@ -139,7 +141,8 @@ with user_errors():
             ranking_reversals(stamp)
     if views["Distributions"].open:
         with views["Distributions"]:
-            dist_metric = st.selectbox("Metric", metrics, index=metrics.index("iou_top20"), key="dist_metric")
+            dist_metric = st.selectbox("Metric", metrics, index=metrics.index("iou_top20"), key="dist_metric",
+                                       format_func=lambda k: DRIFT_METRICS.get(k).label)
             st.plotly_chart(_box_figure(dist_metric, stamp), width="stretch")
     if views["TL and FT maps of one sample"].open:
         with views["TL and FT maps of one sample"]:
