@@ -110,12 +110,12 @@ def test_every_page_in_a_real_browser(server: str, page) -> None:  # type: ignor
     _open(page, server, "drift", "Drift")
     ci = r"-?\d\.\d{3} \[-?\d\.\d{3}, -?\d\.\d{3}\]"
     _cells_when(page, lambda c: "vgg16" in c and any(re.fullmatch(ci, x) for x in c))
-    assert page.locator('[data-testid="stTable"]').count() >= 1  # architecture ranks (the first, open tab)
+    assert page.locator('[data-testid="stTable"]').count() >= 2  # the CI table and the ranks (first, open tab)
     page.get_by_role("tab", name="TL and FT maps of one sample").click()  # a lazy tab: drawn once opened
     page.locator(".js-plotly-plot").nth(1).wait_for(timeout=60_000)  # TL map and FT map
     page.wait_for_function("!document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=60_000)
     assert page.locator(".js-plotly-plot").count() == 2
-    assert page.locator('[data-testid="stTable"]').count() == 1  # the sample's drift values
+    assert page.locator('[data-testid="stTable"]').count() == 2  # the CI table and the sample's drift values
     _assert_clean(page, "drift")
 
 

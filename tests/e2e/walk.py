@@ -28,6 +28,7 @@ DRAWN = """(title) => {
 }"""
 CI_CELL = re.compile(r"(-?\d\.\d{3}) \[-?\d\.\d{3}, -?\d\.\d{3}\]")
 GRIDCELL = '[data-testid="stDataFrame"] [role="gridcell"]'
+CELLS = f'{GRIDCELL}, [data-testid="stTable"] td'  # data-grid and static-table cells
 
 
 def open_page(page, url: str, path: str) -> str:  # type: ignore[no-untyped-def]
@@ -45,7 +46,7 @@ def benchmark_means(page, timeout_ms: int = 60_000) -> list[str]:  # type: ignor
     """The means of the CI cells (``0.245 [0.237, 0.252]``) the Benchmark page shows (grids draw late)."""
     page.wait_for_function(
         "(sel) => [...document.querySelectorAll(sel)].some(c => / \\[/.test(c.innerText))",
-        arg=GRIDCELL, timeout=timeout_ms)
+        arg=CELLS, timeout=timeout_ms)
     texts = page.locator(GRIDCELL).all_inner_texts() + page.locator('[data-testid="stTable"]').all_inner_texts()
     return [m.group(1) for t in texts for m in CI_CELL.finditer(t)]
 
