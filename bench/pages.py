@@ -31,7 +31,7 @@ PLOT = ".js-plotly-plot"
 TABLE = '[data-testid="stTable"] td'  # a static table's cells (st.table)
 # page path -> (start of its title, selector present once the page has drawn its main content)
 PAGES: dict[str, tuple[str, str]] = {
-    "": ("xaudit", TABLE), "data": ("Data", PLOT), "models": ("Models", GRID),
+    "": ("xaudit", TABLE), "data": ("Data", PLOT), "models": ("Models", TABLE),
     "explain": ("Explain", PLOT), "benchmark": ("Benchmark", TABLE), "drift": ("Drift", TABLE),
 }
 # drawn = the page's title and content are there, no element is stale and the script is not running

@@ -55,17 +55,17 @@ def test_table_lineage_heatmap_and_training_from_the_page(workspace: Path, monke
     tl_id, all_id = rows[0]["checkpoint_id"], rows[1]["checkpoint_id"]
     at = AppTest.from_file(PAGE, default_timeout=120).run()
     assert not at.exception, at.exception
-    table = at.dataframe[0].value.set_index("id")
+    table = at.table[0].value
     assert table.loc[all_id, "lineage"] == f"tl #{tl_id} → ft #{all_id}"
     assert table.loc[tl_id, "degree"] == "tl" and table.loc[all_id, "pretrain"] == "none"
     with session_scope() as session:
         acc = {r: session.get(Checkpoint, r).metrics["accuracy"] for r in (tl_id, all_id)}
     assert table.loc[all_id, "accuracy"] == pytest.approx(acc[all_id])
-    heat = at.table[0].value
+    heat = at.table[1].value
     assert heat.loc["none", "tl"] == pytest.approx(acc[tl_id]) and heat.loc["none", "all"] == pytest.approx(acc[all_id])
     assert list(heat.columns) == ["tl", "all"]
     assert not at.get("plotly_chart")  # a coloured table; the other tabs' figures are drawn when opened
-    css = at.table[0].proto.arrow_data.styler.styles
+    css = at.table[1].proto.arrow_data.styler.styles
     for col, ck in enumerate((tl_id, all_id)):  # Viridis from 0.5 (chance) to 1.0, per cell
         t = min(1.0, max(0.0, (acc[ck] - 0.5) / 0.5))
         rule = next(r for r in css.split("}") if f"_row0_col{col}" in r)
@@ -115,7 +115,7 @@ def test_table_lineage_heatmap_and_training_from_the_page(workspace: Path, monke
         ft = session.query(Checkpoint).filter(Checkpoint.name == "tiny-vgg16-w0.125-none-tlft-s0-ft").one()
         assert ft.parent_id is not None and session.get(Checkpoint, ft.parent_id).phase == "tl"
         assert f"#{ft.id} tiny-vgg16-w0.125-none-tlft-s0-ft" in at.success[0].value
-    table = at.dataframe[0].value.set_index("id")
+    table = at.table[0].value
     assert table.loc[ft.id, "lineage"] == f"tl #{ft.parent_id} → ft #{ft.id}"
 
 
