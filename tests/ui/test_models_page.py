@@ -12,8 +12,9 @@ from plotly.colors import sample_colorscale
 from streamlit.testing.v1 import AppTest
 
 from db import Checkpoint, session_scope
-from models.testing import register_easy_dataset
-from models.training import TrainConfig, train_grid
+from models.finetune import TrainConfig
+from models.grid import train_grid
+from tests.easy_data import register_easy_dataset
 from xai_core.background import JobState, list_jobs, read_job
 
 PAGE = str(Path(__file__).resolve().parents[2] / "ui" / "views" / "models.py")

@@ -10,7 +10,7 @@ import torch
 import models
 from ui.common import user_errors
 from xai_core.attribution import capabilities, explain_samples_info, get_method, list_methods
-from xai_core.attribution.store import select_samples
+from xai_core.attribution.jobs import select_samples
 from xai_core.catalog import SampleRow, sample_index
 from xai_core.config import device
 from xai_core.metrics import explanation_precision

@@ -7,6 +7,7 @@ brain, normalised to [0, 1] and resized to the output size, together with their 
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import tempfile
 from dataclasses import dataclass
