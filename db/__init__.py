@@ -1,6 +1,6 @@
 """Persistence: SQLAlchemy models, sessions and Alembic migrations."""
 
-from db.models import (
+from db.tables import (
     AttributionMap,
     Base,
     Checkpoint,

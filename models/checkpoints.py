@@ -29,7 +29,7 @@ from sqlalchemy import select
 from torch import nn
 
 from db import Checkpoint, Dataset, Prediction, session_scope
-from db.models import column_limit
+from db.tables import column_limit
 from models.architectures import build, get_architecture
 from models.inputs import get_preprocess, preprocess_name, set_preprocess
 from xai_core.config import workspace_dir

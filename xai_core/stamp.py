@@ -17,7 +17,7 @@ TableStamp = tuple[str, int, int]  # (table, row count, largest id; 0 when empty
 
 def change_stamp(*tables: str) -> tuple[str, str, tuple[TableStamp, ...]]:
     """``(workspace folder, database URL, ((table, rows, max id), ...))`` for ``tables`` (names
-    in :mod:`db.models`), read in one query. Every job inserts rows (new ids) or deletes them
+    in :mod:`db.tables`), read in one query. Every job inserts rows (new ids) or deletes them
     (fewer rows), so the stamp changes whenever a table's content does; no tables: the workspace
     identity alone (for caches that read files, not rows)."""
     known = Base.metadata.tables

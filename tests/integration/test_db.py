@@ -13,7 +13,7 @@ from sqlalchemy import create_engine, inspect, select, text
 from sqlalchemy.orm import Session
 
 from db import Checkpoint, Dataset, Sample, get_engine, session_scope
-from db.models import Base
+from db.tables import Base
 from db.session import alembic_config, make_engine
 from xai_core.config import workspace_dir
 from tests.postgres import BACKENDS, only_sqlite

@@ -6,7 +6,7 @@ from xai_core.cli.base import app, main, run
 from xai_core.cli import data  # noqa: F401,E402
 from xai_core.cli import attribution  # noqa: F401,E402
 from xai_core.cli import metrics  # noqa: F401,E402
-from xai_core.cli import models  # noqa: F401,E402
+from xai_core.cli import training  # noqa: F401,E402
 from xai_core.cli import demo  # noqa: F401,E402
 
 __all__ = ["app", "main", "run"]

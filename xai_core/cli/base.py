@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import click
 import typer
@@ -21,6 +23,16 @@ data_app = typer.Typer(help="Build, import and list datasets.", no_args_is_help=
 models_app = typer.Typer(help="Import and list checkpoints.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 app.add_typer(models_app, name="models")
+
+
+def echo_rows(rows: Sequence[dict[str, Any]], empty: str, header: str, line: Callable[[dict[str, Any]], str]) -> None:
+    """A `list` command's output: ``empty`` when there are no rows, else ``header`` and one line per row."""
+    if not rows:
+        typer.echo(empty)
+        return
+    typer.echo(header)
+    for row in rows:
+        typer.echo(line(row))
 
 
 def run(argv: list[str] | None = None) -> int:

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from xai_core.cli.base import data_app
+from xai_core.cli.base import data_app, echo_rows
 from xai_core.progress import TqdmProgress
 
 
@@ -115,12 +115,10 @@ def list_() -> None:
     # lazy: only this command's stack is imported (xaudit --help and other commands stay fast)
     from xai_core.data import list_datasets
 
-    rows = list_datasets()
-    if not rows:
-        typer.echo("no datasets; build one with: xaudit data build --name mri-lesions --n 2000 --size 128 --seed 0")
-        return
-    typer.echo(f"{'name':<24} {'kind':<10} {'n':>6} {'size':>5}  {'classes':<32} train/val/test")
-    for r in rows:
+    def line(r: dict) -> str:
         classes = " ".join(f"{k}={v}" for k, v in r["class_counts"].items())
         splits = "/".join(str(r["split_counts"][s]) for s in ("train", "val", "test"))
-        typer.echo(f"{r['name']:<24} {r['kind']:<10} {r['n']:>6} {r['size']:>5}  {classes:<32} {splits}")
+        return f"{r['name']:<24} {r['kind']:<10} {r['n']:>6} {r['size']:>5}  {classes:<32} {splits}"
+
+    echo_rows(list_datasets(), "no datasets; build one with: xaudit data build --name mri-lesions --n 2000 --size 128 --seed 0",
+              f"{'name':<24} {'kind':<10} {'n':>6} {'size':>5}  {'classes':<32} train/val/test", line)

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage as ndi
 
-from db.models import Sample, column_limit
+from db.tables import Sample, column_limit
 from xai_core.data.dataset import Staging, check_name, commit_dataset, ensure_new
 from xai_core.data.io import (
     DICOM_SUFFIXES,

@@ -1,4 +1,4 @@
-"""``xaudit pretrain``, ``xaudit train``, ``xaudit train-grid``, ``xaudit models import|list``."""
+"""Training and checkpoint commands: ``xaudit pretrain``, ``train``, ``train-grid``, ``models import|list``."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from xai_core.cli.base import app, models_app
+from xai_core.cli.base import app, echo_rows, models_app
 from xai_core.progress import TqdmProgress
 
 
@@ -180,12 +180,10 @@ def list_cmd(
     # lazy: only this command's stack is imported (xaudit --help and other commands stay fast)
     from models.checkpoints import list_checkpoints
 
-    rows = list_checkpoints()
-    if not rows:
-        typer.echo("no checkpoints yet; run `xaudit train --dataset NAME` or `xaudit models import FILE`")
-        return
-    typer.echo(f"{'id':>4}  {'name':<52}{'arch':<13}{'pretrain':<10}{'degree':<7}{'phase':<9}{'parent':>6}{'acc':>7}")
-    for r in rows:
+    def line(r: dict) -> str:
         acc = r["accuracy"]
-        typer.echo(f"{r['id']:>4}  {r['name'][:51]:<52}{r['arch']:<13}{r['pretrain']:<10}{(r['degree'] or '-'):<7}"
-                   f"{r['phase']:<9}{(r['parent_id'] or '-'):>6}{(f'{acc:.3f}' if acc is not None else '-'):>7}")
+        return (f"{r['id']:>4}  {r['name'][:51]:<52}{r['arch']:<13}{r['pretrain']:<10}{(r['degree'] or '-'):<7}"
+                f"{r['phase']:<9}{(r['parent_id'] or '-'):>6}{(f'{acc:.3f}' if acc is not None else '-'):>7}")
+
+    echo_rows(list_checkpoints(), "no checkpoints yet; run `xaudit train --dataset NAME` or `xaudit models import FILE`",
+              f"{'id':>4}  {'name':<52}{'arch':<13}{'pretrain':<10}{'degree':<7}{'phase':<9}{'parent':>6}{'acc':>7}", line)

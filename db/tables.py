@@ -1,4 +1,4 @@
-"""SQLAlchemy 2.0 typed models. Every schema change ships with an Alembic migration."""
+"""The database tables (SQLAlchemy 2.0 typed ORM classes). Every schema change ships with an Alembic migration."""
 
 from __future__ import annotations
 
