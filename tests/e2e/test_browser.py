@@ -63,7 +63,9 @@ def test_every_page_in_a_real_browser(server: str, page) -> None:  # type: ignor
     _open(page, server, "", "This workspace")
     _cells_when(page, lambda c: c.count("done") == 7 and "mri-lesions (160 images)" in c)
     # findings as cards: claim, evidence and a verdict badge, all without horizontal scrolling
-    page.get_by_text("Claim:", exact=False).first.wait_for(timeout=120_000)
+    # the cards arrive one by one: wait for all six before reading them
+    page.wait_for_function("(document.querySelector('[data-testid=\"stMain\"]')?.innerText.match(/Claim:/g) || [])"
+                           ".length >= 6", timeout=120_000)
     main = page.locator('[data-testid="stMain"]').inner_text()
     assert main.count("Claim:") == 6 and main.count("Evidence:") == 6, main[-3000:]
     verdicts = re.findall(r"not testable here|not reproduced \((?:opposite direction|no clear difference|mixed "
