@@ -9,7 +9,7 @@ from typing import Any
 import streamlit as st
 
 from xai_core.errors import XAuditError
-from xai_core.stamp import stamp_rows
+from xai_core.stamp import change_stamp, stamp_rows
 
 
 @contextmanager
@@ -19,6 +19,14 @@ def user_errors() -> Iterator[None]:
         yield
     except XAuditError as exc:
         st.error(str(exc))
+
+
+def page_start(title: str, caption: str, tables: Sequence[str]) -> tuple:
+    """Draw a page's title and caption; return the :func:`~xai_core.stamp.change_stamp` of the
+    ``tables`` the page reads (its caches are keyed on it). Call inside :func:`user_errors`."""
+    st.title(title)
+    st.caption(caption)
+    return change_stamp(*tables)
 
 
 def stop_when_empty(stamp: tuple, table: str, what: str, commands: str) -> None:

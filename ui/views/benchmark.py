@@ -7,14 +7,13 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from ui.common import lazy_tabs, stop_when_empty, user_errors
+from ui.common import lazy_tabs, page_start, stop_when_empty, user_errors
 from xai_core.metrics import queries
 from xai_core.metrics.chance_maps import CHANCE_METHODS
 from xai_core.metrics.registry import GROUND_TRUTH_METRICS
 from xai_core.attribution import equivalence_column
 from xai_core.metrics.figures import accuracy_scatter, degree_lines, metric_box
 from xai_core.metrics.statistics import ci_table, summarise
-from xai_core.stamp import change_stamp
 
 FILL_COMMANDS = """xaudit demo --quick --no-serve                  # data, checkpoints, maps and metrics in one go
 # or step by step:
@@ -113,14 +112,13 @@ def inspect_sample(df: pd.DataFrame, methods: list[str], metric: str, stored: li
 VIEWS = ("Reading the table", "Long table", "Against the degree", "Per-image distribution", "Accuracy vs explanation", "Inspect a sample")
 
 
-st.title("Benchmark: are the explanations right?")
-st.caption(
-    "Ground-truth metrics of each attribution method against the exact lesion masks, per pre-training "
-    "source and fine-tuning degree; bootstrap 95% CIs; random-map and Sobel-edge baselines show chance."
-)
-
 with user_errors():
-    stamp = change_stamp(*TABLES)
+    stamp = page_start(
+        "Benchmark: are the explanations right?",
+        "Ground-truth metrics of each attribution method against the exact lesion masks, per pre-training "
+        "source and fine-tuning degree; bootstrap 95% CIs; random-map and Sobel-edge baselines show chance.",
+        TABLES,
+    )
     stop_when_empty(stamp, "gt_metrics", "ground-truth metrics", FILL_COMMANDS)
 
     col1, col2 = st.columns(2)

@@ -9,10 +9,9 @@ import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
-from ui.common import user_errors
+from ui.common import page_start, user_errors
 from xai_core.data import list_datasets, load_dataset
 from xai_core.data.anatomy import mni152_path, read_canonical, read_uploaded
-from xai_core.stamp import change_stamp
 
 AXES = {"axial": 2, "coronal": 1, "sagittal": 0}
 
@@ -65,12 +64,13 @@ def _slice_figure(volume: np.ndarray, axis: int, index: int, title: str) -> go.F
     return fig
 
 
-st.title("Data")
-st.caption("Benchmark and imported datasets: each image with its ground-truth lesion contour, and the "
-           "anatomy the benchmark is drawn from.")
-
 with user_errors():
-    stamp = change_stamp(*TABLES)
+    stamp = page_start(
+        "Data",
+        "Benchmark and imported datasets: each image with its ground-truth lesion contour, and the "
+        "anatomy the benchmark is drawn from.",
+        TABLES,
+    )
     datasets = _datasets(stamp)
     if not datasets:
         st.info("No datasets in this workspace yet. Build the lesion benchmark with "

@@ -7,13 +7,12 @@ import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
-from ui.common import lazy_tabs, stop_when_empty, user_errors
+from ui.common import lazy_tabs, page_start, stop_when_empty, user_errors
 from xai_core.metrics import queries
 from xai_core.metrics.figures import drift_box
 from xai_core.metrics.registry import DRIFT_METRICS
 from xai_core.metrics.statistics import ci_table, ranking_agreement, stability_ranking, summarise
 from xai_core.metrics.stored import read_stored_maps
-from xai_core.stamp import change_stamp
 
 FILL_COMMANDS = """xaudit demo --quick --no-serve                  # everything in one go
 # or step by step:
@@ -118,14 +117,13 @@ def ranking_reversals(stamp: tuple) -> None:
 VIEWS = ("Ranking reversals", "Distributions", "TL and FT maps of one sample")
 
 
-st.title("Drift: did fine-tuning change the evidence?")
-st.caption(
-    "Reference-free drift between the maps of a transfer-learning checkpoint (A) and its fine-tuned "
-    "successor (B) on the same samples, per architecture and attribution method."
-)
-
 with user_errors():
-    stamp = change_stamp(*TABLES)
+    stamp = page_start(
+        "Drift: did fine-tuning change the evidence?",
+        "Reference-free drift between the maps of a transfer-learning checkpoint (A) and its fine-tuned "
+        "successor (B) on the same samples, per architecture and attribution method.",
+        TABLES,
+    )
     stop_when_empty(stamp, "drift_metrics", "drift metrics", FILL_COMMANDS)
     df = _drift(stamp)
 

@@ -8,13 +8,12 @@ import streamlit as st
 import torch
 
 import models
-from ui.common import user_errors
+from ui.common import page_start, user_errors
 from xai_core.attribution import capabilities, explain_samples_info, get_method, list_methods
 from xai_core.attribution.jobs import select_samples
 from xai_core.catalog import SampleRow, sample_index
 from xai_core.config import device
 from xai_core.metrics import explanation_precision
-from xai_core.stamp import change_stamp
 
 COLORMAPS = ["Jet", "Hot", "Inferno", "Viridis", "RdBu_r", "Turbo"]
 FILL_COMMANDS = """xaudit data build --name mri-lesions          # a benchmark dataset
@@ -74,12 +73,13 @@ def _overlay(image: np.ndarray, attribution: np.ndarray, mask: np.ndarray | None
     return fig
 
 
-st.title("Explain")
-st.caption("Attribution maps of one sample, computed on demand (GPU when present) and stored; "
-           "the lesion contour is the ground truth the benchmark knows.")
-
 with user_errors():
-    stamp = change_stamp(*TABLES)
+    stamp = page_start(
+        "Explain",
+        "Attribution maps of one sample, computed on demand (GPU when present) and stored; "
+        "the lesion contour is the ground truth the benchmark knows.",
+        TABLES,
+    )
     checkpoints = _checkpoints(stamp)
     if not checkpoints:
         st.info("No checkpoints trained on a dataset in this workspace yet. Create one with:")
