@@ -175,3 +175,119 @@ class DriftMetric(Base):
     metric: Mapped[str] = mapped_column(String(50))  # a registered drift metric's name
     value: Mapped[float] = mapped_column(Float)
     selection: Mapped[str] = mapped_column(String(20))  # true_positive | all
+
+
+# ------------------------------------------------------------------------------------------
+# review studies (issue 12): accounts, sessions, audit log, blinded reading studies, ratings
+# ------------------------------------------------------------------------------------------
+class User(Base):
+    """A dashboard account. Only an argon2 hash of the password is stored."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    role: Mapped[str] = mapped_column(String(20))  # admin | reviewer
+    password_hash: Mapped[str] = mapped_column(String(200))
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+
+
+class LoginThrottle(Base):
+    """Failed logins per account name (known or not), and until when the next try is refused."""
+
+    __tablename__ = "login_throttle"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    blocked_until: Mapped[Optional[datetime]] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class AuthSession(Base):
+    """A login: the SHA-256 of its random token (the token itself is never stored), revoked at logout."""
+
+    __tablename__ = "auth_sessions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    revoked_at: Mapped[Optional[datetime]] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class AuditEvent(Base):
+    """Who did what when: logins, account and study changes, ratings, refused requests."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now, index=True)
+    actor: Mapped[str] = mapped_column(String(100))  # account name ("" for the single-user dashboard)
+    action: Mapped[str] = mapped_column(String(50), index=True)
+    outcome: Mapped[str] = mapped_column(String(10))  # ok | failed | refused
+    target: Mapped[str] = mapped_column(String(300), default="")
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class ReviewStudy(Base):
+    """A blinded reading study: its settings and whether it is open for ratings."""
+
+    __tablename__ = "review_studies"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    settings: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    status: Mapped[str] = mapped_column(String(10), default="open")  # open | closed
+    created_by: Mapped[str] = mapped_column(String(100), default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+
+
+class ReviewCase(Base):
+    """One map to rate, behind an opaque key. Method, checkpoint and catch status are the
+    unblinding key: only admin functions read them."""
+
+    __tablename__ = "review_cases"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("review_studies.id", ondelete="CASCADE"), index=True)
+    case_key: Mapped[str] = mapped_column(String(32), unique=True)
+    sample_pk: Mapped[int] = mapped_column(ForeignKey("samples.id", ondelete="RESTRICT"), index=True)
+    checkpoint_id: Mapped[int] = mapped_column(ForeignKey("checkpoints.id", ondelete="RESTRICT"), index=True)
+    method: Mapped[str] = mapped_column(String(50))  # a registered method, or a chance map for catch trials
+    params: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    is_catch: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class ReviewAssignment(Base):
+    """A case in one reviewer's randomised queue, at ``position``."""
+
+    __tablename__ = "review_assignments"
+    __table_args__ = (UniqueConstraint("study_id", "reviewer_id", "case_id"),
+                      UniqueConstraint("study_id", "reviewer_id", "position"))
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("review_studies.id", ondelete="CASCADE"), index=True)
+    reviewer_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("review_cases.id", ondelete="CASCADE"))
+    position: Mapped[int] = mapped_column(Integer)
+    submitted_at: Mapped[Optional[datetime]] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class ReviewRating(Base):
+    """A reviewer's rating of one case; the unique key makes a retried or doubled submission one row."""
+
+    __tablename__ = "review_ratings"
+    __table_args__ = (UniqueConstraint("study_id", "reviewer_id", "case_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("review_studies.id", ondelete="CASCADE"), index=True)
+    reviewer_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("review_cases.id", ondelete="CASCADE"))
+    evidence_match: Mapped[int] = mapped_column(Integer)  # 1..5
+    plausible: Mapped[bool] = mapped_column(Boolean)
+    note: Mapped[str] = mapped_column(String(2000), default="")
+    point_x: Mapped[Optional[float]] = mapped_column(Float, nullable=True)  # image column of the click
+    point_y: Mapped[Optional[float]] = mapped_column(Float, nullable=True)  # image row of the click
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)

@@ -42,3 +42,11 @@ class CheckpointError(XAuditError):
 
 class JobRunningError(XAuditError):
     """The same background job (kind and settings) is already queued or running."""
+
+
+class AuthError(XAuditError):
+    """A login is refused: wrong name or password, a disabled account, or too many failures."""
+
+
+class AccessDenied(XAuditError):
+    """The signed-in account's role may not do or see this (the refusal is logged)."""
