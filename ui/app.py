@@ -5,7 +5,10 @@ Run with ``python -m ui.launch`` (or ``xaudit demo``); ``XAUDIT_HOME`` (default 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import streamlit as st
+from streamlit.navigation.page import StreamlitPage
 
 from ui.auth import allowed, current_actor, refuse_page, sign_in_page, sign_out
 from xai_core.config import database_url, device, home
@@ -42,13 +45,21 @@ if actor is None:
     st.stop()
 
 # a reviewer's sidebar lists only their pages; any other page they open by URL is refused below
-all_pages = pages("views/overview.py" if actor.is_admin else "views/review.py")
+default = "views/overview.py" if actor.is_admin else "views/review.py"
+all_pages = pages(default)
 navigation = st.navigation(all_pages, position="sidebar" if actor.is_admin else "hidden")
+
+
+def path_of(page: StreamlitPage) -> str:
+    """The page's url path for access checks: the default page is served at the root (its
+    ``url_path`` is ""), so it is checked under its own name."""
+    return page.url_path or Path(default).stem
+
 
 with st.sidebar:
     if not actor.is_admin:
         for page in all_pages:
-            if allowed(actor, page.url_path):
+            if allowed(actor, path_of(page)):
                 st.page_link(page)
     if actor.name:
         sign_out(actor)
@@ -58,7 +69,7 @@ with st.sidebar:
     st.caption("Database: " + ("SQLite in the workspace" if url.startswith("sqlite") else "DATABASE_URL"))
     st.caption(f"Compute device: `{device()}`")
 
-if not allowed(actor, navigation.url_path):
+if not allowed(actor, path_of(navigation)):
     refuse_page(actor, navigation.title)
 st.session_state["actor"] = actor  # the pages read who is acting from here
 navigation.run()
