@@ -122,7 +122,7 @@ def test_every_page_in_a_real_browser(server: str, page) -> None:  # type: ignor
     _assert_clean(page, "drift")
 
 
-NAVIGATION = ["Overview", "Data", "Models", "Explain", "Benchmark", "Drift"]
+NAVIGATION = ["Overview", "Data", "Models", "Explain", "Benchmark", "Drift", "Review", "Results", "Admin"]
 
 
 def _deep_link_target(home: Path) -> tuple[int, str, int, str]:

@@ -19,7 +19,8 @@ from ui.server import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
 
 # page path -> start of its title (the h1)
 PAGES: dict[str, str] = {"": "xaudit", "data": "Data", "models": "Models", "explain": "Explain",
-                         "benchmark": "Benchmark", "drift": "Drift"}
+                         "benchmark": "Benchmark", "drift": "Drift", "review": "Review",
+                         "results": "Reading-study results", "admin": "Admin"}
 DRAWN = """(title) => {
   const h1 = document.querySelector('h1');
   return !!h1 && h1.innerText.startsWith(title)

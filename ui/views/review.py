@@ -41,18 +41,24 @@ def _note_key(study: str, case_key: str) -> str:
 
 
 def _draft(cv: reading.CaseView) -> dict[str, Any]:
-    """The reviewer's unsaved answers for the case shown, started from their stored rating."""
+    """The reviewer's unsaved answers for the case shown, started from their stored rating; the
+    case becomes the one the answer buttons and keys act on."""
     key = _draft_key(cv.study, cv.case_key)
     if key not in st.session_state:
         r = cv.rating
         st.session_state[key] = {"score": r and r.evidence_match, "plausible": None if r is None else r.plausible,
                                  "point": r and r.point}
+    st.session_state["rv-shown"] = (cv.study, cv.case_key)
     return st.session_state[key]
 
 
-def _set(study: str, case_key: str, field: str, value: Any) -> None:
-    """Button callback: record one answer of the draft."""
-    st.session_state[_draft_key(study, case_key)][field] = value
+def _set(field: str, value: Any) -> None:
+    """Button callback: record one answer for the case shown. The case is looked up when the key
+    is pressed, not bound when the button was drawn: a key pressed just after the next case
+    appeared (its buttons still being redrawn) counts for that case."""
+    draft = st.session_state.get(_draft_key(*st.session_state.get("rv-shown", ("", ""))))
+    if draft is not None:
+        draft[field] = value
 
 
 def _go(study: str, case_key: str | None) -> None:
@@ -60,8 +66,10 @@ def _go(study: str, case_key: str | None) -> None:
     st.session_state[_case_state(study)] = case_key
 
 
-def _ask_save(study: str, case_key: str) -> None:
-    st.session_state["rv-save"] = (study, case_key)
+def _ask_save() -> None:
+    """Save and next's callback: the save runs at the top of the next run."""
+    if "rv-shown" in st.session_state:
+        st.session_state["rv-save"] = st.session_state["rv-shown"]
 
 
 def _save(reviewer: str) -> None:
@@ -116,16 +124,31 @@ def _view_controls(shape: tuple[int, int]) -> dict[str, Any]:
     return {"level": level, "width": width, "show_heatmap": show, "opacity": opacity, "zoom": zoom, "center": center}
 
 
+REFOCUS = """<script>
+// the image component's frame holds the keyboard after a click: give it back to the page (click {n})
+const frame = window.document.activeElement;
+if (frame && frame.tagName === "IFRAME") {{ frame.blur(); window.focus(); }}
+</script>"""
+
+
 def _picture(cv: reading.CaseView, view: dict[str, Any], draft: dict[str, Any]) -> None:
-    """The image large; a click on it records the point (in image pixels) the reviewer relies on."""
-    shown = display.compose(cv.image, cv.heatmap, cv.lesion, point=draft["point"], **view)
-    st.session_state.setdefault("rv-clicks", 0)
-    click = streamlit_image_coordinates(shown.rgb, key=f"rv-image-{st.session_state['rv-clicks']}",
-                                        width="stretch", png_compression_level=1, cursor="crosshair")
-    if click is not None:  # a new click: store it, then draw a fresh component (the old one holds the focus)
+    """The image large; a click on it records the point (in image pixels) the reviewer relies on.
+
+    The image component keeps its last click as its value: after taking a click the page draws a
+    fresh one (a new key), and hands the keyboard back from the component's frame to the page."""
+    shown = display.compose(cv.image, cv.heatmap, cv.lesion, **view)
+    clicks = st.session_state.setdefault("rv-clicks", 0)
+    click = st.session_state.get(f"rv-image-{clicks}")
+    if click is not None:
         draft["point"] = display.to_image_pixels(click["x"], click["y"], click["width"], click["height"], shown.box)
-        st.session_state["rv-clicks"] += 1
-        st.rerun()
+        clicks = st.session_state["rv-clicks"] = clicks + 1
+    if draft["point"] is not None:
+        shown = display.Composed(display.mark(shown.rgb, draft["point"], shown.box, shown.scale), shown.box,
+                                 shown.scale)
+    streamlit_image_coordinates(shown.rgb, key=f"rv-image-{clicks}", width="stretch", png_compression_level=1,
+                                cursor="crosshair")
+    if click is not None:
+        st.html(REFOCUS.format(n=clicks), unsafe_allow_javascript=True)  # fixed code, no user text
     legend = "heat map: black → red → yellow → white = more evidence"
     if cv.lesion is not None:
         legend += " · cyan outline: the lesion"
@@ -138,13 +161,12 @@ def _rating(cv: reading.CaseView, draft: dict[str, Any]) -> None:
     st.markdown("**The highlighted evidence matches the lesion**", help=EVIDENCE_HELP)
     row = st.container(horizontal=True)
     for score in range(1, 6):
-        row.button(str(score), key=f"rv-score-{score}", shortcut=str(score), on_click=_set,
-                   args=(study, key, "score", score), type="primary" if draft["score"] == score else "secondary")
+        row.button(str(score), key=f"rv-score-{score}", shortcut=str(score), on_click=_set, args=("score", score),
+                   type="primary" if draft["score"] == score else "secondary")
     st.markdown("**Clinically plausible**")
     row = st.container(horizontal=True)
     for label, value, shortcut in (("Yes", True, "Y"), ("No", False, "N")):
-        row.button(label, key=f"rv-plausible-{label}", shortcut=shortcut, on_click=_set,
-                   args=(study, key, "plausible", value),
+        row.button(label, key=f"rv-plausible-{label}", shortcut=shortcut, on_click=_set, args=("plausible", value),
                    type="primary" if draft["plausible"] is value else "secondary")
     st.text_area("Note (optional)", value=cv.rating.note if cv.rating else "", key=_note_key(study, key),
                  max_chars=reading.MAX_NOTE, height=80)
@@ -153,9 +175,9 @@ def _rating(cv: reading.CaseView, draft: dict[str, Any]) -> None:
     else:
         x, y = draft["point"]
         st.caption(f"Point you rely on: x {x:.1f}, y {y:.1f} (image pixels)")
-        st.button("Clear the point", key="rv-clear-point", on_click=_set, args=(study, key, "point", None))
+        st.button("Clear the point", key="rv-clear-point", on_click=_set, args=("point", None))
     st.button("Save and next", key="rv-save-button", shortcut="Enter", type="primary", icon=":material/check:",
-              on_click=_ask_save, args=(study, key))
+              on_click=_ask_save)
 
 
 def _submit_panel(study: str, reviewer: str, total: int) -> None:
@@ -191,6 +213,7 @@ def reading_page() -> None:
     if (cv or reading.case_view(study, reviewer, queue[0][1])).submitted:
         st.success(f"You submitted this study: your {rated} ratings are final. Thank you.")
         return
+    draft = None if cv is None else _draft(cv)  # before anything of the case is drawn
     left, right = st.columns([3, 2], gap="medium")
     with right:
         st.progress(rated / total, text=f"{rated} of {total} rated")
@@ -205,13 +228,14 @@ def reading_page() -> None:
         st.subheader(f"Case {cv.position + 1} of {cv.total}")
         if cv.rating is not None:
             st.caption("Rated: change the answers and press Save to update the rating.")
-        draft = _draft(cv)
-        _rating(cv, draft)
+        answers = st.container(key=f"rv-answers-{cv.position}")  # filled after the picture took a click
         st.caption(KEYS_HELP)
         with st.expander("View: window/level, heat map, zoom", expanded=True):
             view = _view_controls(cv.image.shape)
     with left:
         _picture(cv, view, draft)
+    with answers:
+        _rating(cv, draft)
 
 
 st.title("Review")
