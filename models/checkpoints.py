@@ -28,7 +28,7 @@ from safetensors.torch import save_file
 from sqlalchemy import select
 from torch import nn
 
-from db import Checkpoint, Dataset, Prediction, session_scope
+from db import Checkpoint, Dataset, Prediction, ReviewCase, session_scope
 from db.tables import column_limit
 from models.architectures import build, get_architecture
 from models.inputs import get_preprocess, preprocess_name, set_preprocess
@@ -219,6 +219,9 @@ def save_checkpoint(
         if existing is not None:
             if not replace:
                 raise ConfigError(f"a checkpoint named {name!r} exists already; pick another --name")
+            if session.scalar(select(ReviewCase.id).where(ReviewCase.checkpoint_id == existing.id).limit(1)):
+                raise CheckpointError(f"checkpoint {name!r} is rated in a review study and cannot be replaced; "
+                                      "save the new one under another --name")
             session.delete(existing)
             session.flush()
         row = Checkpoint(
