@@ -215,6 +215,7 @@ def test_catch_trial_maps_are_the_chance_maps(ws: ReviewWorkspace) -> None:
 
 def test_rated_checkpoints_and_datasets_are_not_replaced(ws: ReviewWorkspace) -> None:
     import models
+    from xai_core.config import workspace_dir
     from xai_core.data.dataset import ensure_new
     from xai_core.errors import CheckpointError, WorkspaceError
 
@@ -226,3 +227,4 @@ def test_rated_checkpoints_and_datasets_are_not_replaced(ws: ReviewWorkspace) ->
         models.save_checkpoint(net, name="rv-tl", arch="vgg16", width=0.125, num_classes=2, in_chans=1,
                                input_size=32, pretrain="natural", degree="tl", phase="tl", replace=True)
     assert len(studies.unblinding_key("s1", actor=LOCAL)) == 18
+    assert not (workspace_dir("checkpoints") / "rv-tl.safetensors").exists()  # the seeded row's file was not written
