@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.review_seed import ADMIN, PASSWORD, REVIEWERS, seed_review_workspace
-from xai_core.errors import AuthError, ConfigError
+from xai_core.errors import AuthError, ConfigError, UnknownNameError
 from xai_core.review import accounts
 from xai_core.review.audit import audit_facets, audit_frame
 
@@ -40,3 +40,27 @@ def test_the_last_active_admin_cannot_be_disabled(workspace: Path) -> None:
     accounts.set_disabled(ADMIN, False)
     accounts.set_disabled("second")
     assert accounts.login_enabled()
+
+
+def test_results_stamp_changes_with_every_rating_change(workspace: Path) -> None:
+    from xai_core.review import reading, studies
+    from xai_core.review.accounts import LOCAL
+
+    ws = seed_review_workspace(n=20, size=16)
+    studies.create_study(studies.StudySpec(name="s", checkpoints=ws.checkpoints, methods=("saliency",),
+                                           reviewers=REVIEWERS[:2], samples=(int(ws.test_pks[0]),)), actor=LOCAL)
+    empty = studies.results_stamp("s")
+    assert empty == (0, 0, "", 0)
+    (_, key, _), *rest = reading.queue("s", "rex")
+    reading.submit_rating("s", "rex", key, 3, True)
+    first = studies.results_stamp("s")
+    assert first[0] == 1 and first[1] > 0 and first[2] != "" and first[3] == 0
+    reading.submit_rating("s", "rex", key, 4, True)  # changed: same row, new time
+    changed = studies.results_stamp("s")
+    assert changed[:2] == first[:2] and changed[2] != first[2]
+    for _, other, _ in rest:
+        reading.submit_rating("s", "rex", other, 2, False)
+    reading.submit_study("s", "rex")
+    assert studies.results_stamp("s")[3] == 1 + len(rest)
+    with pytest.raises(UnknownNameError, match="no review study named 'nope'"):
+        studies.results_stamp("nope")
