@@ -170,12 +170,14 @@ def _rating(cv: reading.CaseView, draft: dict[str, Any]) -> None:
                    type="primary" if draft["plausible"] is value else "secondary")
     st.text_area("Note (optional)", value=cv.rating.note if cv.rating else "", key=_note_key(study, key),
                  max_chars=reading.MAX_NOTE, height=80)
+    row = st.container(horizontal=True, vertical_alignment="center")
     if draft["point"] is None:
-        st.caption("No point marked (optional): click the image.")
+        row.caption("No point marked (optional): click the image.")
     else:
         x, y = draft["point"]
-        st.caption(f"Point you rely on: x {x:.1f}, y {y:.1f} (image pixels)")
-        st.button("Clear the point", key="rv-clear-point", on_click=_set, args=("point", None))
+        row.caption(f"Point you rely on: x {x:.1f}, y {y:.1f} (image pixels)")
+    row.button("Clear the point", key="rv-clear-point", on_click=_set, args=("point", None),
+               disabled=draft["point"] is None, type="tertiary")
     st.button("Save and next", key="rv-save-button", shortcut="Enter", type="primary", icon=":material/check:",
               on_click=_ask_save)
 
@@ -203,8 +205,9 @@ def reading_page() -> None:
         st.info("No open reading study has cases for you yet; your study lead will tell you when one does.")
         return
     study = st.selectbox("Study", studies, key="rv-study") if len(studies) > 1 else studies[0]
+    notice = st.empty()  # a save's error; always there, so the elements below keep their places
     if "rv-save" in st.session_state:
-        with user_errors():
+        with notice.container(), user_errors():
             _save(reviewer)
     queue = reading.queue(study, reviewer)
     total, rated = len(queue), sum(r for _, _, r in queue)
@@ -218,17 +221,21 @@ def reading_page() -> None:
     with right:
         st.progress(rated / total, text=f"{rated} of {total} rated")
         _navigator(study, queue, None if cv is None else cv.position)
-        if rated == total:
-            _submit_panel(study, reviewer, total)
+        with st.container():  # always there (see notice)
+            if rated == total:
+                _submit_panel(study, reviewer, total)
     if cv is None:
         left.success(f"All {total} cases are rated. Change any of them through **Go to case** or "
                      f"**Previous case**, then submit the study.")
         return
     with right:
         st.subheader(f"Case {cv.position + 1} of {cv.total}")
-        if cv.rating is not None:
-            st.caption("Rated: change the answers and press Save to update the rating.")
-        answers = st.container(key=f"rv-answers-{cv.position}")  # filled after the picture took a click
+        st.caption("Not rated yet." if cv.rating is None else
+                   "Rated: change the answers and press Save to update the rating.")
+        # filled after the picture took a click. Every case draws the same elements in the same
+        # places: the buttons of the case before stay (and take keys, for the case now shown)
+        # until this case's are drawn, instead of being replaced by new ones a moment later
+        answers = st.container()
         st.caption(KEYS_HELP)
         with st.expander("View: window/level, heat map, zoom", expanded=True):
             view = _view_controls(cv.image.shape)
