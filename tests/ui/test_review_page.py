@@ -83,6 +83,21 @@ def test_rating_with_the_key_buttons_moves_on_and_stores_the_rating(rex: Actor) 
     assert row["note"] == "<b>edge</b> '); DROP TABLE users; --"  # stored verbatim
 
 
+def test_view_controls_reach_the_picture(rex: Actor) -> None:
+    at = _page(rex)
+    at.toggle(key="rv-heat").set_value(False).run()
+    at.slider(key="rv-level").set_value(0.4).run()
+    at.slider(key="rv-window").set_value(0.5).run()
+    at.select_slider(key="rv-zoom").set_value(2.0).run()
+    at.slider(key="rv-cx").set_value(10).run()
+    assert not at.exception
+    cv = reading.case_view(STUDY, "rex", reading.queue(STUDY, "rex")[0][1])
+    expected = display.compose(cv.image, cv.heatmap, cv.lesion, level=0.4, width=0.5, show_heatmap=False,
+                               opacity=0.5, zoom=2.0, center=(10, 16))
+    assert expected.box == display.Box(2, 8, 18, 24) and expected.scale == 40
+    np.testing.assert_array_equal(_picture(at), expected.rgb)
+
+
 def test_missing_answers_are_user_errors_and_the_note_has_the_limit(rex: Actor) -> None:
     at = _page(rex)
     at.button(key="rv-save-button").click().run()

@@ -237,9 +237,11 @@ def reading_page() -> None:
         # until this case's are drawn, instead of being replaced by new ones a moment later
         answers = st.container()
         st.caption(KEYS_HELP)
+    with left:
+        picture = st.container()  # above its controls, drawn once they are read
         with st.expander("View: window/level, heat map, zoom", expanded=True):
             view = _view_controls(cv.image.shape)
-    with left:
+    with picture:
         _picture(cv, view, draft)
     with answers:
         _rating(cv, draft)
