@@ -1,0 +1,186 @@
+"""``xaudit users`` and ``xaudit review`` through :func:`xai_core.cli.run`, on SQLite and PostgreSQL:
+accounts with hidden prompts or ``--password-stdin``, study creation, progress, closing, export and
+agreement; every bad input is one ``error:`` line, exit 2, and changes nothing."""
+
+from __future__ import annotations
+
+import getpass
+import io
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tests.review_seed import METHODS, PASSWORD, REVIEWERS, ReviewWorkspace, seed_review_workspace
+from xai_core.cli import run
+from xai_core.errors import AuthError
+from xai_core.review import accounts, reading, studies
+from xai_core.review.accounts import LOCAL
+
+
+@pytest.fixture
+def ws(workspace: Path) -> ReviewWorkspace:
+    return seed_review_workspace()
+
+
+@pytest.fixture
+def typed(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """What the user types at hidden prompts, in order (a prompt left unanswered fails the test)."""
+    answers: list[str] = []
+
+    def prompt(_text: str) -> str:
+        assert answers, "an unexpected password prompt"
+        return answers.pop(0)
+
+    monkeypatch.setattr(getpass, "getpass", prompt)  # what hidden prompts read with
+    return answers
+
+
+def _stdin(monkeypatch: pytest.MonkeyPatch, text: str) -> None:
+    monkeypatch.setattr("sys.stdin", io.StringIO(text))
+
+
+def _one_error(capsys: pytest.CaptureFixture[str], argv: list[str], *expected: str) -> str:
+    """Run ``argv``, expect exit 2 and one ``error:`` line on stderr holding each of ``expected``."""
+    capsys.readouterr()
+    assert run(argv) == 2
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    assert all(text in lines[0] for text in expected), lines[0]
+    return lines[0]
+
+
+def _names() -> list[str]:
+    return list(accounts.list_users()["name"])
+
+
+def test_users_add_list_disable_enable_and_reset(ws: ReviewWorkspace, monkeypatch, typed, capsys) -> None:
+    _stdin(monkeypatch, "a fine password\n")
+    assert run(["users", "add", "zoe", "--role", "reviewer", "--password-stdin"]) == 0
+    assert capsys.readouterr().out == "added reviewer 'zoe'\n"
+    accounts.authenticate("zoe", "a fine password")  # the trailing newline is not part of it
+
+    typed.extend(["prompted secret", "prompted secret"])
+    assert run(["users", "add", "abe", "--role", "admin"]) == 0
+    # two hidden prompts, then the account (not the first admin: ada is, so nothing about sign-in)
+    assert typed == [] and capsys.readouterr().out == "Password:Repeat the password:added admin 'abe'\n"
+    accounts.authenticate("abe", "prompted secret")
+
+    assert run(["users", "list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["name", "role", "status", "added"]
+    assert [line.split()[:3] for line in lines[1:]] == [
+        ["ada", "admin", "active"], ["rex", "reviewer", "active"], ["rae", "reviewer", "active"],
+        ["roy", "reviewer", "active"], ["zoe", "reviewer", "active"], ["abe", "admin", "active"]]
+    assert PASSWORD not in "".join(lines) and "$argon2" not in "".join(lines)
+
+    token = accounts.authenticate("rex", PASSWORD)
+    assert run(["users", "disable", "rex"]) == 0
+    assert accounts.session_actor(token) is None  # its open session ended
+    with pytest.raises(AuthError, match="disabled"):
+        accounts.authenticate("rex", PASSWORD)
+    assert run(["users", "list"]) == 0
+    assert "rex                      reviewer  disabled" in capsys.readouterr().out
+    assert run(["users", "enable", "rex"]) == 0
+    accounts.authenticate("rex", PASSWORD)
+
+    typed.extend(["brand new secret", "brand new secret"])
+    assert run(["users", "reset-password", "rae"]) == 0
+    assert "new password set for 'rae'" in capsys.readouterr().out
+    with pytest.raises(AuthError):
+        accounts.authenticate("rae", PASSWORD)
+    accounts.authenticate("rae", "brand new secret")
+    _stdin(monkeypatch, "from stdin 1234\r\n")
+    assert run(["users", "reset-password", "rae", "--password-stdin"]) == 0
+    accounts.authenticate("rae", "from stdin 1234")
+
+
+def test_first_admin_says_sign_in_is_on(workspace: Path, monkeypatch, capsys) -> None:
+    _stdin(monkeypatch, "reviewer pass\n")
+    assert run(["users", "add", "rita", "--role", "reviewer", "--password-stdin"]) == 0
+    assert not accounts.login_enabled()
+    _stdin(monkeypatch, "admin pass 1\n")
+    assert run(["users", "add", "al", "--role", "admin", "--password-stdin"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        "the dashboard now asks everyone to sign in (this is the workspace's first admin)")
+    assert accounts.login_enabled()
+
+
+def test_bad_account_inputs_are_one_line_and_change_nothing(ws: ReviewWorkspace, monkeypatch, typed, capsys) -> None:
+    before = _names()
+    # an unknown role is refused before any prompt (``typed`` is empty: a prompt would fail the test)
+    _one_error(capsys, ["users", "add", "zed", "--role", "root"], "unknown role 'root'", "admin, reviewer")
+    typed.extend(["short"])
+    _one_error(capsys, ["users", "add", "zed", "--role", "reviewer"], "password must be 8-1024 characters")
+    typed.extend(["first password", "second password"])
+    _one_error(capsys, ["users", "add", "zed", "--role", "reviewer"], "the two passwords differ")
+    _stdin(monkeypatch, "\n")
+    _one_error(capsys, ["users", "add", "zed", "--role", "reviewer", "--password-stdin"], "password must be")
+    _one_error(capsys, ["users", "add", "rex", "--role", "reviewer"], "an account named 'rex' exists")
+    _one_error(capsys, ["users", "disable", "nobody"], "no account named 'nobody'")
+    _one_error(capsys, ["users", "reset-password", "nobody"], "no account named 'nobody'")
+    typed.extend(["another password", "not the same one"])
+    _one_error(capsys, ["users", "reset-password", "rex"], "the two passwords differ")
+    assert typed == [] and _names() == before
+    accounts.authenticate("rex", PASSWORD)  # its password did not change
+
+
+def _create(ws: ReviewWorkspace, *extra: str) -> list[str]:
+    tl, ft = ws.checkpoints
+    return ["review", "create", "cli-study", "--checkpoint", str(tl), "--checkpoint", "rv-ft",
+            "--method", ",".join(METHODS), "--reviewer", "rex", "-r", "rae,roy", *extra]
+
+
+def test_review_create_status_close_and_reopen(ws: ReviewWorkspace, capsys) -> None:
+    samples = [str(int(pk)) for pk in ws.test_pks[2:6]]
+    assert run(_create(ws, "--sample", ",".join(samples[:2]), "--sample", samples[2], "--sample", samples[3],
+                       "--catch-trials", "2", "--show-contour", "--seed", "3")) == 0
+    # 2 checkpoints × 2 methods × 4 samples + 2 catch = 18 cases, each read by 2 of the 3 reviewers
+    assert capsys.readouterr().out == "created study 'cli-study': 18 cases, 3 reviewers, 36 readings (2 per case)\n"
+    key = studies.unblinding_key("cli-study", actor=LOCAL)
+    assert sorted(set(key.sample_pk)) == sorted(int(s) for s in samples) and int(key.is_catch.sum()) == 2
+    assert set(key.checkpoint_id) == set(ws.checkpoints)
+
+    assert run(["review", "create", "rand", "--checkpoint", f"{ws.checkpoints[0]},{ws.checkpoints[1]}",
+                "--method", "saliency", "--random", "5", "--reviewer", "rex,rae", "--cases-per-reviewer", "3",
+                "--readers-per-case", "2"]) == 0
+    assert capsys.readouterr().out == "created study 'rand': 3 cases, 2 reviewers, 6 readings (2 per case)\n"
+
+    for _, case_key, _ in reading.queue("cli-study", "rex")[:5]:
+        reading.submit_rating("cli-study", "rex", case_key, 4, True)
+    assert run(["review", "status"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["study", "status", "cases", "reviewers", "rated", "created"]
+    assert [line.split()[:5] for line in lines[1:]] == [["cli-study", "open", "18", "3", "5/36"],
+                                                       ["rand", "open", "3", "2", "0/6"]]
+    assert run(["review", "status", "cli-study"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "study 'cli-study' (open): 18 cases, 5/36 readings rated"
+    assert [line.split() for line in lines[2:]] == [["rae", "0/12", "not", "yet"], ["rex", "5/12", "not", "yet"],
+                                                   ["roy", "0/12", "not", "yet"]]
+
+    assert run(["review", "close", "cli-study"]) == 0
+    assert capsys.readouterr().out == "study 'cli-study' is closed: no more ratings are taken\n"
+    assert studies.list_studies().set_index("study").loc["cli-study", "status"] == "closed"
+    assert run(["review", "reopen", "cli-study"]) == 0
+    assert capsys.readouterr().out == "study 'cli-study' is open\n"
+    assert studies.list_studies().set_index("study").loc["cli-study", "status"] == "open"
+
+
+def test_bad_study_inputs_are_one_line_and_change_nothing(ws: ReviewWorkspace, tmp_path: Path, capsys) -> None:
+    pk = str(int(ws.test_pks[3]))
+    _one_error(capsys, _create(ws), "--sample PK", "--random N")
+    _one_error(capsys, _create(ws, "--sample", pk, "--random", "3"), "not both")
+    _one_error(capsys, _create(ws, "--sample", "abc"), "--sample takes whole numbers", "'abc'")
+    _one_error(capsys, _create(ws, "--random", "999"), "ask for at most 10")
+    _one_error(capsys, _create(ws, "--sample", pk, "--method", "nonsense"), "nonsense")
+    _one_error(capsys, _create(ws, "--sample", pk, "--reviewer", "ada"), "'ada' is not an active reviewer")
+    _one_error(capsys, _create(ws, "--sample", pk, "--checkpoint", "999"), "no registered checkpoint '999'")
+    assert studies.list_studies().empty
+    for argv in (["review", "status", "nope"], ["review", "close", "nope"], ["review", "reopen", "nope"]):
+        _one_error(capsys, argv, "no review study named 'nope'", "xaudit review create")
+    assert run(_create(ws, "--sample", pk)) == 0
+    _one_error(capsys, _create(ws, "--sample", pk), "a study named 'cli-study' exists")
+    _one_error(capsys, ["review", "status", "nope"], "no review study named 'nope'", "studies: cli-study")
+    assert len(studies.list_studies()) == 1
