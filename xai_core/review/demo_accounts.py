@@ -26,14 +26,14 @@ class DemoAccount:
     password: str
 
 
-def credentials_path() -> Path:
-    """Where the demo's passwords are kept (the file may not exist)."""
-    return home() / "review" / FILE
+def credentials_path(workspace: Path | None = None) -> Path:
+    """Where the demo's passwords are kept in ``workspace`` (default: the current one); the file may not exist."""
+    return (workspace or home()) / "review" / FILE
 
 
-def read_demo_accounts() -> list[DemoAccount]:
-    """The kept demo accounts (none when the workspace has no such file)."""
-    path = credentials_path()
+def read_demo_accounts(workspace: Path | None = None) -> list[DemoAccount]:
+    """The kept demo accounts of ``workspace`` (default: the current one); none when it has no such file."""
+    path = credentials_path(workspace)
     if not path.is_file():
         return []
     return [DemoAccount(**entry) for entry in json.loads(path.read_text())["accounts"]]
