@@ -28,7 +28,7 @@ from safetensors.torch import save_file
 from sqlalchemy import select
 from torch import nn
 
-from db import Checkpoint, Dataset, Prediction, session_scope
+from db import Checkpoint, Dataset, Prediction, ReviewCase, session_scope
 from db.tables import column_limit
 from models.architectures import build, get_architecture
 from models.inputs import get_preprocess, preprocess_name, set_preprocess
@@ -179,6 +179,19 @@ def load_state_checked(model: nn.Module, state: Mapping[str, torch.Tensor], what
 # ------------------------------------------------------------------------------------------
 # Database
 # ------------------------------------------------------------------------------------------
+def _check_replaceable(name: str, replace: bool) -> None:
+    """Refuse to save over checkpoint ``name`` when ``replace`` is false or a review study rates it."""
+    with session_scope() as session:
+        existing = session.scalar(select(Checkpoint.id).where(Checkpoint.name == name))
+        if existing is None:
+            return
+        if not replace:
+            raise ConfigError(f"a checkpoint named {name!r} exists already; pick another --name")
+        if session.scalar(select(ReviewCase.id).where(ReviewCase.checkpoint_id == existing).limit(1)):
+            raise CheckpointError(f"checkpoint {name!r} is rated in a review study and cannot be replaced; "
+                                  "save the new one under another --name")
+
+
 def save_checkpoint(
     model: nn.Module,
     *,
@@ -212,13 +225,12 @@ def save_checkpoint(
         "class_names": list(class_names or [str(i) for i in range(num_classes)]), "epoch": epoch,
         "name": name, "preprocess": preprocess_name(model),
     }
+    _check_replaceable(name, replace)  # before the file is written: a refusal leaves the old file in place
     path = workspace_dir("checkpoints") / f"{safe_name(name)}.safetensors"
     digest = write_safetensors(model, path, meta)
     with session_scope() as session:
         existing = session.scalar(select(Checkpoint).where(Checkpoint.name == name))
         if existing is not None:
-            if not replace:
-                raise ConfigError(f"a checkpoint named {name!r} exists already; pick another --name")
             session.delete(existing)
             session.flush()
         row = Checkpoint(

@@ -211,3 +211,20 @@ def test_catch_trial_maps_are_the_chance_maps(ws: ReviewWorkspace) -> None:
     view = reading.case_view("s1", reader, catch.case_key)
     expected = random_maps(np.array([catch.sample_pk]), 32, 32, seed=0)[0]
     assert np.corrcoef(view.heatmap.ravel(), expected.ravel())[0, 1] > 0.99
+
+
+def test_rated_checkpoints_and_datasets_are_not_replaced(ws: ReviewWorkspace) -> None:
+    import models
+    from xai_core.config import workspace_dir
+    from xai_core.data.dataset import ensure_new
+    from xai_core.errors import CheckpointError, WorkspaceError
+
+    studies.create_study(_spec(ws), actor=LOCAL)
+    with pytest.raises(WorkspaceError, match="review study"):
+        ensure_new("rv", overwrite=True)
+    net = models.build("vgg16", num_classes=2, width=0.125)
+    with pytest.raises(CheckpointError, match="review study"):
+        models.save_checkpoint(net, name="rv-tl", arch="vgg16", width=0.125, num_classes=2, in_chans=1,
+                               input_size=32, pretrain="natural", degree="tl", phase="tl", replace=True)
+    assert len(studies.unblinding_key("s1", actor=LOCAL)) == 18
+    assert not (workspace_dir("checkpoints") / "rv-tl.safetensors").exists()  # the seeded row's file was not written

@@ -26,7 +26,7 @@ import numpy as np
 import yaml
 from sqlalchemy import func, insert, select
 
-from db import Dataset, Sample, session_scope
+from db import Dataset, ReviewCase, Sample, session_scope
 from xai_core.config import home, workspace_dir
 from xai_core.data.anatomy import load_anatomy, slice_bank
 from xai_core.data.io import nifti_bytes, read_nifti
@@ -99,9 +99,14 @@ def ensure_new(name: str, overwrite: bool) -> None:
     """Raise WorkspaceError when ``name`` exists (rows or folder) and ``overwrite`` is false."""
     with session_scope() as s:
         exists = s.scalar(select(Dataset.id).where(Dataset.name == name)) is not None
+        in_review = s.scalar(select(ReviewCase.id).join(Sample, ReviewCase.sample_pk == Sample.id)
+                             .join(Dataset, Sample.dataset_id == Dataset.id).where(Dataset.name == name).limit(1))
     folder = home() / "datasets" / name
     if (exists or folder.exists()) and not overwrite:
         raise WorkspaceError(f"dataset {name!r} already exists; choose another --name or pass --overwrite")
+    if exists and in_review:
+        raise WorkspaceError(f"dataset {name!r} has images in a review study and cannot be overwritten; "
+                             "build the new one under another --name")
 
 
 def _write_manifest(path: Path, rows: list[dict[str, Any]]) -> None:
