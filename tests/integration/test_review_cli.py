@@ -184,3 +184,98 @@ def test_bad_study_inputs_are_one_line_and_change_nothing(ws: ReviewWorkspace, t
     _one_error(capsys, _create(ws, "--sample", pk), "a study named 'cli-study' exists")
     _one_error(capsys, ["review", "status", "nope"], "no review study named 'nope'", "studies: cli-study")
     assert len(studies.list_studies()) == 1
+
+
+@pytest.fixture
+def rated(ws: ReviewWorkspace) -> dict[tuple[str, str], tuple[int, bool]]:
+    """Study "rated": 2 checkpoints × saliency × 4 samples, both of rex and rae read all 8 cases;
+    every rating given, by (reviewer, case key)."""
+    studies.create_study(studies.StudySpec(
+        name="rated", checkpoints=ws.checkpoints, methods=("saliency",), reviewers=("rex", "rae"),
+        samples=tuple(int(p) for p in ws.test_pks[2:6])), actor=LOCAL)
+    keys = sorted(studies.unblinding_key("rated", actor=LOCAL).case_key)
+    given = {}
+    for reviewer, scores in (("rex", [1, 2, 3, 4, 5, 5, 2, 3]), ("rae", [1, 3, 3, 5, 4, 5, 1, 3])):
+        for i, (key, score) in enumerate(zip(keys, scores, strict=True)):
+            given[(reviewer, key)] = (score, (i + (reviewer == "rae") * (i == 3)) % 2 == 0)
+            reading.submit_rating("rated", reviewer, key, score, given[(reviewer, key)][1])
+    return given
+
+
+@pytest.fixture
+def out_dir(tmp_path: Path) -> Path:
+    """An empty folder for exports (``tmp_path`` holds the workspace too)."""
+    folder = tmp_path / "out"
+    folder.mkdir()
+    return folder
+
+
+def test_review_export_csv_and_parquet(ws: ReviewWorkspace, rated, out_dir: Path, capsys) -> None:
+    from xai_core.review.results import RATING_COLUMNS
+
+    for name in ("ratings.csv", "ratings.parquet"):
+        out = out_dir / name
+        assert run(["review", "export", "rated", str(out)]) == 0
+        assert capsys.readouterr().out == f"wrote 16 ratings to {out}\n"
+        frame = pd.read_csv(out) if name.endswith(".csv") else pd.read_parquet(out)
+        assert list(frame.columns) == RATING_COLUMNS and len(frame) == 16
+        got = {(r.reviewer, r.case_key): (int(r.evidence_match), bool(r.plausible)) for r in frame.itertuples()}
+        assert got == rated  # unblinded: each row also names its checkpoint and method
+        assert set(frame.method) == {"saliency"} and set(frame.checkpoint) == {"rv-tl", "rv-ft"}
+    assert sorted(p.name for p in out_dir.iterdir()) == ["ratings.csv", "ratings.parquet"]  # no temp file left
+
+
+def test_bad_exports_are_one_line_and_write_nothing(ws: ReviewWorkspace, rated, out_dir: Path, monkeypatch,
+                                                    capsys) -> None:
+    _one_error(capsys, ["review", "export", "rated", str(out_dir / "r.xlsx")], "use a .csv or .parquet file name")
+    _one_error(capsys, ["review", "export", "rated", str(out_dir / "r")], "use a .csv or .parquet file name")
+    _one_error(capsys, ["review", "export", "nope", str(out_dir / "r.csv")], "no review study named 'nope'")
+    _one_error(capsys, ["review", "export", "rated", str(out_dir / "missing" / "r.csv")], "does not exist")
+    assert list(out_dir.iterdir()) == []
+
+    out = out_dir / "r.csv"
+    out.write_text("the previous export\n")
+
+    def fail_halfway(self, path, **kw):  # a full disk after the first bytes
+        Path(path).write_text("study,rev")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", fail_halfway)
+    with pytest.raises(OSError, match="No space left"):
+        run(["review", "export", "rated", str(out)])
+    assert out.read_text() == "the previous export\n" and [p.name for p in out_dir.iterdir()] == ["r.csv"]
+
+
+def test_review_agreement_matches_the_reference_libraries(ws: ReviewWorkspace, rated, capsys) -> None:
+    import krippendorff
+    import numpy as np
+    from statsmodels.stats.inter_rater import aggregate_raters, fleiss_kappa
+
+    keys = sorted({key for _, key in rated})
+    scores = np.array([[rated[(r, k)][0] for k in keys] for r in ("rex", "rae")])
+    plausible = np.array([[rated[(r, k)][1] for k in keys] for r in ("rex", "rae")], dtype=float)
+    expected = {
+        "krippendorff_alpha_ordinal": krippendorff.alpha(reliability_data=scores, level_of_measurement="ordinal",
+                                                         value_domain=[1, 2, 3, 4, 5]),
+        "krippendorff_alpha_nominal": krippendorff.alpha(reliability_data=plausible, level_of_measurement="nominal"),
+        "fleiss_kappa": fleiss_kappa(aggregate_raters(scores.T - 1, n_cat=5)[0], method="fleiss"),
+    }
+    assert run(["review", "agreement", "rated"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[:4] == ["measure", "outcome", "value", "95%"]
+    rows = {line.split()[0]: line.split() for line in lines[1:]}
+    assert set(rows) == set(expected)
+    for measure, value in expected.items():
+        shown = rows[measure]
+        assert shown[2] == f"{value:.3f}", (measure, shown)
+        low, high = float(shown[3].strip("[,")), float(shown[4].strip("]"))
+        assert low <= float(shown[2]) <= high  # a bootstrap CI around the estimate
+        assert shown[5:7] == ["8", "2"]  # 8 cases, 2 readers
+
+
+def test_review_agreement_without_ratings(ws: ReviewWorkspace, capsys) -> None:
+    assert run(_create(ws, "--sample", str(int(ws.test_pks[3])))) == 0
+    capsys.readouterr()
+    assert run(["review", "agreement", "cli-study"]) == 0
+    assert capsys.readouterr().out == "study 'cli-study': no ratings yet, so no agreement\n"
+    _one_error(capsys, ["review", "agreement", "nope"], "no review study named 'nope'")

@@ -238,14 +238,23 @@ def review_export(
     typer.echo(f"wrote {len(frame)} ratings to {path}")
 
 
+def _num(value: Any) -> str:
+    return "-" if value is None or value != value else f"{value:.3f}"
+
+
 @review_app.command("agreement")
 def review_agreement(study: str = typer.Argument(..., help="Study name.")) -> None:
-    """Inter-reader agreement of a study (Krippendorff's alpha, Fleiss' kappa, with CIs)."""
+    """Inter-reader agreement of a study: Krippendorff's alpha (ordinal evidence match, nominal
+    plausibility) and Fleiss' kappa, with 95% bootstrap CIs over the cases read twice or more."""
     from xai_core.review.accounts import LOCAL
     from xai_core.review.results import study_results
 
-    table = study_results(study, actor=LOCAL).agreement
-    if table.empty:
-        typer.echo(f"study {study!r}: no case is rated by two reviewers yet, so there is no agreement to show")
+    results = study_results(study, actor=LOCAL)
+    if results.ratings.empty:
+        typer.echo(f"study {study!r}: no ratings yet, so no agreement")
         return
-    typer.echo(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    echo_rows(results.agreement.to_dict("records"), "no agreement measures",
+              f"{'measure':<28} {'outcome':<15} {'value':>6}  {'95% CI':<16} {'cases':>5} {'readers':>7}  note",
+              lambda r: f"{r['measure']:<28} {r['outcome']:<15} {_num(r['value']):>6}  "
+                        f"{'[' + _num(r['ci_low']) + ', ' + _num(r['ci_high']) + ']' if r['value'] == r['value'] else '-':<16} "
+                        f"{r['n_cases']:>5} {r['n_readers']:>7}  {r['note']}".rstrip())
