@@ -65,6 +65,8 @@ def test_quick_demo_build_is_complete(quick_workspace: Path) -> None:
     assert cases == (26, 2) and readers == [("reader-1", 26), ("reader-2", 26)]  # the demo's ready study
     report = (quick_workspace / "reports" / "demo" / "report.html").read_text()
     assert "Findings on this workspace" in report and "TL→FT drift" in report
+    assert "<h3>demo-study</h3><p>Status: open; 26 cases, 2 readers; 0 of 52 readings rated.</p>" in report
+    assert "No ratings yet." in report
     assert (quick_workspace / "reports" / "demo" / "benchmark.csv").stat().st_size > 0
 
 

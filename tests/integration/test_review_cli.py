@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import getpass
 import io
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -159,6 +160,17 @@ def test_review_create_status_close_and_reopen(ws: ReviewWorkspace, capsys) -> N
     assert lines[0] == "study 'cli-study' (open): 18 cases, 5/36 readings rated"
     assert [line.split() for line in lines[2:]] == [["rae", "0/12", "not", "yet"], ["rex", "5/12", "not", "yet"],
                                                    ["roy", "0/12", "not", "yet"]]
+
+    queue = reading.queue("rand", "rae")
+    for _, case_key, _ in queue:
+        reading.submit_rating("rand", "rae", case_key, 3, False)
+    reading.submit_study("rand", "rae")
+    assert run(["review", "status", "rand"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "study 'rand' (open): 3 cases, 3/6 readings rated"
+    rae, rex = (line.split() for line in lines[2:])
+    assert rae[:2] == ["rae", "3/3"] and re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d", " ".join(rae[2:]))
+    assert rex == ["rex", "0/3", "not", "yet"]
 
     assert run(["review", "close", "cli-study"]) == 0
     assert capsys.readouterr().out == "study 'cli-study' is closed: no more ratings are taken\n"

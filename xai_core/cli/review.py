@@ -66,10 +66,10 @@ def _role(role: str) -> str:
     return role
 
 
-def _when(value: Any) -> str:
-    """A timestamp to the minute, or ``-`` when there is none."""
+def _when(value: Any, missing: str = "-") -> str:
+    """A timestamp to the minute, or ``missing`` when there is none."""
     if value is None or value != value:  # None or NaT
-        return "-"
+        return missing
     return f"{value:%Y-%m-%d %H:%M}"
 
 
@@ -196,7 +196,7 @@ def review_status(study: Optional[str] = typer.Argument(None, help="A study: its
     echo_rows(progress.to_dict("records"), "no reviewers assigned",
               f"{'reviewer':<24} {'rated':>11}  submitted",
               lambda r: f"{r['reviewer']:<24} {str(r['rated']) + '/' + str(r['assigned']):>11}  "
-                        f"{_when(r['submitted_at']) if r['submitted_at'] is not None else 'not yet'}")
+                        f"{_when(r['submitted_at'], 'not yet')}")
 
 
 def _set_status(study: str, status: str) -> None:
