@@ -73,10 +73,14 @@ def require_admin(actor: Actor, what: str) -> None:
         raise AccessDenied(f"{what} is for admins only; sign in as an admin")
 
 
+def _active_admins(session: Session) -> int:
+    return int(session.scalar(select(func.count(User.id)).where(User.role == "admin", ~User.disabled)))
+
+
 def login_enabled() -> bool:
     """Whether the dashboard asks for a login: the workspace has at least one active admin account."""
     with session_scope() as session:
-        return bool(session.scalar(select(func.count(User.id)).where(User.role == "admin", ~User.disabled)))
+        return _active_admins(session) > 0
 
 
 def check_name(name: str) -> str:
@@ -127,6 +131,10 @@ def set_disabled(name: str, disabled: bool = True, *, actor: Actor = LOCAL) -> N
     require_admin(actor, "disabling accounts")
     with session_scope() as session:
         user = _user(session, name)
+        if disabled and user.role == "admin" and not user.disabled and _active_admins(session) == 1:
+            # with no active admin the dashboard falls back to single-user mode: every visitor an admin
+            raise ConfigError(f"{name!r} is the last active admin; disabling it would turn sign-in off and "
+                              "make every visitor an admin. Add another admin first")
         user.disabled = disabled
         if disabled:
             _revoke_all(session, user.id)

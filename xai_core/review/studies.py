@@ -256,3 +256,16 @@ def set_study_status(study: str, status: str, *, actor: Actor) -> None:
     with session_scope() as session:
         _study(session, study).status = status
         audit.record(session, actor.name, f"study.{'reopen' if status == 'open' else 'close'}", target=study)
+
+
+def results_stamp(study: str) -> tuple[int, int, str, int]:
+    """What a cache of ``study``'s results is keyed on: its ratings' count, largest id and latest
+    change, and how many assignments are submitted (a changed rating keeps the count and id)."""
+    with session_scope() as session:
+        sid = _study(session, study).id
+        count, last_id, changed = session.execute(
+            select(func.count(ReviewRating.id), func.coalesce(func.max(ReviewRating.id), 0),
+                   func.max(ReviewRating.updated_at)).where(ReviewRating.study_id == sid)).one()
+        submitted = session.scalar(select(func.count(ReviewAssignment.id)).where(
+            ReviewAssignment.study_id == sid, ReviewAssignment.submitted_at.is_not(None)))
+    return int(count), int(last_id), str(changed or ""), int(submitted)
