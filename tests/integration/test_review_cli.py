@@ -225,6 +225,9 @@ def out_dir(tmp_path: Path) -> Path:
 def test_review_export_csv_and_parquet(ws: ReviewWorkspace, rated, out_dir: Path, capsys) -> None:
     from xai_core.review.results import RATING_COLUMNS
 
+    (reviewer, key), (score, plausible) = next(iter(rated.items()))
+    formula = '=HYPERLINK("http://evil.example","click")'
+    reading.submit_rating("rated", reviewer, key, score, plausible, note=formula)  # a note is free text
     for name in ("ratings.csv", "ratings.parquet"):
         out = out_dir / name
         assert run(["review", "export", "rated", str(out)]) == 0
@@ -234,6 +237,9 @@ def test_review_export_csv_and_parquet(ws: ReviewWorkspace, rated, out_dir: Path
         got = {(r.reviewer, r.case_key): (int(r.evidence_match), bool(r.plausible)) for r in frame.itertuples()}
         assert got == rated  # unblinded: each row also names its checkpoint and method
         assert set(frame.method) == {"saliency"} and set(frame.checkpoint) == {"rv-tl", "rv-ft"}
+        note = frame.set_index(["reviewer", "case_key"]).loc[(reviewer, key), "note"]
+        # CSV: shown as text by a spreadsheet, not run as a formula; Parquet keeps the note as typed
+        assert note == ("'" + formula if name.endswith(".csv") else formula)
     assert sorted(p.name for p in out_dir.iterdir()) == ["ratings.csv", "ratings.parquet"]  # no temp file left
 
 

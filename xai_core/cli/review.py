@@ -224,16 +224,20 @@ def review_export(
     study: str = typer.Argument(..., help="Study name."),
     output: str = typer.Argument(..., help="Output file ending in .csv or .parquet."),
 ) -> None:
-    """Every rating of a study, unblinded (checkpoint, method, sample, reviewer), as CSV or Parquet."""
+    """Every rating of a study, unblinded (checkpoint, method, sample, reviewer), as CSV or Parquet
+    (in CSV a note that a spreadsheet would run as a formula starts with ')."""
     from pathlib import Path
 
     from xai_core.metrics.queries import write_frame
     from xai_core.review.accounts import LOCAL
+    from xai_core.review.export import spreadsheet_safe_frame
     from xai_core.review.results import ratings_frame
 
     if Path(output).suffix.lower() not in (".csv", ".parquet"):
         raise ConfigError(f"cannot export to {Path(output).name!r}: use a .csv or .parquet file name")
     frame = ratings_frame(study, actor=LOCAL)
+    if Path(output).suffix.lower() == ".csv":  # reviewers' notes are free text: no formula for a spreadsheet to run
+        frame = spreadsheet_safe_frame(frame)
     path = write_frame(frame, output)  # a temp file renamed into place: never half-written
     typer.echo(f"wrote {len(frame)} ratings to {path}")
 
