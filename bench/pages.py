@@ -5,8 +5,9 @@ Debian's Chromium through Playwright and times, per page, from navigation to "co
 the script finished" (its title and table cells or figure present, nothing stale, Streamlit's
 running widget gone).
 First a full browser load of each page (Streamlit's frontend bundle included, the server's
-caches cold), then rounds of clicks through the sidebar, which is what a user moving between
-pages sees. Baseline in the same run: the same clicks between two pages of a minimal Streamlit
+caches cold; a workspace with accounts, like the demo's, asks for a sign-in on every full load, and
+the load is timed through signing in as the demo admin), then rounds of clicks through the sidebar,
+which is what a user moving between pages sees (one session: no sign-in). Baseline in the same run: the same clicks between two pages of a minimal Streamlit
 app (a title and a 10-row table), i.e. what Streamlit and the browser cost on this machine.
 
     python bench/pages.py [--home DIR] [--rounds 3]
@@ -24,6 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from tests.e2e.walk import demo_admin, goto  # noqa: E402
 from ui.server import CHROMIUM, CHROMIUM_ARGS, free_port, start_dashboard, stop, wait_healthy  # noqa: E402
 
 GRID = '[data-testid="stDataFrame"] [role="gridcell"]'
@@ -130,8 +132,9 @@ def main() -> None:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
             load: dict[str, float] = {}
+            admin = demo_admin(home)  # None: a single-user workspace, no sign-in asked
             for path, (title, ready) in pages.items():  # full browser loads, first visit: cold caches
-                load[path] = drawn_after(page, lambda: page.goto(f"{url}/{path}"), title, ready)
+                load[path] = drawn_after(page, lambda: goto(page, url, path, admin), title, ready)
             nav = sidebar_rounds(page, url, pages, args.rounds)  # what a user clicking around sees
             floor = floor_seconds(browser, args.rounds)
             browser.close()
@@ -141,6 +144,8 @@ def main() -> None:
     print(f"workspace {home}; Chromium {CHROMIUM}; {os.cpu_count()} CPU cores; {args.rounds} rounds of "
           f"sidebar navigation; /_stcore/health round trip {health * 1000:.1f} ms; load average (1 min) "
           f"{load_before[0]:.2f} before, {os.getloadavg()[0]:.2f} after")
+    print("full browser loads " + (f"include the sign-in as {admin.name} (the workspace has accounts)" if admin
+                                   else "need no sign-in (single-user workspace)"))
     print(f"baseline (Streamlit's floor): sidebar click between two pages holding a title and a 10-row "
           f"table: median {floor:.2f} s\n")
     print("| page | full browser load, first visit s | sidebar navigation median s | max s | < 1 s | vs floor |")

@@ -6,10 +6,11 @@
 # in as a bind-mounted /etc/pip.conf plus the local folders it names (nothing of it lands in the
 # Dockerfile or the image). Then it starts the image's own CMD (chroot isolation shares the host
 # network: the dashboard answers on localhost:$PORT), waits for /_stcore/health, opens every page in
-# Chromium and checks that the Benchmark page shows the means stored in the image's workspace, stops
-# it (SIGTERM, as docker stop) and checks nothing of it still runs, then starts the image with /data
-# read-only and expects one error line. Whatever it started is removed on exit; the base image
-# and the built image stay (cache for the next run).
+# Chromium (signed in as the demo admin of the image's workspace) and checks that the Benchmark page
+# shows the means stored in the image's workspace, stops it (SIGTERM, as docker stop) and checks
+# nothing of it still runs, then starts the image with /data read-only and expects one error line.
+# Whatever it started is removed on exit; the base image and the built image stay (cache for the
+# next run).
 #
 #   scripts/docker_check.sh            build, run, check
 #   scripts/docker_check.sh --remove   remove the check image, the base image and untagged build layers
@@ -156,7 +157,7 @@ for _ in $(seq 240); do grep -q "demo workspace complete" "$tmp/run.log" && brea
 grep -q "demo workspace complete" "$tmp/run.log" \
     || { tail -c 2000 "$tmp/run.log" >&2; fail "the image's command is still building after 2 min: its workspace was not complete"; }
 
-timeout 600 "$PYTHON" tests/e2e/walk.py "http://127.0.0.1:$PORT" --benchmark-csv "$csv" \
+timeout 600 "$PYTHON" tests/e2e/walk.py "http://127.0.0.1:$PORT" --benchmark-csv "$csv" --home "$root/data/workspace" \
     || { tail -n 30 "$tmp/run.log" >&2; fail "a page did not render in Chromium (see above)"; }
 
 # docker stop: SIGTERM to the container's main process only (xaudit, PID 1 in Docker); the dashboard

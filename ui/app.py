@@ -41,7 +41,11 @@ except XAuditError as exc:  # the database cannot be opened: one line, nothing e
     st.error(str(exc))
     st.stop()
 if actor is None:
-    st.navigation([st.Page(sign_in_page, title="Sign in", icon=":material/login:")], position="hidden").run()
+    # The sign-in form answers every page's URL and keeps it (with its query): after the sign-in the
+    # rerun opens that page, so a deep link survives; an unknown path would be Streamlit's "Page not found".
+    st.navigation([st.Page(sign_in_page, title="Sign in", icon=":material/login:", url_path="sign-in", default=True)]
+                  + [st.Page(sign_in_page, title="Sign in", url_path=Path(script).stem) for script, _, _ in PAGES],
+                  position="hidden").run()
     st.stop()
 
 # a reviewer's sidebar lists only their pages; any other page they open by URL is refused below

@@ -1,5 +1,6 @@
 """The embedded demo workspace, built stage by stage: data → pre-training → grid → maps →
-ground-truth metrics → drift → report.
+ground-truth metrics → drift → reader study → report. Its accounts (an admin and two reviewers,
+random passwords) are made right after the data, before the dashboard starts.
 
 Every stage calls the same job function the CLI exposes, so a second run skips what is stored.
 Progress goes to ``build_status.json`` (read by the Overview page) and to the caller's callback.
@@ -7,29 +8,41 @@ Progress goes to ``build_status.json`` (read by the Overview page) and to the ca
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from sqlalchemy import select
+import numpy as np
+from sqlalchemy import func, select
 
 import models
-from db import Checkpoint, Dataset, get_engine, session_scope
+from db import Checkpoint, Dataset, Prediction, Sample, get_engine, session_scope
 from models import train_grid
 from models.finetune import TrainConfig
 from models.pretraining import ensure_pretrained
 from xai_core.attribution import capabilities, explain_checkpoint, list_methods
+from xai_core.attribution.jobs import stored_samples
 from xai_core.config import workspace_dir
 from xai_core.data import build_dataset, dataset_exists
 from xai_core.metrics import drift, evaluate
 from xai_core.progress import Progress, silent
 from xai_core.report import write_report
+from xai_core.review import accounts, studies
+from xai_core.review.demo_accounts import DemoAccount, read_demo_accounts, save_demo_accounts
 from xai_core.status import BuildStatus, StageStatus, StageTracker, read_status, write_status
 
 DATASET = "mri-lesions"
 ARCH = "vgg16"
 SOURCES = ("natural", "mri")
+ACCOUNTS = (("demo-admin", "admin"), ("reader-1", "reviewer"), ("reader-2", "reviewer"))
+STUDY = "demo-study"
+STUDY_METHODS = ("saliency", "gradcam")  # a gradient map and a class activation map
+# 3 samples × 2 methods × 4 checkpoints (TL and all-layers FT of both sources) + 2 catch trials =
+# 26 cases, each read by both reviewers: a few minutes of reading at ~10 s a case
+STUDY_SAMPLES = 3
+STUDY_CATCH_TRIALS = 2
 
 
 @dataclass(frozen=True)
@@ -162,6 +175,78 @@ def stage_report(s: DemoSettings, progress: Progress) -> str:
     return str(write_report(workspace_dir("reports") / "demo", progress=progress, replace=True))
 
 
+def ensure_demo_accounts() -> list[DemoAccount]:
+    """Create the demo accounts (:data:`ACCOUNTS`) that do not exist yet, each with a random password;
+    returns those created (empty when all exist). Their passwords are kept for admins to see
+    (:mod:`xai_core.review.demo_accounts`) before the accounts are made, so none is ever lost."""
+    existing = set(accounts.list_users()["name"])
+    created = [DemoAccount(name, role, secrets.token_urlsafe(12)) for name, role in ACCOUNTS if name not in existing]
+    if not created:
+        return []
+    kept = [a for a in read_demo_accounts() if a.name not in {c.name for c in created}]
+    save_demo_accounts(kept + created)
+    for account in sorted(created, key=lambda a: a.role == "admin"):  # the admin (sign-in on) last
+        accounts.add_user(account.name, account.role, account.password, actor=accounts.LOCAL)
+    return created
+
+
+def study_checkpoints() -> list[int]:
+    """The TL and all-layers FT checkpoint of each pre-training source, by source."""
+    with session_scope() as session:
+        return list(session.scalars(
+            select(Checkpoint.id).join(Dataset, Checkpoint.dataset_id == Dataset.id)
+            .where(Dataset.name == DATASET, Checkpoint.phase.in_(("tl", "ft")), Checkpoint.degree.in_(("tl", "all")))
+            .order_by(Checkpoint.pretrain, Checkpoint.id)
+        ).all())
+
+
+def study_samples(checkpoints: list[int], methods: list[str], s: DemoSettings, n: int,
+                  rng: np.random.Generator) -> dict[int, int]:
+    """``n`` random test samples whose maps of every method and checkpoint are stored (reading a
+    case computes nothing), drawn among those every checkpoint classifies correctly; when there are
+    fewer (the quick preset's models are near chance), among those the most checkpoints classify
+    correctly. Returns sample → how many of the checkpoints classify it correctly."""
+    stored = set.intersection(*(stored_samples(c, m, s.method_params.get(m)) for c in checkpoints for m in methods))
+    with session_scope() as session:
+        rows = session.execute(
+            select(Prediction.sample_pk, func.count(Prediction.id)).join(Sample, Prediction.sample_pk == Sample.id)
+            .where(Prediction.checkpoint_id.in_(checkpoints), Prediction.correct, Prediction.sample_pk.in_(stored),
+                   Sample.split == "test")
+            .group_by(Prediction.sample_pk)).all()
+    correct_by = {int(pk): int(k) for pk, k in rows}
+    chosen: list[int] = []
+    for k in sorted(set(correct_by.values()), reverse=True):  # the best-classified samples first
+        tier = sorted(pk for pk, count in correct_by.items() if count == k)
+        chosen += [int(pk) for pk in rng.permutation(tier)[: n - len(chosen)]]
+        if len(chosen) == n:
+            break
+    return {pk: correct_by[pk] for pk in sorted(chosen)}
+
+
+def stage_review(s: DemoSettings, progress: Progress) -> str:
+    """A ready blinded study for the two demo reviewers (skipped when it exists)."""
+    if STUDY in set(studies.list_studies()["study"]):
+        return "already created"
+    ensure_demo_accounts()
+    checkpoints = study_checkpoints()
+    caps = capabilities(ARCH)
+    methods = [m for m in STUDY_METHODS if caps.get(m) is True]
+    samples = study_samples(checkpoints, methods, s, STUDY_SAMPLES, np.random.default_rng(0))
+    if not samples:
+        return f"no study: no test sample with stored maps is classified correctly by any of the {len(checkpoints)} checkpoints"
+    reviewers = tuple(name for name, role in ACCOUNTS if role == "reviewer")
+    made = studies.create_study(studies.StudySpec(
+        name=STUDY, checkpoints=tuple(checkpoints), methods=tuple(methods), reviewers=reviewers,
+        samples=tuple(samples), show_contour=True, catch_trials=STUDY_CATCH_TRIALS, readers_per_case=2,
+        method_params={m: dict(s.method_params.get(m, {})) for m in methods}), actor=accounts.LOCAL)
+    correct = sorted(samples.values(), reverse=True)
+    which = ("all" if min(correct) == len(checkpoints)
+             else ", ".join(str(k) for k in correct[:-1]) + f" and {correct[-1]} of the")
+    return (f"{STUDY}: {made['cases']} cases for {' and '.join(reviewers)} ({len(samples)} samples × "
+            f"{len(methods)} methods × {len(checkpoints)} checkpoints + {STUDY_CATCH_TRIALS} catch; "
+            f"the samples are classified correctly by {which} {len(checkpoints)} checkpoints)")
+
+
 Stage = Callable[[DemoSettings, Progress], str]
 STAGES: list[tuple[str, str, Stage]] = [
     ("data", "Benchmark data", stage_data),
@@ -170,15 +255,18 @@ STAGES: list[tuple[str, str, Stage]] = [
     ("explain", "Attribution maps", stage_explain),
     ("evaluate", "Ground-truth metrics", stage_evaluate),
     ("drift", "TL→FT drift", stage_drift),
+    ("review", "Reader study", stage_review),
     ("report", "Report", stage_report),
 ]
 
 
 def _new_status(s: DemoSettings) -> BuildStatus:
     previous = read_status()
-    if previous is not None and previous.preset == s.preset:
-        return replace(previous, finished=False)
     stages = [StageStatus(name=n, title=t) for n, t, _ in STAGES]
+    if previous is not None and previous.preset == s.preset:
+        # a workspace built before a stage was added gets that stage, pending
+        kept = {st.name: st for st in previous.stages}
+        return replace(previous, stages=[kept.get(st.name, st) for st in stages], finished=False)
     return BuildStatus(preset=s.preset, settings=s.describe(), stages=stages)
 
 

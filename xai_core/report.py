@@ -2,7 +2,8 @@
 
 It carries the MRI study's comparisons (precision by method × pre-training × degree; accuracy vs
 precision with the accuracy-controlled effect), the chest X-ray study's drift tables with the
-ranking-reversal check, and a plain statement of which findings this workspace reproduces.
+ranking-reversal check, the reader studies' ratings and agreement, and a plain statement of which
+findings this workspace reproduces.
 """
 
 from __future__ import annotations
@@ -132,6 +133,89 @@ def build_sections(tables: dict[str, pd.DataFrame]) -> list[str]:
         tables["rankings"], tables["reversals"] = ranking, agreement
         parts.append("<h3>Ranking reversal check (architectures ranked by top-20% IoU)</h3>")
         parts.append(_table_html(ranking) + _table_html(agreement))
+    parts += reader_study_sections(tables)
+    return parts
+
+
+# Krippendorff (2004, Content Analysis, 2nd ed., §11.4): alpha ≥ 0.800 to rely on the ratings,
+# ≥ 0.667 for tentative conclusions only
+ALPHA_RELIABLE, ALPHA_TENTATIVE = 0.800, 0.667
+
+
+def _ci_cell(value: float, low: float, high: float, fmt: str = "{:.2f}") -> str:
+    """``m [lo, hi]``, or ``-`` when there is no value."""
+    if value != value:
+        return "-"
+    return f"{fmt.format(value)} [{fmt.format(low)}, {fmt.format(high)}]"
+
+
+def agreement_verdict(agreement: pd.DataFrame) -> str:
+    """What the ordinal alpha of the evidence ratings allows one to say, read with its 95% CI
+    against Krippendorff's thresholds (a CI that straddles one says so; nothing is claimed past it)."""
+    row = agreement.loc[agreement["measure"] == "krippendorff_alpha_ordinal"]
+    if row.empty or row["value"].isna().iloc[0]:
+        note = row["note"].iloc[0] if not row.empty else "no agreement row"
+        return f"Agreement on the evidence ratings cannot be judged here: {note.removeprefix('not testable: ')}."
+    value, low, high = (float(row[c].iloc[0]) for c in ("value", "ci_low", "ci_high"))
+    said = f"Krippendorff's alpha (ordinal) of the evidence ratings is {value:.3f} [95% CI {low:.3f}, {high:.3f}]"
+    if low >= ALPHA_RELIABLE:
+        return f"{said}: the readers agree enough (≥ {ALPHA_RELIABLE:.3f} across the CI) to rely on the mean ratings."
+    if low >= ALPHA_TENTATIVE:
+        return (f"{said}: enough agreement for tentative conclusions only (≥ {ALPHA_TENTATIVE:.3f} across the CI, "
+                f"not ≥ {ALPHA_RELIABLE:.3f}).")
+    if high < ALPHA_TENTATIVE:
+        return (f"{said}: below {ALPHA_TENTATIVE:.3f} across the CI — the readers disagree too much to draw "
+                "conclusions from the mean ratings.")
+    return (f"{said}: the CI includes values below {ALPHA_TENTATIVE:.3f}, so it is not shown that the readers agree "
+            "enough to draw conclusions; more ratings narrow it.")
+
+
+def reader_study_sections(tables: dict[str, pd.DataFrame]) -> list[str]:
+    """Per reader study: status and ratings; with ratings, the mean ratings per method and the
+    inter-reader agreement (from :func:`xai_core.review.results.study_results`). Fills ``tables``
+    with ``review-means`` and ``review-agreement``."""
+    # lazy: the statistics stack (statsmodels) loads only when a report is written
+    from xai_core.review.accounts import LOCAL
+    from xai_core.review.results import study_results
+    from xai_core.review.studies import list_studies
+
+    e = html.escape
+    parts = ["<h2>Reader studies</h2>"]
+    studies = list_studies()
+    if studies.empty:
+        return parts + ["<p>No reader studies yet: create one with <code>xaudit review create</code>.</p>"]
+    parts.append("<p>Blinded readers rate how well each map's evidence matches the lesion (1–5) and whether it is "
+                 "plausible (yes/no); catch trials (random and edge maps) are left out of the means. Means per "
+                 "method with 95% bootstrap CIs over images; agreement over the cases read by two or more "
+                 "readers. They describe these readers' judgements; they are not a test of one method against another.</p>")
+    means, agreements = [], []
+    for study in studies.itertuples():
+        parts.append(f"<h3>{e(study.study)}</h3><p>Status: {e(study.status)}; {study.cases} cases, "
+                     f"{study.reviewers} readers; {study.rated} of {study.assigned} readings rated.</p>")
+        results = study_results(study.study, actor=LOCAL)
+        if results.ratings.empty:
+            parts.append("<p><em>No ratings yet.</em></p>")
+            continue
+        by_method = results.means["method"]
+        means.append(by_method.assign(study=study.study))
+        agreements.append(results.agreement.assign(study=study.study))
+        shown = pd.DataFrame({
+            "method": by_method["method"], "ratings": by_method["n_ratings"], "readers": by_method["n_readers"],
+            "images": by_method["n_cases"],
+            "evidence match (1–5)": [_ci_cell(*r) for r in by_method[["evidence_match", "evidence_ci_low",
+                                                                         "evidence_ci_high"]].itertuples(index=False)],
+            "plausible (share)": [_ci_cell(*r) for r in by_method[["plausible", "plausible_ci_low",
+                                                                    "plausible_ci_high"]].itertuples(index=False)]})
+        agree = pd.DataFrame({
+            "measure": results.agreement["measure"], "outcome": results.agreement["outcome"],
+            "value [95% CI]": [_ci_cell(*r, fmt="{:.3f}") for r in results.agreement[["value", "ci_low", "ci_high"]]
+                               .itertuples(index=False)],
+            "cases": results.agreement["n_cases"], "readers": results.agreement["n_readers"],
+            "note": results.agreement["note"]})
+        parts.append(_table_html(shown) + f"<p>{e(agreement_verdict(results.agreement))}</p>" + _table_html(agree))
+    if means:
+        tables["review-means"] = pd.concat(means, ignore_index=True)
+        tables["review-agreement"] = pd.concat(agreements, ignore_index=True)
     return parts
 
 

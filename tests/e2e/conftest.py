@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.e2e.walk import demo_admin
 from ui.server import CHROMIUM, CHROMIUM_ARGS, free_port, start_dashboard, stop, wait_healthy
+from xai_core.review.demo_accounts import DemoAccount
 
 REPO = Path(__file__).resolve().parents[2]
 XAUDIT = Path(sys.executable).with_name("xaudit")
@@ -29,6 +31,14 @@ def quick_workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
                           capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     return home
+
+
+@pytest.fixture(scope="session")
+def admin(quick_workspace: Path) -> DemoAccount:
+    """The quick workspace's demo admin (its pages ask for a sign-in on every full page load)."""
+    account = demo_admin(quick_workspace)
+    assert account is not None, "the demo build kept no admin password in review/demo-accounts.json"
+    return account
 
 
 def _serve(home: Path) -> Iterator[str]:

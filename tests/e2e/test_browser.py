@@ -11,6 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.e2e.walk import goto
+from xai_core.review.demo_accounts import DemoAccount
+
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 
 pytestmark = pytest.mark.e2e
@@ -19,8 +22,8 @@ GRIDCELL = '[data-testid="stDataFrame"] [role="gridcell"]'
 TABLECELL = '[data-testid="stTable"] td, [data-testid="stTable"] th'  # static tables (st.table)
 
 
-def _open(page, url: str, path: str, ready_text: str) -> None:  # type: ignore[no-untyped-def]
-    page.goto(f"{url}/{path}")
+def _open(page, url: str, path: str, ready_text: str, admin: DemoAccount) -> None:  # type: ignore[no-untyped-def]
+    goto(page, url, path, admin)  # a full page load asks for a sign-in: as the demo admin
     page.get_by_text(ready_text, exact=False).first.wait_for()
     # Streamlit shows a "Running" status widget while the script runs; wait for it to finish.
     page.wait_for_function("!document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=120_000)
@@ -52,16 +55,27 @@ def _cells_when(page, ok, timeout_s: float = 60) -> list[str]:  # type: ignore[n
 def test_quick_demo_build_is_complete(quick_workspace: Path) -> None:
     status = json.loads((quick_workspace / "build_status.json").read_text())
     assert status["finished"] is True
-    assert [s["state"] for s in status["stages"]] == ["done"] * 7
+    assert [s["state"] for s in status["stages"]] == ["done"] * 8
+    assert [s["name"] for s in status["stages"]][-2:] == ["review", "report"]
+    with sqlite3.connect(f"file:{quick_workspace / 'xaudit.db'}?mode=ro", uri=True) as db:
+        cases = db.execute("SELECT COUNT(*), SUM(c.is_catch) FROM review_cases c JOIN review_studies s "
+                           "ON s.id = c.study_id WHERE s.name = 'demo-study'").fetchone()
+        readers = db.execute("SELECT u.name, COUNT(*) FROM review_assignments a JOIN users u ON u.id = a.reviewer_id "
+                             "GROUP BY u.name ORDER BY u.name").fetchall()
+    assert cases == (26, 2) and readers == [("reader-1", 26), ("reader-2", 26)]  # the demo's ready study
     report = (quick_workspace / "reports" / "demo" / "report.html").read_text()
     assert "Findings on this workspace" in report and "TL→FT drift" in report
+    assert "<h3>demo-study</h3><p>Status: open; 26 cases, 2 readers; 0 of 52 readings rated.</p>" in report
+    assert "No ratings yet." in report
     assert (quick_workspace / "reports" / "demo" / "benchmark.csv").stat().st_size > 0
 
 
-def test_every_page_in_a_real_browser(server: str, page) -> None:  # type: ignore[no-untyped-def]
-    # Overview: build stages and workspace counts
-    _open(page, server, "", "This workspace")
-    _cells_when(page, lambda c: c.count("done") == 7 and "mri-lesions (160 images)" in c)
+def test_every_page_in_a_real_browser(server: str, page, admin: DemoAccount) -> None:  # type: ignore[no-untyped-def]
+    # Overview: sign-in mode, build stages and workspace counts
+    _open(page, server, "", "This workspace", admin)
+    _cells_when(page, lambda c: c.count("done") == 8 and "mri-lesions (160 images)" in c)
+    assert page.get_by_text("Sign-in mode with 3 active accounts (1 admin, 2 reviewer).").count() == 1
+    assert page.get_by_text("Demo accounts (3) — admins only").count() == 1  # the admin sees the demo passwords
     # findings as cards: claim, evidence and a verdict badge, all without horizontal scrolling
     # the cards arrive one by one: wait for all six before reading them
     page.wait_for_function("(document.querySelector('[data-testid=\"stMain\"]')?.innerText.match(/Claim:/g) || [])"
@@ -75,18 +89,18 @@ def test_every_page_in_a_real_browser(server: str, page) -> None:  # type: ignor
     _assert_clean(page, "overview")
 
     # Data: the sample image with its lesion contour
-    _open(page, server, "data", "Data")
+    _open(page, server, "data", "Data", admin)
     page.locator(".js-plotly-plot").first.wait_for()
     assert page.locator(".js-plotly-plot").count() >= 1
     _assert_clean(page, "data")
 
     # Models: the checkpoint table lists the grid
-    _open(page, server, "models", "Models")
+    _open(page, server, "models", "Models", admin)
     _cells_when(page, lambda c: any("vgg16" in x for x in c))
     _assert_clean(page, "models")
 
     # Explain: saliency is drawn on load; tick Integrated Gradients for an on-demand attribution
-    _open(page, server, "explain", "Explain")
+    _open(page, server, "explain", "Explain", admin)
     page.locator(".js-plotly-plot").first.wait_for()
     assert page.locator(".js-plotly-plot").count() == 1
     page.get_by_text("Integrated Gradients", exact=True).click()
@@ -100,7 +114,7 @@ def test_every_page_in_a_real_browser(server: str, page) -> None:  # type: ignor
     _assert_clean(page, "explain")
 
     # Benchmark: the method × pre-training × degree table holds CI cells
-    _open(page, server, "benchmark", "Benchmark")
+    _open(page, server, "benchmark", "Benchmark", admin)
     _cells_when(page, lambda c: any(re.fullmatch(r"0\.\d{3} \[0\.\d{3}, 0\.\d{3}\]", x) for x in c))
     page.get_by_role("tab", name="Inspect a sample").click()  # a lazy tab: drawn once opened
     # the sample link is the app's page link (st.page_link), not the plain-markdown fallback
@@ -109,10 +123,11 @@ def test_every_page_in_a_real_browser(server: str, page) -> None:  # type: ignor
     _assert_clean(page, "benchmark")
 
     # Drift: architecture × method table with values
-    _open(page, server, "drift", "Drift")
+    _open(page, server, "drift", "Drift", admin)
     ci = r"-?\d\.\d{3} \[-?\d\.\d{3}, -?\d\.\d{3}\]"
     _cells_when(page, lambda c: "vgg16" in c and any(re.fullmatch(ci, x) for x in c))
-    assert page.locator('[data-testid="stTable"]').count() >= 2  # the CI table and the ranks (first, open tab)
+    # the CI table and the ranks (first, open tab); the ranks can arrive after the CI cells (raced under load 12)
+    page.wait_for_function("document.querySelectorAll('[data-testid=\"stTable\"]').length >= 2", timeout=60_000)
     page.get_by_role("tab", name="TL and FT maps of one sample").click()  # a lazy tab: drawn once opened
     page.locator(".js-plotly-plot").nth(1).wait_for(timeout=60_000)  # TL map and FT map
     page.wait_for_function("!document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=60_000)
@@ -141,10 +156,13 @@ def _deep_link_target(home: Path) -> tuple[int, str, int, str]:
     return ck_id, f"{name}  ({arch}, {phase}, {dataset})", pk, f"{sid}  (label {label}, {split})"
 
 
-def test_deep_link_is_the_first_request_to_a_new_server(fresh_server: str, quick_workspace: Path,
-                                                       page) -> None:  # type: ignore[no-untyped-def]
+def test_deep_link_is_the_first_request_to_a_new_server(fresh_server: str, quick_workspace: Path, page,  # type: ignore[no-untyped-def]
+                                                       admin: DemoAccount) -> None:
     ck_id, ck_label, pk, sample_label = _deep_link_target(quick_workspace)
-    _open(page, fresh_server, f"explain?checkpoint={ck_id}&sample={pk}&method=saliency", "Explain")
+    link = f"explain?checkpoint={ck_id}&sample={pk}&method=saliency"
+    # the deep link shows the sign-in form at its own URL; signing in opens the linked page
+    _open(page, fresh_server, link, "Explain", admin)
+    assert page.url == f"{fresh_server}/{link}"
     page.locator(".js-plotly-plot").first.wait_for(timeout=120_000)
     page.wait_for_function("!document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=120_000)
     _assert_clean(page, "deep-link-explain")

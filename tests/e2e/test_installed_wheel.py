@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.walk import PAGES, stored_precision_means, walk
+from tests.e2e.walk import PAGES, demo_admin, stored_precision_means, walk
 from ui.server import free_port
 
 pytestmark = pytest.mark.e2e
@@ -60,7 +60,7 @@ def test_wheel_holds_the_dashboard_and_the_migrations(wheel: Path) -> None:
     views = _repo_files("ui/views", "*.py")
     migrations = _repo_files("db/migrations", "*.py") | _repo_files("db/migrations/versions", "*.py")
     assert {"ui/app.py", "ui/launch.py", "db/migrations/script.py.mako"} <= names
-    assert len(views) == 6 and views <= names  # overview, data, models, explain, benchmark, drift
+    assert len(views) == 9 and views <= names  # overview, data, models, explain, benchmark, drift, review, results, admin
     assert any("/versions/" in m for m in migrations) and migrations <= names
     assert {n for n in names if n.startswith("ui/views/")} == views  # nothing else, nothing stale
 
@@ -120,8 +120,9 @@ def test_installed_wheel_serves_every_page(site: Path, quick_workspace: Path, tm
         assert proc.poll() is None, log.read_text()[-3000:]
         _wait_for(lambda: "demo workspace complete" in log.read_text(), "the resumed build finishes", 300, log)
         assert f"dashboard: http://localhost:{port}  (workspace {home})" in log.read_text()
+        assert "demo accounts exist: demo-admin (admin)" in log.read_text()  # passwords were printed by the first build only
 
-        titles = walk(page, url, stored_precision_means(home / "reports" / "demo" / "benchmark.csv"))
+        titles = walk(page, url, stored_precision_means(home / "reports" / "demo" / "benchmark.csv"), demo_admin(home))
         assert list(titles) == list(PAGES) and all(titles[p].startswith(start) for p, start in PAGES.items())
 
         servers = _children(proc.pid)

@@ -47,3 +47,39 @@ def test_findings_are_cards_with_verdict_badges(workspace: Path) -> None:
     assert list(inventory.index) == ["Datasets", "Checkpoints", "Attribution maps", "Ground-truth metrics",
                                      "TL→FT drift"]
     assert any("How this verdict is decided" in e.label for e in at.expander)
+
+
+def _captions(at: AppTest) -> str:
+    return "\n".join(c.value for c in at.caption)
+
+
+def test_sign_in_mode_and_demo_passwords_for_admins_only(workspace: Path) -> None:
+    from ui.auth import TOKEN
+    from xai_core.demo import ensure_demo_accounts
+    from xai_core.review import accounts
+
+    st.cache_data.clear()
+    at = AppTest.from_file(APP, default_timeout=120).run()
+    assert "Single-user mode: no sign-in" in _captions(at)
+    assert not [e for e in at.expander if e.label.startswith("Demo accounts")]  # no accounts, nothing kept
+
+    created = ensure_demo_accounts()
+    accounts.add_user("ann", "admin", "ann's password")
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.session_state[TOKEN] = accounts.authenticate("ann", "ann's password")
+    at.run()
+    assert not at.exception, at.exception
+    assert "Sign-in mode with 4 active accounts (2 admin, 2 reviewer)." in _captions(at)
+    shown = at.table[0].value
+    assert list(shown.index) == [a.name for a in created]
+    assert list(shown["password"]) == [a.password for a in created] and list(shown["role"]) == [a.role for a in created]
+    assert "Change them before anyone else reaches this dashboard" in at.warning[0].value
+
+    accounts.reset_password("reader-2", "a changed password")  # a changed password leaves the list
+    accounts.set_disabled("ann")
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.session_state[TOKEN] = accounts.authenticate("demo-admin", created[0].password)
+    at.run()
+    assert "Sign-in mode with 3 active accounts (1 admin, 2 reviewer)." in _captions(at)
+    assert list(at.table[0].value.index) == ["demo-admin", "reader-1"]
+    assert created[2].password not in at.table[0].value.to_string()

@@ -1,4 +1,5 @@
-"""Overview (landing page): what the workspace holds, the demo build's progress, headline findings."""
+"""Overview (landing page): sign-in mode, what the workspace holds, the demo build's progress, headline
+findings; for admins, the demo accounts' passwords until they are changed."""
 
 from __future__ import annotations
 
@@ -7,11 +8,14 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
+from ui.auth import acting
 from ui.common import user_errors
 from xai_core.config import home
 from xai_core.findings import OPPOSITE, REPRODUCED, UNTESTABLE, VERDICT_TONES, VERDICTS, headline_findings
 from xai_core.inventory import inventory
 from xai_core.report import write_report
+from xai_core.review.accounts import Actor, list_users, login_enabled
+from xai_core.review.demo_accounts import read_demo_accounts
 from xai_core.stamp import change_stamp
 from xai_core.status import read_status
 
@@ -22,6 +26,27 @@ st.markdown(
     "by the **drift** of the maps between a transfer-learning checkpoint and its fine-tuned "
     "successor (Elangovan & Ting 2026)."
 )
+
+
+def access(actor: Actor) -> None:
+    """Which mode the dashboard runs in; for an admin, the demo accounts whose generated password still works."""
+    if not login_enabled():
+        st.caption(":material/person: Single-user mode: no sign-in (the workspace has no active admin account; "
+                   "`xaudit users add NAME --role admin` turns sign-in on).")
+    else:
+        users = list_users()
+        active = users.loc[~users["disabled"].astype(bool)]
+        roles = active["role"].value_counts()
+        st.caption(f":material/lock: Sign-in mode with {len(active)} active accounts "
+                   f"({roles.get('admin', 0)} admin, {roles.get('reviewer', 0)} reviewer).")
+    kept = read_demo_accounts() if actor.is_admin else []
+    if kept:
+        with st.expander(f"Demo accounts ({len(kept)}) — admins only", icon=":material/key:"):
+            st.table(pd.DataFrame([{"account": a.name, "role": a.role, "password": a.password} for a in kept])
+                     .set_index("account"))
+            st.warning("These passwords were generated for the demo. Change them before anyone else reaches this "
+                       "dashboard (`xaudit users reset-password NAME`, or the Admin page); a changed password "
+                       "leaves this list.")
 
 
 def build_progress() -> None:
@@ -81,6 +106,7 @@ def cached_findings(stamp: tuple) -> pd.DataFrame:
 
 
 with user_errors():
+    access(acting())
     status = read_status()
     # poll only while the build runs: a fragment timer left running delays the next page's first draw
     st.fragment(build_progress, run_every=None if status is None or status.finished else POLL_S)()

@@ -246,6 +246,12 @@ def read_maps(checkpoint_id: int, method: str, sample_pks: Sequence[int], params
     return read_maps_by_hash(checkpoint_id, method, _hash_for(method, params, int(checkpoint_id), target), sample_pks)
 
 
+def stored_samples(checkpoint_id: int, method: str, params: dict[str, Any] | None = None,
+                   target: str = "predicted") -> set[int]:
+    """Sample keys whose ``method`` map (these parameters; ``None``: its defaults) of ``checkpoint_id`` is stored."""
+    return stored_pks(int(checkpoint_id), method, _hash_for(method, params, int(checkpoint_id), target))
+
+
 def load_maps(checkpoint_id: int, method: str, sample_pks: Sequence[int], params: dict[str, Any] | None = None,
               target: str = "predicted") -> np.ndarray:
     """Stored ``(N, H, W)`` float32 maps of ``checkpoint_id`` for ``sample_pks`` (request order).

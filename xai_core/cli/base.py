@@ -49,9 +49,9 @@ def run(argv: list[str] | None = None) -> int:
     except typer.Abort:
         typer.echo("aborted", err=True)
         return 1
-    except click.ClickException as exc:  # usage errors
+    except (click.ClickException, typer.TyperException) as exc:  # usage errors (typer ≥ 0.20 vendors click)
         exc.show()
-        return 2 if isinstance(exc, click.UsageError) else 1
+        return int(getattr(exc, "exit_code", 1))  # 2 for usage errors
     return 0
 
 

@@ -22,6 +22,25 @@ def serve(port: int = 8501) -> subprocess.Popen:
     return start_dashboard(home(), port)
 
 
+def announce_accounts(created: list) -> None:
+    """Print the demo accounts made by this run with their passwords (the only time they are
+    printed), or where an admin finds them when they already existed."""
+    from xai_core.demo import ACCOUNTS
+    from xai_core.review.demo_accounts import credentials_path
+
+    if created:
+        typer.echo("demo accounts (passwords printed this once; change them with "
+                   "`xaudit users reset-password NAME`):")
+        for account in created:
+            typer.echo(f"  {account.name:<12} {account.role:<9} {account.password}")
+        typer.echo("the dashboard asks for a sign-in; an admin sees these passwords on its Overview page "
+                   "until they are changed")
+        return
+    names = ", ".join(f"{name} ({role})" for name, role in ACCOUNTS)
+    typer.echo(f"demo accounts exist: {names}; an admin sees their passwords on the Overview page "
+               f"(kept in {credentials_path()} until changed)")
+
+
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
@@ -34,13 +53,14 @@ def demo(
 ) -> None:
     """Build the demo workspace stage by stage (resuming what exists) and serve the dashboard.
 
-    The dashboard starts as soon as the benchmark data exist and fills in as stages complete.
+    The dashboard starts as soon as the benchmark data and the demo accounts (an admin and two
+    reviewers; their passwords are printed once) exist, and fills in as stages complete.
     SIGTERM (``docker stop``, a supervisor) stops it like Ctrl-C: the dashboard process goes too.
     """
     # lazy: only this command's stack is imported (xaudit --help and other commands stay fast)
     from db import get_engine
     from ui.server import ensure_port_free, stop
-    from xai_core.demo import STAGES, build_demo
+    from xai_core.demo import STAGES, build_demo, ensure_demo_accounts
 
     if not no_serve:
         ensure_port_free(port)
@@ -51,6 +71,10 @@ def demo(
     server = None
     try:
         build_demo(quick=quick, only=("data",), progress=bar)
+        created = ensure_demo_accounts()  # before the dashboard starts: it asks for a sign-in from its first page
+        bar.close()
+        announce_accounts(created)
+        bar = TqdmProgress("demo")  # a closed tqdm bar draws nothing more
         if not no_serve:
             server = serve(port)
         rest = tuple(name for name, _, _ in STAGES if name != "data")

@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 from db import AuthSession, LoginThrottle, User, session_scope
 from db.tables import column_limit
 from xai_core.errors import AccessDenied, AuthError, ConfigError, UnknownNameError
-from xai_core.review import audit
+from xai_core.review import audit, demo_accounts
 
 ROLES = ("admin", "reviewer")
 MIN_PASSWORD = 8
@@ -142,7 +142,8 @@ def set_disabled(name: str, disabled: bool = True, *, actor: Actor = LOCAL) -> N
 
 
 def reset_password(name: str, password: str, *, actor: Actor = LOCAL) -> None:
-    """Set a new password (admins, or the account itself); the account's sessions end."""
+    """Set a new password (admins, or the account itself); the account's sessions end and a demo
+    password kept for it (:mod:`xai_core.review.demo_accounts`) is dropped."""
     if actor.name != name:
         require_admin(actor, "resetting another account's password")
     digest = HASHER.hash(check_password(password))
@@ -152,6 +153,7 @@ def reset_password(name: str, password: str, *, actor: Actor = LOCAL) -> None:
         _revoke_all(session, user.id)
         _clear_throttle(session, name)
         audit.record(session, actor.name, "user.reset-password", target=name)
+    demo_accounts.forget(name)  # a demo password kept for admins to see is no longer the password
 
 
 def _revoke_all(session: Session, user_id: int) -> None:

@@ -15,7 +15,12 @@ def spreadsheet_safe(value: object) -> object:
     return value
 
 
-def to_csv(frame: pd.DataFrame) -> str:
-    """``frame`` as CSV with every text cell :func:`spreadsheet_safe` (notes are free text from reviewers)."""
+def spreadsheet_safe_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with every text cell :func:`spreadsheet_safe` (notes are free text from reviewers)."""
     text = frame.select_dtypes(include=["object", "string"]).columns
-    return frame.assign(**{c: frame[c].map(spreadsheet_safe) for c in text}).to_csv(index=False)
+    return frame.assign(**{c: frame[c].map(spreadsheet_safe) for c in text})
+
+
+def to_csv(frame: pd.DataFrame) -> str:
+    """``frame`` as CSV with every text cell :func:`spreadsheet_safe`."""
+    return spreadsheet_safe_frame(frame).to_csv(index=False)
