@@ -17,10 +17,14 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
+
+from playwright.sync_api import sync_playwright
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -77,9 +81,6 @@ def sidebar_rounds(page, url: str, pages: dict[str, tuple[str, str]], rounds: in
 
 def floor_seconds(browser, rounds: int) -> float:  # type: ignore[no-untyped-def]
     """Median sidebar click between two Streamlit pages holding only a title and a 10-row table."""
-    import subprocess
-    import tempfile
-
     with tempfile.TemporaryDirectory() as tmp:
         app = Path(tmp) / "floor.py"
         app.write_text(FLOOR_APP)
@@ -114,8 +115,6 @@ def main() -> None:
     if len(pages) < 2:
         parser.error("--pages needs at least two pages (a sidebar click onto the page already shown does nothing)")
     load_before = os.getloadavg()
-    from playwright.sync_api import sync_playwright
-
     home = Path(args.home).resolve()
     port = free_port()
     url = f"http://127.0.0.1:{port}"
