@@ -31,13 +31,19 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import captum.attr as ca
 import torch
+from pytorch_grad_cam import GradCAM, GradCAMPlusPlus, LayerCAM
+from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+from sqlalchemy import select
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import models  # noqa: E402
-from xai_core.attribution import explain, get_method, list_methods  # noqa: E402
+from db import Dataset, reset_engines, session_scope  # noqa: E402
+from xai_core.attribution import explain, explain_samples_info, get_method, list_methods  # noqa: E402
 from xai_core.config import device as choose_device  # noqa: E402
+from xai_core.data import build_dataset, load_dataset  # noqa: E402
 
 PASSES = {"integrated_gradients": "n_steps", "gradient_shap": "n_samples", "smoothgrad": "n_samples"}
 
@@ -85,10 +91,6 @@ def fwd_bwd(model: torch.nn.Module, x: torch.Tensor, batch: int, params_grad: bo
 
 def naive_loop(model: torch.nn.Module, x: torch.Tensor, method: str, arch: str) -> Callable[[], None]:
     """Per-image Captum (or pytorch-grad-cam) calls on the caller's model, predicted target."""
-    import captum.attr as ca
-    from pytorch_grad_cam import GradCAM, GradCAMPlusPlus, LayerCAM
-    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
-
     p = {**get_method(method).defaults(), **BENCH_PARAMS.get(method, {})}
     layer = models.get_architecture(arch).cam_layer(model)
     cams = {"gradcam": GradCAM, "gradcam_plus_plus": GradCAMPlusPlus, "layercam": LayerCAM}
@@ -151,9 +153,6 @@ class _FlattenFree(torch.nn.Module):
 
 def on_demand(model: torch.nn.Module, arch: str, size: int, repeats: int) -> tuple[float, float]:
     """Dashboard path: (first request: compute + store, repeated request: from the store) seconds."""
-    from db import reset_engines
-    from xai_core.attribution import explain_samples_info
-
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["XAUDIT_HOME"] = tmp
         reset_engines()
@@ -174,10 +173,6 @@ def on_demand(model: torch.nn.Module, arch: str, size: int, repeats: int) -> tup
 
 def _tiny_workspace(model: torch.nn.Module, arch: str, size: int, n: int) -> tuple[list[int], int]:
     """A real dataset (data builder) and the model registered as a checkpoint of it."""
-    from db import Dataset, session_scope
-    from sqlalchemy import select
-    from xai_core.data import build_dataset, load_dataset
-
     build_dataset("bench", n=max(n, 8), size=size, seed=0)
     ds = load_dataset("bench", None)
     with session_scope() as session:

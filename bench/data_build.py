@@ -20,6 +20,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 XAUDIT = ROOT / ".venv" / "bin" / "xaudit"
+sys.path.insert(0, str(ROOT))
+
+from xai_core.data import load_dataset  # noqa: E402
 
 
 def _build(home: Path, name: str, n: int, size: int, workers: int) -> float:
@@ -50,9 +53,6 @@ def main() -> None:
         t2 = _build(home, "w2", args.n, args.size, 2)
         same = _digest(home / "datasets" / "w1") == _digest(home / "datasets" / "w2")
         os.environ["XAUDIT_HOME"] = str(home)
-        sys.path.insert(0, str(ROOT))
-        from xai_core.data import load_dataset
-
         t0 = time.perf_counter()
         cached = load_dataset("w1")
         t_cache = time.perf_counter() - t0

@@ -25,14 +25,15 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from tests.seed import add_checkpoint, add_dataset_rows, add_maps  # noqa: E402
+from xai_core.metrics import drift, evaluate, queries  # noqa: E402
+
 METHODS = ("saliency", "gradcam")
 
 
 def seed(n_images: int, size: int) -> SimpleNamespace:
     """Dataset rows, 5 TL→FT checkpoint pairs (about 90% correct) and their maps; returns the
     in-memory dataset ``evaluate`` reads masks and images from."""
-    from tests.seed import add_checkpoint, add_dataset_rows, add_maps
-
     rng = np.random.default_rng(0)
     yy, xx = np.mgrid[:size, :size]
     cy, cx = rng.uniform(0.3, 0.7, (2, n_images, 1, 1)) * size
@@ -72,9 +73,6 @@ def main() -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    from xai_core.metrics import drift, evaluate
-    from xai_core.metrics import queries
-
     data = seed(args.images, args.size)
     print(f"{10 * len(METHODS) * args.images} maps of {args.size}x{args.size}, load avg {os.getloadavg()[0]:.1f}")
     t_eval = timed(lambda: evaluate(dataset=data))

@@ -9,8 +9,11 @@ caches cold; a workspace with accounts, like the demo's, asks for a sign-in on e
 the load is timed through signing in as the demo admin), then rounds of clicks through the sidebar,
 which is what a user moving between pages sees (one session: no sign-in). Baseline in the same run: the same clicks between two pages of a minimal Streamlit
 app (a title and a 10-row table), i.e. what Streamlit and the browser cost on this machine.
+With ``--settle`` each click is also timed until the page stopped changing (its figures drawn,
+no DOM change for 300 ms), and the next click waits for that: a page's late drawing then counts
+for that page, not for the next one.
 
-    python bench/pages.py [--home DIR] [--rounds 3]
+    python bench/pages.py [--home DIR] [--rounds 3] [--pages data,drift] [--settle]
 """
 
 from __future__ import annotations
@@ -18,10 +21,14 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
+
+from playwright.sync_api import sync_playwright
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -43,6 +50,28 @@ DRAWN = """([title, ready]) => {
     && !document.querySelector('[data-stale="true"]')
     && !document.querySelector('[data-testid="stStatusWidget"]');
 }"""
+
+
+# settled (--settle) = the page stopped changing: its last DOM change before SETTLE_MS without one.
+# A page's later figures finish drawing after "drawn" fired; without waiting for that, their cost
+# lands on the next click's time.
+SETTLE_MS = 300
+OBSERVE = """() => {
+  if (window.__lastChange === undefined) {
+    window.__lastChange = performance.now();
+    new MutationObserver(() => { window.__lastChange = performance.now(); }).observe(
+      document.documentElement, {subtree: true, childList: true, attributes: true, characterData: true});
+  }
+  return performance.now();
+}"""
+QUIET = "(ms) => performance.now() - window.__lastChange >= ms"
+
+
+def settled_since(page, t_click: float) -> float:  # type: ignore[no-untyped-def]
+    """Seconds from ``t_click`` (the browser's clock, ms, from ``OBSERVE``) to the page's last DOM
+    change, once none came for ``SETTLE_MS``."""
+    page.wait_for_function(QUIET, arg=SETTLE_MS, timeout=60_000, polling=25)
+    return (page.evaluate("() => window.__lastChange") - t_click) / 1000
 
 
 def drawn_after(page, action, title: str, ready: str) -> float:  # type: ignore[no-untyped-def]
@@ -67,21 +96,28 @@ st.navigation([st.Page(page("Floor A"), title="a", url_path="a", default=True),
 """
 
 
-def sidebar_rounds(page, url: str, pages: dict[str, tuple[str, str]], rounds: int) -> dict[str, list[float]]:  # type: ignore[no-untyped-def]
-    """``rounds`` passes of sidebar clicks through ``pages``; seconds per click until drawn."""
-    times: dict[str, list[float]] = {k: [] for k in pages}
+Times = dict[str, list[float]]
+
+
+def sidebar_rounds(page, url: str, pages: dict[str, tuple[str, str]], rounds: int,  # type: ignore[no-untyped-def]
+                   settle: bool = False) -> tuple[Times, Times]:
+    """``rounds`` passes of sidebar clicks through ``pages``: seconds per click until drawn and,
+    with ``settle``, until settled (the next click waits for that)."""
+    times: Times = {k: [] for k in pages}
+    settled: Times = {k: [] for k in pages}
     for _ in range(rounds):
         for path, (title, ready) in pages.items():
             link = page.locator(f'[data-testid="stSidebarNavLink"][href="{url}/{path}"]')
+            t_click = page.evaluate(OBSERVE) if settle else 0.0
             times[path].append(drawn_after(page, link.click, title, ready))
-    return times
+            if settle:
+                settled[path].append(settled_since(page, t_click))
+    return times, settled
 
 
-def floor_seconds(browser, rounds: int) -> float:  # type: ignore[no-untyped-def]
-    """Median sidebar click between two Streamlit pages holding only a title and a 10-row table."""
-    import subprocess
-    import tempfile
-
+def floor_seconds(browser, rounds: int, settle: bool = False) -> tuple[float, float]:  # type: ignore[no-untyped-def]
+    """Median sidebar click between two Streamlit pages holding only a title and a 10-row table:
+    until drawn, and until settled (``settle``; else nan)."""
     with tempfile.TemporaryDirectory() as tmp:
         app = Path(tmp) / "floor.py"
         app.write_text(FLOOR_APP)
@@ -95,10 +131,11 @@ def floor_seconds(browser, rounds: int) -> float:  # type: ignore[no-untyped-def
             page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
             pages = {"": ("Floor A", GRID), "b": ("Floor B", GRID)}
             drawn_after(page, lambda: page.goto(url), *pages[""])
-            times = sidebar_rounds(page, url, pages, rounds)
+            times, settled = sidebar_rounds(page, url, pages, rounds, settle)
         finally:
             stop(proc)
-    return statistics.median(times[""] + times["b"])
+    return (statistics.median(times[""] + times["b"]),
+            statistics.median(settled[""] + settled["b"]) if settle else float("nan"))
 
 
 def main() -> None:
@@ -107,6 +144,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--pages", default=",".join(p or "overview" for p in PAGES),
                         help="comma-separated pages to time (default: all)")
+    parser.add_argument("--settle", action="store_true",
+                        help=f"also time each click until the page settled (no DOM change for {SETTLE_MS} ms)")
     args = parser.parse_args()
     chosen = {"" if name == "overview" else name for name in args.pages.split(",")}
     unknown = chosen - set(PAGES)
@@ -116,8 +155,6 @@ def main() -> None:
     if len(pages) < 2:
         parser.error("--pages needs at least two pages (a sidebar click onto the page already shown does nothing)")
     load_before = os.getloadavg()
-    from playwright.sync_api import sync_playwright
-
     home = Path(args.home).resolve()
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -135,8 +172,8 @@ def main() -> None:
             admin = demo_admin(home)  # None: a single-user workspace, no sign-in asked
             for path, (title, ready) in pages.items():  # full browser loads, first visit: cold caches
                 load[path] = drawn_after(page, lambda: goto(page, url, path, admin), title, ready)
-            nav = sidebar_rounds(page, url, pages, args.rounds)  # what a user clicking around sees
-            floor = floor_seconds(browser, args.rounds)
+            nav, settled = sidebar_rounds(page, url, pages, args.rounds, args.settle)  # what a user sees
+            floor, floor_settled = floor_seconds(browser, args.rounds, args.settle)
             browser.close()
     finally:
         stop(proc)
@@ -147,13 +184,18 @@ def main() -> None:
     print("full browser loads " + (f"include the sign-in as {admin.name} (the workspace has accounts)" if admin
                                    else "need no sign-in (single-user workspace)"))
     print(f"baseline (Streamlit's floor): sidebar click between two pages holding a title and a 10-row "
-          f"table: median {floor:.2f} s\n")
-    print("| page | full browser load, first visit s | sidebar navigation median s | max s | < 1 s | vs floor |")
-    print("|---|---:|---:|---:|---|---:|")
+          f"table: median {floor:.2f} s" + (f", settled {floor_settled:.2f} s" if args.settle else "") + "\n")
+    extra = " settled median s | settled vs floor settled |" if args.settle else ""
+    print("| page | full browser load, first visit s | sidebar navigation median s | max s | < 1 s | vs floor |" + extra)
+    print("|---|---:|---:|---:|---|---:|" + ("---:|---:|" if args.settle else ""))
     for path, values in nav.items():
         med = statistics.median(values)
-        print(f"| {path or 'overview'} | {load[path]:.2f} | {med:.2f} | {max(values):.2f} | "
-              f"{'yes' if max(values) < 1 else 'no'} | {med / floor:.2f}x |")
+        row = (f"| {path or 'overview'} | {load[path]:.2f} | {med:.2f} | {max(values):.2f} | "
+               f"{'yes' if max(values) < 1 else 'no'} | {med / floor:.2f}x |")
+        if args.settle:
+            calm = statistics.median(settled[path])
+            row += f" {calm:.2f} | {calm / floor_settled:.2f}x |"
+        print(row)
 
 if __name__ == "__main__":
     main()

@@ -15,11 +15,25 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
+import torch
+import torch.nn.functional as F
+from sqlalchemy import delete
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import models  # noqa: E402
+from db import Checkpoint, session_scope  # noqa: E402
+from models.grid import train_grid  # noqa: E402
+from models.splits import load_splits  # noqa: E402
+from xai_core.config import device as pick_device  # noqa: E402
+from xai_core.data import build_dataset  # noqa: E402
+from xai_core.demo import FULL, QUICK, grid_kwargs  # noqa: E402
 
 
 def main() -> None:
@@ -31,33 +45,15 @@ def main() -> None:
     parser.add_argument("--fresh", action="store_true", help="delete the bench checkpoints first (re-time all)")
     args = parser.parse_args()
     os.environ["XAUDIT_HOME"] = args.home
-
-    import numpy as np
-    import torch
-    import torch.nn.functional as F
-
     if args.threads:
         torch.set_num_threads(args.threads)
-    import models
-    from db import Checkpoint, session_scope
-    from models.grid import train_grid
-    from models.splits import load_splits
-    from xai_core.config import device as pick_device
-    from xai_core.demo import FULL, QUICK, grid_kwargs
-
     try:
         splits = load_splits(args.dataset)
     except Exception:  # noqa: BLE001 - build it once in the bench workspace
-        from xai_core.data import build_dataset
-
         print(f"building dataset {args.dataset} ({FULL.n_images} images, {FULL.size} px) in {args.home} ...", flush=True)
         build_dataset(args.dataset, n=FULL.n_images, size=FULL.size)
         splits = load_splits(args.dataset)
     if args.fresh:
-        import shutil
-
-        from sqlalchemy import delete
-
         with session_scope() as session:
             session.execute(delete(Checkpoint))
         shutil.rmtree(Path(args.home) / "checkpoints", ignore_errors=True)

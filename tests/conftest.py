@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import torch
 
 from db import reset_engines
 from tests.postgres import PgCluster, start_cluster
@@ -61,8 +62,6 @@ def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.F
 @pytest.fixture(autouse=True)
 def _one_torch_thread() -> Iterator[None]:
     """One intra-op thread per test: tiny models on a 2-core CI box lose to OpenMP oversubscription."""
-    import torch
-
     old = torch.get_num_threads()
     torch.set_num_threads(1)
     yield

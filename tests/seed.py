@@ -13,12 +13,18 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
+from sqlalchemy import select
+
+from db import AttributionMap, Checkpoint, Dataset, DriftMetric, GroundTruthMetric, Prediction, Sample, session_scope
+from xai_core.attribution.registry import params_hash
+from xai_core.attribution.store import relative_path, store_dir, write_chunk
+from xai_core.metrics.evaluate_job import gt_rows
+from xai_core.metrics.registry import list_drift_metrics, list_ground_truth_metrics
+from xai_core.metrics.stored import insert_rows, long_rows
 
 
 def add_dataset_rows(name: str, masks: np.ndarray, labels: Sequence[int], split: str = "test") -> list[int]:
     """``Dataset`` + ``Sample`` rows (lesion areas from ``masks``); returns the sample pks."""
-    from db import Dataset, Sample, session_scope
-
     masks = np.asarray(masks, bool)
     with session_scope() as session:
         ds = Dataset(name=name, kind="synthetic", root=f"datasets/{name}", params={}, class_names=["regular", "irregular"],
@@ -37,8 +43,6 @@ def add_checkpoint(name: str, arch: str, pretrain: str, degree: str | None, phas
                    preds: Sequence[int], labels: Sequence[int], parent_id: int | None = None,
                    dataset_id: int | None = None, input_size: int = 32) -> int:
     """A ``Checkpoint`` row and its ``Prediction`` rows (``correct = pred == label``); returns its id."""
-    from db import Checkpoint, Prediction, session_scope
-
     with session_scope() as session:
         ck = Checkpoint(name=name, arch=arch, width=1.0, num_classes=2, in_chans=1, input_size=input_size,
                         pretrain=pretrain, degree=degree, phase=phase, parent_id=parent_id, dataset_id=dataset_id,
@@ -53,12 +57,6 @@ def add_checkpoint(name: str, arch: str, pretrain: str, degree: str | None, phas
 def add_maps(checkpoint_id: int, method: str, sample_pks: Sequence[int], maps: np.ndarray,
              params: dict[str, Any] | None = None) -> str:
     """Store ``maps`` for (checkpoint, method) through the attribution store; returns the params hash."""
-    from sqlalchemy import select
-
-    from db import AttributionMap, Checkpoint, session_scope
-    from xai_core.attribution.registry import params_hash
-    from xai_core.attribution.store import relative_path, store_dir, write_chunk
-
     phash = params_hash(method, params or {})
     with session_scope() as session:
         sha = session.scalar(select(Checkpoint.sha256).where(Checkpoint.id == checkpoint_id))
@@ -75,11 +73,6 @@ def add_maps(checkpoint_id: int, method: str, sample_pks: Sequence[int], maps: n
 def add_gt_rows(checkpoint_id: int, method: str, sample_pks: Sequence[int], maps: np.ndarray, masks: np.ndarray,
                 correct: Sequence[bool], selection: str = "correct", params_hash: str = "seeded") -> None:
     """``GroundTruthMetric`` rows (every registered metric) computed from arrays, in one transaction."""
-    from db import GroundTruthMetric
-    from xai_core.metrics.evaluate_job import gt_rows
-    from xai_core.metrics.registry import list_ground_truth_metrics
-    from xai_core.metrics.stored import insert_rows
-
     preds = {int(pk): (0, bool(c)) for pk, c in zip(sample_pks, correct, strict=True)}
     insert_rows(GroundTruthMetric, gt_rows(checkpoint_id, method, params_hash, selection, list(sample_pks), preds,
                                            np.asarray(maps, np.float32), np.asarray(masks, bool),
@@ -90,10 +83,6 @@ def add_precision_rows(checkpoint_id: int, method: str, sample_pks: Sequence[int
                        selection: str = "correct") -> None:
     """``GroundTruthMetric`` rows of correctly classified samples with the given precision (every
     other registered ground-truth metric set to the same value): verdict logic tests with known directions."""
-    from db import GroundTruthMetric
-    from xai_core.metrics.registry import list_ground_truth_metrics
-    from xai_core.metrics.stored import insert_rows, long_rows
-
     values = {k: np.asarray(precision, float) for k in list_ground_truth_metrics()}
     fixed = {"checkpoint_id": checkpoint_id, "method": method, "params_hash": "seeded", "selection": selection,
              "correct": True, "constant_map": False}
@@ -104,10 +93,6 @@ def add_drift_rows(checkpoint_a_id: int, checkpoint_b_id: int, method: str, samp
                    iou: Sequence[float], pearson: Sequence[float] | None = None) -> None:
     """``DriftMetric`` rows (same method on both sides) with the given top-10/20% IoU and Pearson
     values (Spearman = Pearson, every other registered drift metric 0)."""
-    from db import DriftMetric
-    from xai_core.metrics.registry import list_drift_metrics
-    from xai_core.metrics.stored import insert_rows, long_rows
-
     n = len(sample_pks)
     corr = np.asarray(iou if pearson is None else pearson, float)
     values = {k: np.zeros(n) for k in list_drift_metrics()} | {

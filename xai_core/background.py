@@ -24,13 +24,15 @@ import subprocess
 import sys
 import threading
 import time
+import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from xai_core.config import home, workspace_dir
+import models
+from xai_core.config import configure_threads, home, workspace_dir
 from xai_core.errors import JobRunningError, UnknownNameError, XAuditError
 from xai_core.progress import Progress
 
@@ -238,10 +240,6 @@ class _StateProgress:
 def run_job(jid: str) -> int:
     """Run job ``jid`` in this process (what ``python -m xai_core.background <id>`` does): 0 when
     it is done, 1 when it failed (the state file says why)."""
-    import traceback
-
-    from xai_core.config import configure_threads
-
     state = _read_file(_state_path(jid))
     if state is None:
         print(f"no job {jid} in {jobs_dir()}", file=sys.stderr)
@@ -271,8 +269,6 @@ def run_job(jid: str) -> int:
 @register_job("train")
 def train_job(progress: Progress, **params: Any) -> dict[str, Any]:
     """:func:`models.train` with the Models page's settings; the saved checkpoints' ids and names."""
-    import models
-
     infos = models.train(progress=progress, **params)
     return {"checkpoints": [{"id": int(info.id), "name": str(info.name)} for info in infos]}
 

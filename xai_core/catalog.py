@@ -1,5 +1,5 @@
 """What the dashboard pages list, read from the workspace's database: dataset names, a dataset's
-samples, the checkpoints with their lineage and one checkpoint's detail.
+samples (an index and a frame with lesion areas), the checkpoints with their lineage and one checkpoint's detail.
 
 The pages call these through caches keyed on :func:`xai_core.stamp.change_stamp` of the tables
 they read (:data:`CHECKPOINT_TABLES` for the checkpoint functions) and hold no queries of their own.
@@ -39,6 +39,17 @@ def sample_index(dataset: str, split: str | None = None) -> list[SampleRow]:
         query = query.where(Sample.split == split)
     with session_scope() as session:
         return [(int(pk), str(sid), int(label), str(sp)) for pk, sid, label, sp in session.execute(query).all()]
+
+
+def sample_frame(dataset: str) -> pd.DataFrame:
+    """One row per sample of ``dataset`` (by pk): ``pk, sample_id, label, split, lesion_area`` (pixels
+    of the lesion mask, as recorded when the dataset was built or imported); empty when it has none."""
+    query = (select(Sample.id.label("pk"), Sample.sample_id, Sample.label, Sample.split, Sample.lesion_area)
+             .join(Dataset, Sample.dataset_id == Dataset.id).where(Dataset.name == dataset).order_by(Sample.id))
+    with session_scope() as session:
+        rows = session.execute(query).all()
+    frame = pd.DataFrame(rows, columns=["pk", "sample_id", "label", "split", "lesion_area"])
+    return frame.astype({"pk": "int64", "label": "int64", "lesion_area": "int64"})
 
 
 def lineage(rows: list[dict[str, Any]]) -> dict[int, str]:

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import sync_playwright
 
 from tests.e2e.walk import demo_admin
 from ui.server import CHROMIUM, CHROMIUM_ARGS, free_port, start_dashboard, stop, wait_healthy
@@ -68,8 +69,6 @@ def fresh_server(quick_workspace: Path) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def browser() -> Iterator[object]:
-    from playwright.sync_api import sync_playwright
-
     assert Path(CHROMIUM).exists(), "Debian chromium missing: run scripts/ensure_chromium.sh"
     with sync_playwright() as p:
         b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)

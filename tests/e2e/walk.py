@@ -16,6 +16,9 @@ import re
 import sys
 from pathlib import Path
 
+import pandas as pd
+from playwright.sync_api import sync_playwright
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from ui.server import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
@@ -104,8 +107,6 @@ def walk(page, url: str, stored_means: set[str] | None = None,  # type: ignore[n
 
 def stored_precision_means(benchmark_csv: Path) -> set[str]:
     """``"%.3f"`` of every stored mean precision in a report's ``benchmark.csv``."""
-    import pandas as pd
-
     table = pd.read_csv(benchmark_csv)
     return {f"{m:.3f}" for m in table.loc[table["metric"] == "precision", "mean"]}
 
@@ -118,7 +119,6 @@ def main() -> None:
     args = parser.parse_args()
     stored = stored_precision_means(args.benchmark_csv) if args.benchmark_csv else None
     admin = demo_admin(args.home) if args.home else None
-    from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)

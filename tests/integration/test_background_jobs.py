@@ -14,9 +14,11 @@ from pathlib import Path
 
 import pytest
 
+from db import Checkpoint, session_scope
 from tests.postgres import only_sqlite
 from xai_core import background
 from xai_core.background import JobState, job_id, list_jobs, read_job, start
+from xai_core.data import build_dataset, load_dataset
 from xai_core.errors import JobRunningError, UnknownNameError
 
 TINY = dict(dataset="tiny", arch="vgg16", pretrain="none", degree="all", protocol="single", width=0.125)
@@ -26,8 +28,6 @@ runner_only = only_sqlite  # tests of the runner itself, not of the storage: one
 
 @pytest.fixture
 def tiny(workspace: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    from xai_core.data import build_dataset
-
     monkeypatch.setenv("XAUDIT_THREADS", "1")  # the job's process: one torch thread, like the tests
     build_dataset("tiny", n=40, size=32, seed=1)
     return workspace
@@ -49,8 +49,6 @@ def watch(jid: str) -> list[JobState]:
 
 
 def test_training_job_runs_in_its_own_process_and_saves_the_checkpoint(tiny: Path) -> None:
-    from db import Checkpoint, session_scope
-
     queued = start("train", **TINY, epochs=2)
     assert queued.state == "queued" and queued.pid not in (None, os.getpid())
     assert queued.id == job_id("train", {**TINY, "epochs": 2}) == read_job(queued.id).id
@@ -88,8 +86,6 @@ def test_training_job_runs_in_its_own_process_and_saves_the_checkpoint(tiny: Pat
 
 @runner_only
 def test_a_failing_job_ends_failed_with_the_error_line(tiny: Path) -> None:
-    from xai_core.data import load_dataset
-
     with pytest.raises(UnknownNameError) as direct:  # what the job will meet in its own process
         load_dataset("missing", split="train")
     job = start("train", **{**TINY, "dataset": "missing"}, epochs=1)

@@ -5,11 +5,22 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 import models
-from xai_core.catalog import accuracy_grid, checkpoint_detail, checkpoint_table, dataset_names, lineage, sample_index
+from db import Dataset, session_scope
+from xai_core.catalog import (
+    accuracy_grid,
+    checkpoint_detail,
+    checkpoint_table,
+    dataset_names,
+    lineage,
+    sample_frame,
+    sample_index,
+)
+from xai_core.data import build_dataset, load_dataset, sample_arrays
 from xai_core.errors import UnknownNameError
 
 
@@ -22,8 +33,6 @@ def test_lineage_follows_parents_and_stops_at_a_cycle() -> None:
 
 
 def test_samples_checkpoints_and_detail(workspace: Path) -> None:
-    from xai_core.data import build_dataset, load_dataset
-
     build_dataset("tiny", n=12, size=32, seed=0, train_frac=0.5, val_frac=0.1)
     build_dataset("other", n=8, size=32, seed=1)
     assert dataset_names() == ["tiny", "other"]  # oldest first
@@ -35,11 +44,24 @@ def test_samples_checkpoints_and_detail(workspace: Path) -> None:
                                                          key=lambda t: t[0])]
     assert len(sample_index("tiny")) == 12 and sample_index("missing") == []
 
+    # the Data page's frame: every sample by pk, its recorded lesion area = its mask's pixels
+    full = load_dataset("tiny")
+    frame = sample_frame("tiny")
+    assert frame["pk"].tolist() == full.sample_pks.tolist() == sorted(full.sample_pks.tolist())
+    assert frame["sample_id"].tolist() == full.sample_ids and frame["label"].tolist() == full.labels.tolist()
+    assert frame["split"].tolist() == full.splits.tolist()
+    assert frame["lesion_area"].tolist() == full.masks.sum(axis=(1, 2)).tolist()
+    assert sample_frame("missing").empty
+    image, mask = sample_arrays("tiny", int(full.sample_pks[5]))
+    np.testing.assert_array_equal(image, full.images[5])
+    np.testing.assert_array_equal(mask, full.masks[5])
+    other_pk = int(load_dataset("other").sample_pks[0])
+    with pytest.raises(UnknownNameError, match=f"sample {other_pk} is not in dataset 'tiny'"):
+        sample_arrays("tiny", other_pk)
+
     assert checkpoint_table().empty
     torch.manual_seed(0)
     net = models.build("vgg16", 2, 1, 0.125)
-    from db import Dataset, session_scope
-
     with session_scope() as session:
         ds_id = session.query(Dataset.id).filter(Dataset.name == "tiny").scalar()
     common = dict(arch="vgg16", width=0.125, num_classes=2, in_chans=1, input_size=32, pretrain="none", dataset_id=ds_id)

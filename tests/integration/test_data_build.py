@@ -16,8 +16,10 @@ import pytest
 from sqlalchemy import func, select
 
 from db import Dataset, Sample, reset_engines, session_scope
-from xai_core.data import build_dataset, load_dataset
+from xai_core.data import build_dataset, load_dataset, synthesize
+from xai_core.data.anatomy import auto_brain_mask, load_anatomy
 from xai_core.data.io import read_nifti
+from xai_core.data.params import make_params
 from xai_core.errors import ConfigError, InputFileError, InvalidValueError, ShapeError, WorkspaceError
 
 SIZE = 32
@@ -116,10 +118,6 @@ def test_user_anatomy_with_brain_mask(workspace: Path, tmp_path: Path) -> None:
 
 def test_user_anatomy_without_mask_uses_an_otsu_brain_mask(workspace: Path, tmp_path: Path) -> None:
     """No ``*_mask`` file: the mask is Otsu + largest component + filled holes; lesions stay in it."""
-    from xai_core.data import synthesize
-    from xai_core.data.anatomy import auto_brain_mask, load_anatomy
-    from xai_core.data.params import make_params
-
     anatomy = tmp_path / "anat"
     anatomy.mkdir()
     vol = _volume()

@@ -23,6 +23,7 @@ RNG = np.random.default_rng(0)
 
 
 def write_dicom(path: Path, arr: np.ndarray) -> None:
+    # lazy: pydicom takes ~0.25 s to import; only the DICOM tests write files with it
     from pydicom.dataset import Dataset as DicomDataset
     from pydicom.dataset import FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, generate_uid

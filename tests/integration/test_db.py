@@ -12,12 +12,17 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, inspect, select, text
 from sqlalchemy.orm import Session
 
+import models
 from db import Checkpoint, Dataset, Sample, get_engine, session_scope
-from db.tables import Base
 from db.session import alembic_config, make_engine
-from xai_core.config import workspace_dir
+from db.tables import Base
+from models.checkpoints import save_checkpoint
+from tests.integration.test_data_build import assert_nothing_written
+from tests.integration.test_data_import import make_folder
 from tests.postgres import BACKENDS, only_sqlite
-from xai_core.errors import WorkspaceError
+from xai_core.config import workspace_dir
+from xai_core.data import import_dataset
+from xai_core.errors import ConfigError, WorkspaceError
 
 
 def _head() -> str:
@@ -147,13 +152,6 @@ def test_unwritable_workspace_is_one_clear_error(monkeypatch: pytest.MonkeyPatch
 def test_names_at_the_column_limit_are_stored_and_longer_ones_refused(workspace: Path, tmp_path: Path) -> None:
     """PostgreSQL enforces VARCHAR lengths (SQLite does not): both backends accept a name of exactly
     the limit and refuse one character more with the same one-line error, before writing anything."""
-    import models
-    from models.checkpoints import save_checkpoint
-    from tests.integration.test_data_build import assert_nothing_written
-    from tests.integration.test_data_import import make_folder
-    from xai_core.data import import_dataset
-    from xai_core.errors import ConfigError
-
     net = models.build("vgg16", 2, in_chans=1, width=0.125)
     kwargs = dict(arch="vgg16", width=0.125, num_classes=2, in_chans=1, input_size=16, pretrain="none",
                   degree=None, phase="external")

@@ -8,11 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from xai_core.data import build_dataset, load_dataset
-from xai_core.metrics import list_ground_truth_metrics, evaluate, ground_truth_metrics, sobel_maps
-from xai_core.metrics.stored import read_stored_maps
-from xai_core.metrics.queries import benchmark_table, gt_frame
 from tests.seed import add_checkpoint, add_maps
+from xai_core.cli import main
+from xai_core.data import build_dataset, load_dataset
+from xai_core.metrics import evaluate, ground_truth_metrics, list_ground_truth_metrics, sobel_maps
+from xai_core.metrics.queries import benchmark_table, gt_frame
+from xai_core.metrics.stored import read_stored_maps
 
 
 def test_evaluate_reads_masks_and_images_through_load_dataset(
@@ -49,8 +50,6 @@ def test_evaluate_reads_masks_and_images_through_load_dataset(
     assert rnd["mean"] == pytest.approx(share, abs=0.1)  # random maps score about the lesion share
 
     # the CLI on the same workspace: resumes, then adds the misclassified samples
-    from xai_core.cli import main
-
     monkeypatch.setattr(sys, "argv", ["xaudit", "evaluate", "--checkpoint", "vgg-natural-all", "--selection", "all"])
     main()
     out = capsys.readouterr().out

@@ -12,6 +12,8 @@ import torch
 from sqlalchemy import select
 
 import models
+from db import AttributionMap, Checkpoint, Dataset, session_scope
+from models.checkpoints import read_tensors, write_safetensors
 from xai_core.attribution import (
     explain,
     explain_checkpoint,
@@ -21,16 +23,18 @@ from xai_core.attribution import (
     params_hash,
     read_maps,
 )
+from xai_core.attribution.canonical import prepare
+from xai_core.attribution.jobs import _checkpoint_meta
 from xai_core.attribution.store import _encode, _scale
+from xai_core.cli import main
+from xai_core.cli.attribution import parse_params
+from xai_core.data import build_dataset, load_dataset
 from xai_core.errors import ConfigError, UnknownNameError, UnsupportedError, WorkspaceError
 
 SIZE = 32
 
 
 def _setup() -> tuple[int, torch.nn.Module, object]:
-    from db import Dataset, session_scope
-    from xai_core.data import build_dataset, load_dataset
-
     build_dataset("tiny", n=24, size=SIZE, seed=0, train_frac=0.5, val_frac=0.1)
     with session_scope() as session:
         ds_id = session.scalar(select(Dataset.id).where(Dataset.name == "tiny"))
@@ -42,8 +46,6 @@ def _setup() -> tuple[int, torch.nn.Module, object]:
 
 
 def _rows(ckpt: int, method: str) -> list:
-    from db import AttributionMap, session_scope
-
     with session_scope() as session:
         return list(session.scalars(select(AttributionMap).where(
             AttributionMap.checkpoint_id == ckpt, AttributionMap.method == method).order_by(AttributionMap.id)))
@@ -87,8 +89,6 @@ def test_job_stores_resumes_and_serves_from_the_store(workspace: Path) -> None:
 
     # a cached request never runs the model; an uncached one does. The engine runs the model's
     # canonical copy (cached per model object), so that is where the forward calls are counted.
-    from xai_core.attribution.canonical import prepare
-
     prepared = prepare(model, "grad", torch.from_numpy(test.images[:1, None]), torch.device("cpu"))
     counter = ForwardCounter(prepared.model)
     hit = explain_samples_info(ckpt, pks, "saliency", model=model)
@@ -119,12 +119,33 @@ def test_params_and_target_select_separate_maps(workspace: Path) -> None:
     np.testing.assert_array_equal(stored.targets, test.labels[:2])
 
     # baseline=mean uses the dataset's train-split mean intensity, recorded in the hash
-    from xai_core.data import load_dataset
-
     mean_run = explain_checkpoint(ckpt, "deeplift", sample_pks=pks, split=None, params={"baseline": "mean"})
     train_mean = round(float(load_dataset("tiny", "train").images.mean(dtype=np.float64)), 6)
     assert mean_run.params["baseline_value"] == pytest.approx(train_mean)
     assert load_maps(ckpt, "deeplift", pks, params={"baseline": "mean"}).shape == (2, SIZE, SIZE)
+
+
+def test_loaded_checkpoints_are_kept_by_file_hash(workspace: Path) -> None:
+    """The explain job keeps loaded checkpoints keyed on the file's sha256 (its row's): the id and
+    the name share one load, and a file replaced under the same id and name is loaded afresh."""
+    ckpt, model, _test = _setup()
+    first, meta = _checkpoint_meta(ckpt, None)
+    assert _checkpoint_meta("ck", None)[0] is first  # the same row and file: no second load
+    for key, value in model.state_dict().items():
+        torch.testing.assert_close(first.state_dict()[key], value)
+
+    torch.manual_seed(1)
+    other = models.build("vgg16", 2, 1, 0.125).eval()
+    with session_scope() as session:  # new weights in the same file, its row's hash updated
+        row = session.get(Checkpoint, ckpt)
+        path, old_sha = Path(row.path), row.sha256
+        row.sha256 = new_sha = write_safetensors(other, path, read_tensors(path)[1])
+    assert new_sha != old_sha == meta["sha256"]
+    fresh, fresh_meta = _checkpoint_meta("ck", None)
+    assert fresh is not first and fresh_meta["sha256"] == new_sha and fresh_meta["checkpoint_id"] == ckpt
+    for key, value in other.state_dict().items():
+        torch.testing.assert_close(fresh.state_dict()[key], value)
+    assert _checkpoint_meta(ckpt, None)[0] is fresh
 
 
 def test_float16_chunks_keep_tiny_and_huge_values() -> None:
@@ -140,8 +161,6 @@ def test_float16_chunks_keep_tiny_and_huge_values() -> None:
 
 def test_cli_explain_runs_resumes_and_reports_errors(workspace: Path, monkeypatch: pytest.MonkeyPatch,
                                                      capsys: pytest.CaptureFixture[str]) -> None:
-    from xai_core.cli import main
-
     ckpt, _model, _test = _setup()
 
     def run(*args: str) -> int:
@@ -171,8 +190,6 @@ def test_cli_explain_runs_resumes_and_reports_errors(workspace: Path, monkeypatc
     ok("methods", "--arch", "vgg16")
     assert "layercam" in capsys.readouterr().out
     # the error classes behind those messages
-    from xai_core.cli.attribution import parse_params
-
     with pytest.raises(ConfigError):
         parse_params(["n_steps"], ["integrated_gradients"])
     assert parse_params(["n_steps=7", "sign=signed"], ["saliency", "integrated_gradients"]) == {

@@ -18,10 +18,13 @@ import pytest
 from sqlalchemy import make_url
 
 from db import reset_engines
-from db.session import make_engine
+from db.session import CONNECT_TIMEOUT_S, make_engine
 from tests.postgres import PgCluster, free_port
+from xai_core.attribution.store import read_maps_by_hash
 from xai_core.cli import run
+from xai_core.data import load_dataset
 from xai_core.errors import WorkspaceError
+from xai_core.metrics.ground_truth import explanation_precision
 
 XAUDIT = Path(sys.executable).with_name("xaudit")
 
@@ -80,9 +83,6 @@ def test_quick_demo_then_report_on_postgresql(pg_cluster: PgCluster, pg_url: str
     monkeypatch.setenv("XAUDIT_HOME", str(home))
     monkeypatch.setenv("DATABASE_URL", pg_url)
     reset_engines()
-    from xai_core.attribution.store import read_maps_by_hash
-    from xai_core.data import load_dataset
-    from xai_core.metrics.ground_truth import explanation_precision
 
     ck, phash = _rows(pg_cluster, db, "SELECT checkpoint_id, params_hash FROM gt_metrics"
                       " WHERE method = 'saliency' ORDER BY checkpoint_id LIMIT 1")[0]
@@ -153,8 +153,6 @@ def test_server_down_fails_fast_with_one_line(args: list[str], pg_cluster: PgClu
 def test_hung_server_times_out_after_the_connect_timeout(hung_server: int, pg_cluster: PgCluster, tmp_path: Path,
                                                          monkeypatch: pytest.MonkeyPatch,
                                                          capsys: pytest.CaptureFixture[str]) -> None:
-    from db.session import CONNECT_TIMEOUT_S
-
     line, seconds = _one_line_error(COMMANDS[0], pg_cluster.url("xaudit", port=hung_server), tmp_path / "ws",
                                     monkeypatch, capsys)
     assert line == (f"error: cannot reach the PostgreSQL server at 127.0.0.1:{hung_server} (timeout expired); "

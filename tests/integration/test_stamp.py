@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from sqlalchemy import delete
 
-from db import reset_engines
+from db import Prediction, reset_engines, session_scope
 from tests.seed import add_checkpoint, add_dataset_rows
 from xai_core.config import database_url
 from xai_core.stamp import change_stamp
@@ -16,8 +16,6 @@ from xai_core.stamp import change_stamp
 
 def test_stamp_follows_inserts_deletes_and_the_workspace(workspace: Path, tmp_path: Path,
                                                          monkeypatch: pytest.MonkeyPatch, backend: str) -> None:
-    from db import Prediction, session_scope
-
     url = database_url()  # the workspace's SQLite file, or this test's PostgreSQL database
     assert url.startswith("sqlite:///" if backend == "sqlite" else "postgresql")
     assert change_stamp() == (str(workspace), url, ())

@@ -14,6 +14,8 @@ import torchvision
 import models
 from xai_core.attribution import read_maps
 from xai_core.attribution.jobs import select_samples
+from xai_core.cli import run
+from xai_core.data import build_dataset
 
 SIZE = 32
 MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
@@ -21,8 +23,6 @@ STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
 
 
 def _cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    from xai_core.cli import run
-
     code = run(list(args))
     out = capsys.readouterr()
     return code, out.out, out.err
@@ -31,8 +31,6 @@ def _cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]
 def _setup(tmp_path: Path) -> tuple[torchvision.models.ResNet, Path]:
     """A tiny grey benchmark ``grey`` and a random-init torchvision resnet18 (2 classes) saved as a
     plain state dict; returns the reference network (eval mode) and the file."""
-    from xai_core.data import build_dataset
-
     build_dataset("grey", n=12, size=SIZE, seed=0, train_frac=0.5, val_frac=0.1)
     torch.manual_seed(0)
     reference = torchvision.models.resnet18(num_classes=2).eval()

@@ -10,12 +10,15 @@ import torch
 from sqlalchemy import func, select
 
 import models
+import models.grid as training
 from db import Checkpoint, Prediction, session_scope
 from models.finetune import TrainConfig
 from models.grid import train, train_grid
 from models.pretraining import pretrain
 from models.splits import DataSplits
 from tests.easy_data import register_easy_dataset
+from xai_core.cli import run
+from xai_core.data import build_dataset, load_dataset
 
 
 def registered_splits() -> DataSplits:
@@ -82,8 +85,6 @@ def test_train_grid_is_resumable_and_links_degrees_to_tl(workspace: Path) -> Non
 
 
 def _cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    from xai_core.cli import run
-
     code = run(list(args))
     out = capsys.readouterr()
     return code, out.out, out.err
@@ -112,8 +113,6 @@ def test_cli_errors_are_one_line_and_models_list(workspace: Path, tmp_path: Path
 
 
 def test_train_from_a_built_dataset_stores_a_prediction_per_test_sample(workspace: Path) -> None:
-    from xai_core.data import build_dataset, load_dataset
-
     build_dataset("tiny", n=40, size=32, seed=1)
     (info,) = train("tiny", arch="vgg16", pretrain="none", degree="2conv", width=0.125, epochs=1, batch_size=16,
                     config=TrainConfig(device="cpu"))
@@ -132,8 +131,6 @@ def test_train_from_a_built_dataset_stores_a_prediction_per_test_sample(workspac
 
 def test_cli_augment_flag_reaches_the_training_config(workspace: Path, monkeypatch: pytest.MonkeyPatch,
                                                      capsys: pytest.CaptureFixture[str]) -> None:
-    import models.grid as training
-
     seen: list[object] = []
     monkeypatch.setattr(training, "train", lambda *a, **kw: seen.append(kw["config"]) or [])
     monkeypatch.setattr(training, "train_grid", lambda *a, **kw: seen.append(kw["config"]) or [])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 
@@ -10,8 +11,8 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from xai_core.metrics import explanation_precision, random_maps
 from tests.seed import add_checkpoint, add_dataset_rows, add_gt_rows
+from xai_core.metrics import explanation_precision, random_maps
 
 PAGE = str(Path(__file__).resolve().parents[2] / "ui" / "views" / "benchmark.py")
 
@@ -19,8 +20,6 @@ PAGE = str(Path(__file__).resolve().parents[2] / "ui" / "views" / "benchmark.py"
 def _values(array: object) -> np.ndarray:
     """A plotly JSON array: a plain list or a typed array {dtype, bdata (base64)}."""
     if isinstance(array, dict):
-        import base64
-
         return np.frombuffer(base64.b64decode(array["bdata"]), dtype=np.dtype(array["dtype"]))
     return np.asarray(array, dtype=float)
 

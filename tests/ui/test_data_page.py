@@ -30,11 +30,21 @@ def _array(value: object) -> np.ndarray:
     return np.asarray(value)
 
 
+def open_view(at: AppTest, label: str) -> AppTest:
+    """Open one of the page's lazy tabs (only the open tab's content runs) and rerun."""
+    at.session_state["data_view"] = label
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
 def test_empty_workspace_shows_the_build_command(workspace: Path) -> None:
     at = AppTest.from_file(PAGE, default_timeout=120).run()
     assert not at.exception, at.exception
     assert any("xaudit data build --name mri-lesions" in i.value for i in at.info)
+    assert not at.get("plotly_chart")  # the anatomy browser's tab is not open on arrival: not run
     # the anatomy browser still shows the MNI152 template (197 x 233 x 189 voxels, 1 mm)
+    open_view(at, "Anatomy slice browser")
     assert any("shape (197, 233, 189)" in c.value for c in at.caption)
     assert len(at.get("plotly_chart")) == 1
 
@@ -42,18 +52,26 @@ def test_empty_workspace_shows_the_build_command(workspace: Path) -> None:
 def test_sample_view_filters_histograms_and_slice_browser(workspace: Path) -> None:
     build_dataset("tiny", n=8, size=32, seed=2)
     data = load_dataset("tiny")
+    areas = data.masks.sum(axis=(1, 2))
     at = AppTest.from_file(PAGE, default_timeout=120).run()
     assert not at.exception, at.exception
     assert at.selectbox(key="dataset").options == ["tiny"]
     assert any("synthetic dataset, 8 images of 32 px; regular: 4, irregular: 4; 8 shown" in c.value for c in at.caption)
     figs = _figures(at)
-    assert len(figs) == 4  # image + contour, class counts, lesion-area histogram, anatomy slice
+    assert len(figs) == 2  # image + contour; class counts above the lesion-area histograms (one figure)
     image_fig = figs[0]
     assert [t["type"] for t in image_fig["data"]] == ["heatmap", "contour"]
     np.testing.assert_allclose(_array(image_fig["data"][0]["z"]).astype(np.float32), data.images[0], rtol=1e-6)
     np.testing.assert_array_equal(_array(image_fig["data"][1]["z"]) > 0.5, data.masks[0])
     assert image_fig["layout"]["title"]["text"] == data.sample_ids[0]
-    assert _array(figs[1]["data"][0]["y"]).tolist() == [4, 4]  # images per class
+    counts, *histograms = figs[1]["data"]
+    assert _array(counts["y"]).tolist() == [4, 4]  # images per class
+    # lesion areas (pixels of each mask) in 30 bins shared by the classes, one trace per class
+    edges = np.histogram_bin_edges(areas, bins=30)
+    assert [h["name"] for h in histograms] == ["regular", "irregular"]
+    for k, trace in enumerate(histograms):
+        assert _array(trace["y"]).tolist() == np.histogram(areas[data.labels == k], bins=edges)[0].tolist()
+        np.testing.assert_allclose(_array(trace["x"]), (edges[:-1] + edges[1:]) / 2)
 
     # only the irregular class, third sample of it
     at.selectbox(key="class").set_value("irregular").run()
@@ -64,6 +82,10 @@ def test_sample_view_filters_histograms_and_slice_browser(workspace: Path) -> No
     caption = next(c.value for c in at.caption if c.value.startswith("Sample "))
     assert caption == (f"Sample {data.sample_ids[k]} · label irregular · split {data.splits[k]} · "
                        f"lesion area {int(data.masks[k].sum())} px")
+    image_fig, dist_fig = _figures(at)
+    np.testing.assert_allclose(_array(image_fig["data"][0]["z"]).astype(np.float32), data.images[k], rtol=1e-6)
+    assert _array(dist_fig["data"][0]["y"]).tolist() == [0, 4]
+    assert [h["name"] for h in dist_fig["data"][1:]] == ["irregular"]
 
     # test split only: as many images as load_dataset gives for it
     at.selectbox(key="class").set_value("all").run()
@@ -71,7 +93,9 @@ def test_sample_view_filters_histograms_and_slice_browser(workspace: Path) -> No
     n_test = len(load_dataset("tiny", "test"))
     assert any(f"; {n_test} shown" in c.value for c in at.caption)
 
-    # slice browser: the coronal slice 100 of the template
+    # slice browser (its own tab): the coronal slice 100 of the template
+    open_view(at, "Anatomy slice browser")
+    assert len(_figures(at)) == 1  # the samples tab is closed: not run
     at.radio(key="plane").set_value("coronal").run()
     at.slider(key="slice").set_value(100).run()
     assert _figures(at)[-1]["layout"]["title"]["text"].endswith("coronal slice 100")

@@ -2,23 +2,28 @@
 
 from __future__ import annotations
 
+import base64
+import json
 from pathlib import Path
 
 import numpy as np
 import torch
+import torchvision
 from sqlalchemy import select
 from streamlit.testing.v1 import AppTest
 
 import models
+from db import Dataset, session_scope
+from xai_core.attribution import load_maps
+from xai_core.attribution.jobs import select_samples
+from xai_core.data import build_dataset
+from xai_core.metrics import explanation_precision
 
 PAGE = str(Path(__file__).resolve().parents[2] / "ui" / "views" / "explain.py")
 SIZE = 32
 
 
 def _seed() -> int:
-    from db import Dataset, session_scope
-    from xai_core.data import build_dataset
-
     build_dataset("tiny", n=12, size=SIZE, seed=0, train_frac=0.5, val_frac=0.1)
     with session_scope() as session:
         ds_id = session.scalar(select(Dataset.id).where(Dataset.name == "tiny"))
@@ -32,8 +37,6 @@ def _seed() -> int:
 def _array(z: object) -> np.ndarray:
     """A plotly JSON array: plain nested lists or a typed array {dtype, bdata (base64), shape}."""
     if isinstance(z, dict):
-        import base64
-
         shape = tuple(int(v) for v in str(z["shape"]).split(","))
         return np.frombuffer(base64.b64decode(z["bdata"]), dtype=np.dtype(z["dtype"])).reshape(shape)
     return np.asarray([[np.nan if v is None else v for v in row] for row in z], dtype=np.float64)  # type: ignore[union-attr]
@@ -47,10 +50,6 @@ def test_empty_workspace_says_how_to_fill_it(workspace: Path) -> None:
 
 
 def test_overlay_of_two_methods_with_lesion_contour(workspace: Path) -> None:
-    from xai_core.attribution import load_maps
-    from xai_core.attribution.jobs import select_samples
-    from xai_core.metrics import explanation_precision
-
     ckpt = _seed()
     at = AppTest.from_file(PAGE, default_timeout=120).run()
     assert not at.exception, at.exception
@@ -59,8 +58,6 @@ def test_overlay_of_two_methods_with_lesion_contour(workspace: Path) -> None:
     assert not at.exception, at.exception
     charts = at.get("plotly_chart")
     assert len(charts) == 2
-    import json
-
     fig = json.loads(charts[0].proto.spec)
     kinds = [t["type"] for t in fig["data"]]
     assert kinds == ["heatmap", "heatmap", "contour"]  # image, attribution, lesion contour
@@ -87,14 +84,6 @@ def test_overlay_of_two_methods_with_lesion_contour(workspace: Path) -> None:
 def test_imported_three_channel_checkpoint_on_grey_samples(workspace: Path, tmp_path: Path) -> None:
     """A torchvision resnet18 state dict (3 input channels) imported for the grey dataset: the page
     predicts through ``models.predict`` (grey replicated) and explains with (H, W) maps."""
-    import json
-
-    import torchvision
-
-    from xai_core.attribution import load_maps
-    from xai_core.attribution.jobs import select_samples
-    from xai_core.data import build_dataset
-
     build_dataset("tiny", n=12, size=SIZE, seed=0, train_frac=0.5, val_frac=0.1)
     torch.manual_seed(0)
     reference = torchvision.models.resnet18(num_classes=2).eval()

@@ -16,10 +16,11 @@ from sqlalchemy import select
 from streamlit.testing.v1 import AppTest
 
 import models
-from db import reset_engines
+from db import Dataset, Sample, reset_engines, session_scope
 from models.prediction import predict
 from xai_core.attribution import explain_checkpoint, load_maps
 from xai_core.attribution.jobs import select_samples
+from xai_core.data import build_dataset
 from xai_core.metrics import drift, evaluate, explanation_precision
 
 VIEWS = Path(__file__).resolve().parents[2] / "ui" / "views"
@@ -29,9 +30,6 @@ SIZE = 32
 def _tl_ft_pair(dataset: str, n: int, seed: int) -> tuple[int, int, list[int]]:
     """A generated dataset and a TL checkpoint with its FT successor (real weights and test-split
     predictions); returns (tl id, ft id, test sample pks)."""
-    from db import Dataset, session_scope
-    from xai_core.data import build_dataset
-
     build_dataset(dataset, n=n, size=SIZE, seed=seed, train_frac=0.5, val_frac=0.1)
     with session_scope() as session:
         ds_id = int(session.scalar(select(Dataset.id).where(Dataset.name == dataset)))
@@ -71,8 +69,6 @@ def _mean_precision(ck: int, method: str, dataset: str, pks: list[int]) -> float
 
 def _sample_labels(pks: list[int]) -> list[str]:
     """The Explain page's sample options for ``pks``."""
-    from db import Sample, session_scope
-
     with session_scope() as session:
         rows = session.execute(select(Sample.sample_id, Sample.label, Sample.split)
                                .where(Sample.id.in_(pks)).order_by(Sample.id)).all()

@@ -16,6 +16,7 @@ from models.finetune import TrainConfig
 from models.grid import train_grid
 from tests.easy_data import register_easy_dataset
 from xai_core.background import JobState, list_jobs, read_job
+from xai_core.data import build_dataset
 
 PAGE = str(Path(__file__).resolve().parents[2] / "ui" / "views" / "models.py")
 
@@ -46,8 +47,6 @@ def test_empty_workspace_shows_commands(workspace: Path) -> None:
 
 
 def test_table_lineage_heatmap_and_training_from_the_page(workspace: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from xai_core.data import build_dataset
-
     monkeypatch.setenv("XAUDIT_THREADS", "1")  # the training job's process: one torch thread, like the tests
     splits = register_easy_dataset()  # in-memory images, learnable in 2 epochs (table and heatmap)
     build_dataset("tiny", n=40, size=32, seed=1)  # a real dataset for the page's training form
@@ -121,8 +120,6 @@ def test_table_lineage_heatmap_and_training_from_the_page(workspace: Path, monke
 
 
 def test_a_failed_training_job_shows_its_error_line(workspace: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from xai_core.data import build_dataset
-
     monkeypatch.setenv("XAUDIT_THREADS", "1")
     build_dataset("tiny", n=40, size=32, seed=1)
     at = AppTest.from_file(PAGE, default_timeout=120).run()  # no checkpoint yet: the form without tabs

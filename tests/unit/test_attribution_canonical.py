@@ -9,9 +9,11 @@ import torch.nn.functional as F
 import torchvision
 from torch import nn
 
-from xai_core.attribution.canonical import clear_cache, prepare
+import models
+from xai_core.attribution import explain
+from xai_core.attribution.canonical import clear_cache, fingerprint, prepare
 from xai_core.attribution.references import gaussian_blur, gaussian_kernel1d, reference_input
-from xai_core.errors import ConfigError
+from xai_core.errors import ConfigError, UnsupportedError
 
 CPU = torch.device("cpu")
 
@@ -93,17 +95,13 @@ def test_canonical_graph_has_one_module_per_relu_and_the_same_function() -> None
     assert grad.get_submodule("conv1").weight.data_ptr() == model.conv1.weight.data_ptr()  # no weight copy
     assert grad.get_submodule("conv1").weight is not model.conv1.weight
     # residual additions become zennit Sum modules for LRP
-    from zennit.layer import Sum
+    from zennit.layer import Sum  # lazy: zennit takes ~2 s to import; only this check uses it
 
     assert sum(isinstance(m, Sum) for m in prepare(model, "lrp", x, CPU).model.modules()) == 1
 
 
 def test_lrp_leaves_the_callers_weights_alone() -> None:
     """Captum's LRP reloads the state dict after each call: on a copy, never on the caller's."""
-    import models
-    from xai_core.attribution import explain
-    from xai_core.attribution.canonical import fingerprint
-
     torch.manual_seed(0)
     model = models.build("vgg16", 2, 1, 0.125).eval()
     before = fingerprint(model)
@@ -142,11 +140,6 @@ def test_untraceable_model_falls_back_to_a_plain_copy() -> None:
     prep = prepare(model, "grad", torch.rand(1, 1, 8, 8), CPU)
     assert not prep.traced and "torch.fx could not trace" in prep.notes[0]
     assert not prep.model.relu.inplace and model.relu.inplace
-
-    import pytest
-
-    from xai_core.attribution import explain
-    from xai_core.errors import UnsupportedError
 
     x = np.random.default_rng(0).random((2, 8, 8)).astype(np.float32)
     assert explain(model, x, "saliency").shape == (2, 8, 8)  # gradients need no graph

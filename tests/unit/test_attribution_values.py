@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from xai_core.attribution import explain, explain_with_info, get_method, list_methods
+import models
+from xai_core.attribution import equivalence_column, explain, explain_with_info, get_method, list_methods, postprocess
+from xai_core.attribution.references import reference_input
 from xai_core.errors import ConfigError
 
 H = W = 8
@@ -60,8 +64,6 @@ def test_saliency_multichannel_reductions() -> None:
 
 @pytest.mark.parametrize("baseline", ["zeros", "mean", "blur"])
 def test_integrated_gradients_of_linear_model(baseline: str) -> None:
-    from xai_core.attribution.references import reference_input
-
     model = linear_model()
     x = _images()
     t = np.array([2, 0, 1, 2])
@@ -131,9 +133,7 @@ def test_deeplift_summation_to_delta_on_relu_cnn() -> None:
 
 def test_deeplift_equals_captum_on_an_inplace_relu_cnn() -> None:
     """The canonical copy (in-place ReLUs made out-of-place) gives Captum's own DeepLIFT maps."""
-    import copy
-
-    from captum.attr import DeepLift
+    from captum.attr import DeepLift  # lazy: captum takes ~1.3 s to import; the reference of this test only
 
     model = tiny_cnn()
     reference = copy.deepcopy(model)
@@ -186,10 +186,9 @@ def test_lrp_captum_epsilon_on_linear_model_is_input_times_weight() -> None:
     ("gradcam_plus_plus", "resnet18", 64), ("layercam", "resnet18", 64),
 ])
 def test_cams_equal_pytorch_grad_cam(name: str, arch: str, size: int) -> None:
+    # lazy: pytorch-grad-cam takes ~4.5 s to import; the reference of this test only
     from pytorch_grad_cam import GradCAM, GradCAMPlusPlus, LayerCAM
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
-
-    import models
 
     cls = {"gradcam": GradCAM, "gradcam_plus_plus": GradCAMPlusPlus, "layercam": LayerCAM}[name]
     torch.manual_seed(3)
@@ -210,8 +209,6 @@ def test_cams_equal_pytorch_grad_cam(name: str, arch: str, size: int) -> None:
 
 
 def test_cam_nearest_upsampling_is_blockwise_constant() -> None:
-    import models
-
     torch.manual_seed(0)
     model = models.build("vgg16", 2, 1, 0.125).eval()
     x = torch.rand(2, 1, 64, 64)
@@ -243,8 +240,6 @@ def test_guided_backprop_and_deconvolution_rules_on_tiny_cnn() -> None:
 @pytest.mark.parametrize("name", list_methods())
 def test_repeatable(name: str) -> None:
     """Deterministic methods give identical maps twice; random ones too under the same seed."""
-    import models
-
     torch.manual_seed(0)
     model = models.build("vgg16", 2, 1, 0.125).eval()
     x = torch.rand(2, 1, 32, 32)
@@ -272,8 +267,6 @@ def test_batching_does_not_change_maps() -> None:
 
 
 def test_postprocess_by_hand() -> None:
-    from xai_core.attribution import postprocess
-
     a = torch.tensor([[[[1.0]], [[-3.0]]]])  # (1, 2, 1, 1)
     assert postprocess(a, "abs", "sum").item() == 4.0
     assert postprocess(a, "abs", "max").item() == 3.0
@@ -291,7 +284,7 @@ def test_postprocess_by_hand() -> None:
 @pytest.mark.parametrize(("side", "rows"), [(128, 32), (64, 128), (256, 8)])
 def test_cpu_multi_pass_methods_hold_about_32_rows_of_128_px_per_pass(monkeypatch: pytest.MonkeyPatch, side: int,
                                                                       rows: int) -> None:
-    from captum.attr import IntegratedGradients
+    from captum.attr import IntegratedGradients  # lazy: captum takes ~1.3 s to import; spied on here only
 
     seen: list[int] = []
     original = IntegratedGradients.attribute
@@ -312,8 +305,6 @@ def test_cpu_multi_pass_methods_hold_about_32_rows_of_128_px_per_pass(monkeypatc
 def test_epsilon_lrp_equals_input_x_gradient_on_a_relu_cnn_as_the_registry_says() -> None:
     """Ancona et al. 2018: on ReLU networks ε-LRP (ε → 0) is Input×Gradient; the registry declares it,
     so the Benchmark page and the report can say why the two rows are identical."""
-    from xai_core.attribution import equivalence_column
-
     assert get_method("lrp").equivalent_to == "input_x_gradient" and "Ancona" in get_method("lrp").equivalence
     notes, why = equivalence_column(["lrp", "saliency", "input_x_gradient"])
     assert notes == ["same maps as input_x_gradient", "", "same maps as lrp"] and len(why) == 1

@@ -52,7 +52,7 @@ def test_lesion_area_does_not_give_the_label_away(synth) -> None:  # type: ignor
 
 def test_regular_lesions_are_ellipses_irregular_are_not() -> None:
     """Convexity: an ellipse fills its convex hull; lobulated/spiculated blobs do not."""
-    from skimage.morphology import convex_hull_image
+    from skimage.morphology import convex_hull_image  # lazy: skimage takes ~0.3 s to import; only this test
 
     params = make_params(n=60, size=128, seed=0, edge_width=0.0, lesion_area_min=0.01, lesion_area_max=0.01)
     labels = np.repeat([0, 1], 30)

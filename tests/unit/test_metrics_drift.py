@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.stats import pearsonr, spearmanr
 
-from xai_core.errors import ConfigError, ShapeError
+from xai_core.errors import ConfigError, InvalidValueError, ShapeError
 from xai_core.metrics import drift_keys, drift_metrics, gini, normalised_entropy
 
 KEYS = drift_keys((10, 20))
@@ -135,8 +135,6 @@ def test_symmetry_and_ranges(ab: np.ndarray, quantise: bool) -> None:
 
 
 def test_non_finite_maps_are_rejected() -> None:
-    from xai_core.errors import InvalidValueError
-
     a = np.ones((3, 8, 8), np.float32)
     b = a.copy()
     b[2, 1, 1] = np.inf

@@ -13,17 +13,18 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 
 from xai_core.errors import InvalidValueError, ShapeError
 from xai_core.metrics import (
-    list_ground_truth_metrics,
     average_precision,
     constant_maps,
     earth_movers_distance,
     emd_score,
     explanation_precision,
     ground_truth_metrics,
+    list_ground_truth_metrics,
     mass_accuracy,
     pointing_game,
     roc_auc,
 )
+from xai_core.metrics.ground_truth import _top_n_hits, _top_n_hits_topk
 
 
 def _mask(shape: tuple[int, int], pixels: list[tuple[int, int]]) -> np.ndarray:
@@ -226,8 +227,6 @@ def test_metric_ranges(a: np.ndarray, seed: int) -> None:
 @settings(max_examples=30, deadline=None)
 @given(seed=mask_seeds, levels=st.sampled_from([0, 3, 50]), size=st.sampled_from([5, 16, 40]))
 def test_pivot_selection_matches_topk_reference(seed: int, levels: int, size: int) -> None:
-    from xai_core.metrics.ground_truth import _top_n_hits, _top_n_hits_topk
-
     rng = np.random.default_rng(seed)
     v = np.abs(rng.normal(size=(20, size * size))).astype(np.float32)
     if levels:

@@ -21,7 +21,14 @@ from xai_core.metrics import (
     stability_ranking,
     summarise,
 )
-from xai_core.metrics.statistics import cluster_bootstrap, clustered_summary, contrast_ci, spearman_rows
+from xai_core.metrics.statistics import (
+    ci_table,
+    ci_text,
+    cluster_bootstrap,
+    clustered_summary,
+    contrast_ci,
+    spearman_rows,
+)
 
 
 @settings(max_examples=40, deadline=None)
@@ -140,8 +147,6 @@ def test_sobel_maps_match_scipy_per_image() -> None:
 
 
 def test_ci_text_and_table() -> None:
-    from xai_core.metrics.statistics import ci_table, ci_text
-
     assert ci_text(0.41234, 0.38, 0.4409) == "0.412 [0.380, 0.441]"
     assert ci_text(0.012, -0.004, 0.03, signed=True) == "+0.012 [-0.004, +0.030]"
     summary = pd.DataFrame({

@@ -8,6 +8,7 @@ import copy
 import numpy as np
 import pytest
 import torch
+import torchvision
 
 import models
 from models.inputs import (
@@ -21,6 +22,7 @@ from models.inputs import (
     set_preprocess,
 )
 from xai_core.attribution import explain
+from xai_core.attribution.canonical import prepare
 from xai_core.errors import ConfigError, InvalidValueError, ShapeError, UnknownNameError
 
 MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
@@ -132,9 +134,7 @@ def test_cam_and_propagation_methods_see_the_normalised_input(method: str) -> No
     """CAMs read the layer's activations and gradients; DeepLIFT's and Guided Backprop's
     multipliers cross the affine normalisation exactly: each equals the plain network on the
     hand-normalised input (DeepLIFT's baseline: the black image, normalised)."""
-    from captum.attr import DeepLift, GuidedBackprop
-
-    from xai_core.attribution.canonical import prepare
+    from captum.attr import DeepLift, GuidedBackprop  # lazy: captum takes ~1.3 s to import; references here only
 
     plain, net = _pair("vgg16", 0.125)
     g = _grey(2)
@@ -159,7 +159,7 @@ def test_cam_and_propagation_methods_see_the_normalised_input(method: str) -> No
 
 def test_each_imagenet_file_declares_its_own_normalisation() -> None:
     """timm's pretrained config and torchvision's Inception transform_input are the references."""
-    import timm
+    import timm  # lazy: timm takes ~2 s to import; the reference of this test only
 
     cfg = timm.models.get_pretrained_cfg("resnetv2_50.a1h_in1k")
     specs = {a: models.get_architecture(a).imagenet for a in models.list_architectures()}
@@ -170,8 +170,6 @@ def test_each_imagenet_file_declares_its_own_normalisation() -> None:
     # torchvision's Inception-v3 with transform_input: ImageNet-normalised x -> x * std / 0.5 + (mean - 0.5) / 0.5,
     # i.e. (v - 0.5) / 0.5 of the [0, 1] image
     v = torch.rand(1, 3, 4, 4)
-    import torchvision
-
     inception = torchvision.models.inception_v3(weights=None, aux_logits=False, transform_input=True,
                                                 init_weights=False)
     torch.testing.assert_close(inception._transform_input((v - MEAN) / STD), (v - 0.5) / 0.5)

@@ -10,6 +10,8 @@ import torch
 import torchvision
 
 import models
+from models.finetune import TrainConfig, fit
+from models.grid import init_from, train
 from models.inputs import preprocess_name
 from models.prediction import predict
 from models.pretraining import (
@@ -17,10 +19,12 @@ from models.pretraining import (
     hub_checkpoint_dir,
     imagenet_model,
     list_pretraining_sources,
+    mri_pretext,
     natural_pretext,
     pretrain,
     random_affine_batch,
 )
+from models.splits import DataSplits
 from xai_core.attribution import explain
 from xai_core.errors import ConfigError, InputFileError, UnknownNameError, UnsupportedError
 
@@ -107,10 +111,6 @@ def test_imagenet_file_from_hub_cache_keeps_rgb_and_its_normalisation(tmp_path: 
 
 def test_imagenet_pretraining_normalises_in_training_and_is_stored(workspace: Path, tmp_path: Path,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    from models.finetune import TrainConfig, fit
-    from models.grid import init_from, train
-    from models.splits import DataSplits
-
     _imagenet_file(tmp_path, monkeypatch)
     # constant images 0.2 (class 0) / 0.8 (class 1): the first convolution sees their normalised values
     x = np.concatenate([np.full((4, 32, 32), 0.2, np.float32), np.full((4, 32, 32), 0.8, np.float32)])
@@ -177,8 +177,6 @@ def test_pretrain_job_saves_a_pretrain_checkpoint(workspace: Path) -> None:
 
 
 def test_mri_pretext_bands_follow_axial_position() -> None:
-    from models.pretraining import mri_pretext
-
     sampler, names = mri_pretext(size=32, bands=4)
     assert names == ["axial_band_0", "axial_band_1", "axial_band_2", "axial_band_3"]
     x, y = sampler(64, torch.Generator().manual_seed(0))

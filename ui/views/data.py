@@ -1,22 +1,24 @@
-"""Data: browse a dataset (image with its lesion-mask contour, class and lesion-area histograms)
-and the slices of a NIfTI anatomy volume (the MNI152 template or an uploaded file)."""
+"""Data: browse a dataset (image with its lesion-mask contour, class counts and lesion-area
+histograms) and the slices of a NIfTI anatomy volume (the MNI152 template or an uploaded file)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
+from plotly.colors import qualitative
+from plotly.subplots import make_subplots
 
-from ui.common import page_start, user_errors
-from xai_core.data import list_datasets, load_dataset
+from ui.common import lazy_tabs, page_start, user_errors
+from xai_core.catalog import sample_frame
+from xai_core.data import list_datasets, sample_arrays
 from xai_core.data.anatomy import mni152_path, read_canonical, read_uploaded
 
 AXES = {"axial": 2, "coronal": 1, "sagittal": 0}
-
-
+VIEWS = ("Samples", "Anatomy slice browser")
 TABLES = ("datasets", "samples")  # what the cached reads below read
+BINS = 30  # lesion-area histogram bins
 
 
 @st.cache_data(show_spinner=False, max_entries=4)
@@ -25,33 +27,78 @@ def _datasets(stamp: tuple) -> list[dict]:
     return list_datasets()
 
 
-@st.cache_data(show_spinner="Loading the dataset…", max_entries=4)
-def _load(stamp: tuple, name: str, version: int, split: str | None) -> dict[str, np.ndarray | list]:
-    """Arrays of one dataset, keyed by :func:`change_stamp` of :data:`TABLES`, name, dataset id
-    (a rebuilt dataset gets a new id) and split."""
-    ds = load_dataset(name, split)
-    return {"images": ds.images, "masks": ds.masks, "labels": ds.labels, "sample_ids": list(ds.sample_ids),
-            "splits": ds.splits, "class_names": list(ds.class_names)}
+@st.cache_data(show_spinner=False, max_entries=8)
+def _samples(stamp: tuple, name: str) -> pd.DataFrame:
+    """:func:`sample_frame` (pk, sample id, label, split, lesion area; no arrays), keyed on
+    :func:`change_stamp` of :data:`TABLES` and the name."""
+    return sample_frame(name)
 
 
-@st.cache_data(show_spinner="Reading the volume…", max_entries=2)
-def _volume(path: str) -> tuple[np.ndarray, tuple[float, float, float]]:
-    """:func:`read_canonical`, cached by path (the packaged template; an upload is read each time)."""
-    return read_canonical(path)
+def _shown(frame: pd.DataFrame, split: str, label: int | None) -> pd.DataFrame:
+    """The samples of ``split`` (or all) and class ``label`` (or all)."""
+    keep = np.ones(len(frame), bool)
+    if split != "all":
+        keep &= (frame["split"] == split).to_numpy()
+    if label is not None:
+        keep &= (frame["label"] == label).to_numpy()
+    return frame[keep]
 
 
-def _image_figure(image: np.ndarray, mask: np.ndarray, title: str) -> go.Figure:
-    """Grey image with the lesion-mask contour (level 0.5) on top."""
+# Figures are cached as objects: st.cache_data would unpickle a copy, and unpickling a plotly
+# figure validates it again, about as slow as building it; st.plotly_chart does not change them.
+@st.cache_resource(show_spinner="Loading the dataset…", max_entries=64)
+def _image_figure(stamp: tuple, name: str, sample_pk: int, title: str) -> go.Figure:
+    """Grey image with the lesion-mask contour (level 0.5 of the mask as bytes: a quarter of the
+    float32 payload) on top; the arrays come from the process's dataset cache
+    (:func:`sample_arrays`), not a per-run copy of the dataset."""
+    image, mask = sample_arrays(name, sample_pk)
     fig = go.Figure(go.Heatmap(z=image, colorscale="gray", showscale=False, name="image",
                                hovertemplate="x %{x}, y %{y}: %{z:.3f}<extra></extra>"))
     if mask.any():
-        fig.add_trace(go.Contour(z=mask.astype(np.float32), showscale=False, name="lesion mask", hoverinfo="skip",
+        fig.add_trace(go.Contour(z=mask.astype(np.uint8), showscale=False, name="lesion mask", hoverinfo="skip",
                                  contours={"start": 0.5, "end": 0.5, "size": 1, "coloring": "none"},
                                  line={"color": "lime", "width": 2}))
     fig.update_layout(title=title, height=420, margin={"l": 0, "r": 0, "t": 30, "b": 0},
                       xaxis={"visible": False, "constrain": "domain"},
                       yaxis={"visible": False, "autorange": "reversed", "scaleanchor": "x"})
     return fig
+
+
+@st.cache_resource(show_spinner=False, max_entries=32)
+def _distribution_figure(stamp: tuple, name: str, split: str, label: int | None,
+                         class_names: tuple[str, ...]) -> go.Figure:
+    """Images per class (bars) above the lesion area by class (overlaid histograms, 30 shared
+    bins computed here), one colour per class, for the filtered samples: one figure, not two."""
+    shown = _shown(_samples(stamp, name), split, label)
+    counts = shown["label"].value_counts().reindex(range(len(class_names)), fill_value=0)
+    areas = shown["lesion_area"].to_numpy()
+    edges = np.histogram_bin_edges(areas, bins=BINS) if len(areas) else np.arange(BINS + 1)
+    fig = make_subplots(rows=2, cols=1, row_heights=[0.4, 0.6], vertical_spacing=0.2,
+                        subplot_titles=("Images per class", "Lesion area by class"))
+    colours = [qualitative.Plotly[i % len(qualitative.Plotly)] for i in range(len(class_names))]
+    fig.add_trace(go.Bar(x=list(class_names), y=counts.to_numpy(), marker_color=colours, name="images",
+                         showlegend=False), row=1, col=1)
+    for k, cls in enumerate(class_names):
+        hist, _ = np.histogram(areas[shown["label"].to_numpy() == k], bins=edges)
+        if hist.any():
+            fig.add_trace(go.Bar(x=(edges[:-1] + edges[1:]) / 2, y=hist, width=np.diff(edges), name=cls,
+                                 marker_color=colours[k], opacity=0.6,
+                                 hovertemplate="%{x:.0f} px: %{y}<extra>" + cls + "</extra>"), row=2, col=1)
+    fig.update_layout(barmode="overlay", height=480, margin={"l": 0, "r": 0, "t": 30, "b": 0},
+                      legend={"orientation": "h", "y": -0.15})
+    fig.update_yaxes(title_text="images", row=1, col=1)
+    fig.update_xaxes(title_text="lesion area (px)", row=2, col=1)
+    fig.update_yaxes(title_text="images", row=2, col=1)
+    return fig
+
+
+@st.cache_resource(show_spinner="Reading the volume…", max_entries=2)
+def _volume(path: str) -> tuple[np.ndarray, tuple[float, float, float], tuple[float, float]]:
+    """:func:`read_canonical` and the intensity range, kept by path (the packaged template; an
+    upload is read each time); read-only, so the cached array is shared without a copy per run."""
+    volume, zooms = read_canonical(path)
+    volume.setflags(write=False)
+    return volume, zooms, (float(volume.min()), float(volume.max()))
 
 
 def _slice_figure(volume: np.ndarray, axis: int, index: int, title: str) -> go.Figure:
@@ -64,64 +111,43 @@ def _slice_figure(volume: np.ndarray, axis: int, index: int, title: str) -> go.F
     return fig
 
 
-with user_errors():
-    stamp = page_start(
-        "Data",
-        "Benchmark and imported datasets: each image with its ground-truth lesion contour, and the "
-        "anatomy the benchmark is drawn from.",
-        TABLES,
-    )
-    datasets = _datasets(stamp)
-    if not datasets:
-        st.info("No datasets in this workspace yet. Build the lesion benchmark with "
-                "`xaudit data build --name mri-lesions` (or import your own images with "
-                "`xaudit data import DIR --name NAME`).")
-    else:
-        by_name = {d["name"]: d for d in datasets}
-        c1, c2, c3 = st.columns(3)
-        name = c1.selectbox("Dataset", list(by_name), key="dataset")
-        info = by_name[name]
-        split_choice = c2.selectbox("Split", ["all", "train", "val", "test"], key="split")
-        class_choice = c3.selectbox("Class", ["all", *info["class_names"]], key="class")
-        data = _load(stamp, name, int(info["id"]), None if split_choice == "all" else split_choice)
-        labels = np.asarray(data["labels"])
-        class_names = data["class_names"]
-        keep = np.arange(len(labels)) if class_choice == "all" else np.nonzero(
-            labels == class_names.index(class_choice))[0]
-        st.caption(f"{info['kind']} dataset, {info['n']} images of {info['size']} px; "
-                   + ", ".join(f"{c}: {k}" for c, k in info["class_counts"].items())
-                   + f"; {len(keep)} shown with this filter")
-        if len(keep) == 0:
-            st.warning("No samples match this split and class.")
-        else:
-            left, right = st.columns([3, 2])
-            number = left.number_input("Sample", min_value=1, max_value=len(keep), value=1, step=1,
-                                       key="sample", help="position within the filtered samples")
-            i = int(keep[int(number) - 1])
-            mask = np.asarray(data["masks"][i])
-            sid, label = data["sample_ids"][i], class_names[int(labels[i])]
-            left.plotly_chart(_image_figure(data["images"][i], mask, sid), width="stretch")
-            left.caption(f"Sample {sid} · label {label} · split {data['splits'][i]} · "
-                         f"lesion area {int(mask.sum())} px")
-            areas = np.asarray(data["masks"])[keep].sum(axis=(1, 2))
-            frame = pd.DataFrame({"class": [class_names[int(k)] for k in labels[keep]], "lesion area (px)": areas})
-            counts = frame["class"].value_counts().reindex(class_names, fill_value=0).reset_index()
-            counts.columns = ["class", "images"]
-            right.plotly_chart(px.bar(counts, x="class", y="images", title="Images per class", height=220),
-                               width="stretch")
-            right.plotly_chart(px.histogram(frame, x="lesion area (px)", color="class", barmode="overlay",
-                                            nbins=30, title="Lesion area by class", height=260),
-                               width="stretch")
+def samples_view(stamp: tuple, datasets: list[dict]) -> None:
+    """Dataset, split and class selectors; one sample's image with its lesion contour; the
+    filtered samples' class counts and lesion areas."""
+    by_name = {d["name"]: d for d in datasets}
+    c1, c2, c3 = st.columns(3)
+    name = c1.selectbox("Dataset", list(by_name), key="dataset")
+    info = by_name[name]
+    split = c2.selectbox("Split", ["all", "train", "val", "test"], key="split")
+    class_choice = c3.selectbox("Class", ["all", *info["class_names"]], key="class")
+    class_names = tuple(info["class_names"])
+    label = None if class_choice == "all" else class_names.index(class_choice)
+    shown = _shown(_samples(stamp, name), split, label)
+    st.caption(f"{info['kind']} dataset, {info['n']} images of {info['size']} px; "
+               + ", ".join(f"{c}: {k}" for c, k in info["class_counts"].items())
+               + f"; {len(shown)} shown with this filter")
+    if shown.empty:
+        st.warning("No samples match this split and class.")
+        return
+    left, right = st.columns([3, 2])
+    number = left.number_input("Sample", min_value=1, max_value=len(shown), value=1, step=1,
+                               key="sample", help="position within the filtered samples")
+    row = shown.iloc[int(number) - 1]
+    left.plotly_chart(_image_figure(stamp, name, int(row["pk"]), row["sample_id"]), width="stretch")
+    left.caption(f"Sample {row['sample_id']} · label {class_names[int(row['label'])]} · split {row['split']} · "
+                 f"lesion area {int(row['lesion_area'])} px")
+    right.plotly_chart(_distribution_figure(stamp, name, split, label, class_names), width="stretch")
 
-st.subheader("Anatomy slice browser")
-with user_errors():
+
+def anatomy_view() -> None:
+    """The slices of the MNI152 template or an uploaded NIfTI volume along one plane."""
     upload = st.file_uploader("NIfTI volume (.nii or .nii.gz); default: the MNI152 T1 template",
                               type=["nii", "gz"], key="volume")
     if upload is not None:
         volume, zooms = read_uploaded(upload.name, upload.getvalue())
-        source = upload.name
+        source, (lo, hi) = upload.name, (float(volume.min()), float(volume.max()))
     else:
-        volume, zooms = _volume(str(mni152_path()))
+        volume, zooms, (lo, hi) = _volume(str(mni152_path()))
         source = "MNI152 T1 template (nilearn)"
     a1, a2 = st.columns([1, 3])
     plane = a1.radio("Plane", list(AXES), key="plane")
@@ -130,4 +156,29 @@ with user_errors():
     index = a2.slider("Slice", 0, depth - 1, depth // 2, key="slice")
     st.plotly_chart(_slice_figure(volume, axis, index, f"{source}: {plane} slice {index}"), width="stretch")
     st.caption(f"{source}: shape {tuple(volume.shape)}, voxel {tuple(round(z, 2) for z in zooms)} mm, "
-               f"intensity {float(volume.min()):.3g}..{float(volume.max()):.3g}")
+               f"intensity {lo:.3g}..{hi:.3g}")
+
+
+with user_errors():
+    stamp = page_start(
+        "Data",
+        "Benchmark and imported datasets: each image with its ground-truth lesion contour, and the "
+        "anatomy the benchmark is drawn from.",
+        TABLES,
+    )
+    # only the open tab runs and is drawn (the anatomy browser's uploader, slider and slice wait
+    # until its tab is opened)
+    views = lazy_tabs(VIEWS, "data_view")
+    if views["Samples"].open:
+        with views["Samples"]:
+            datasets = _datasets(stamp)
+            if datasets:
+                samples_view(stamp, datasets)
+            else:
+                st.info("No datasets in this workspace yet. Build the lesion benchmark with "
+                        "`xaudit data build --name mri-lesions` (or import your own images with "
+                        "`xaudit data import DIR --name NAME`); the anatomy it is drawn from is in the "
+                        "next tab.")
+    if views["Anatomy slice browser"].open:
+        with views["Anatomy slice browser"], user_errors():
+            anatomy_view()

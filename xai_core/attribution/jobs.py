@@ -32,7 +32,7 @@ from xai_core.attribution.store import (
     stored_pks,
     write_chunk,
 )
-from xai_core.config import home
+from xai_core.config import database_url, home
 from xai_core.data import cached_dataset
 from xai_core.errors import InvalidValueError, WorkspaceError, XAuditError
 from xai_core.progress import Progress, silent
@@ -138,36 +138,26 @@ def _resolve_params(method: str, params: dict[str, Any] | None, dataset: str | N
     return resolved
 
 
-def _load_model(checkpoint_ref: Any, model: nn.Module | None = None) -> tuple[nn.Module, dict[str, Any]]:
-    loaded, meta = _cached_load(str(checkpoint_ref), str(home()))
-    return (model if model is not None else loaded), meta
-
-
 @lru_cache(maxsize=4)
-def _cached_load(ref: str, _home: str) -> tuple[nn.Module, dict[str, Any]]:
-    """``models.load(ref)`` kept for the process (the dashboard's on-demand requests)."""
-    return models.load(ref)
+def _cached_load(checkpoint_id: int, sha256: str, workspace: tuple[str, str]) -> tuple[nn.Module, dict[str, Any]]:
+    """``models.load(checkpoint_id)`` kept for the process (the dashboard's on-demand requests).
+
+    Keyed on the checkpoint's file hash from its row (``sha256``) and the workspace (folder and
+    database URL), so a file replaced under the same id or name is loaded afresh."""
+    return models.load(checkpoint_id)
 
 
 def _checkpoint_meta(checkpoint_ref: Any, model: nn.Module | None) -> tuple[nn.Module, dict[str, Any]]:
     """The model (the caller's when given, else loaded and kept) and its checkpoint metadata."""
-    if model is not None:  # the caller holds the loaded weights: read the metadata from the DB row only
-        row = models.resolve_checkpoint(checkpoint_ref)
-        return model, {"checkpoint_id": row.id, "sha256": row.sha256, "arch": row.arch,
-                       "input_size": row.input_size}
-    model_, meta = _load_model(checkpoint_ref)
-    if meta.get("checkpoint_id") is None:
+    row = models.resolve_checkpoint(checkpoint_ref, missing_ok=True)
+    if row is None:
         raise WorkspaceError(
             f"checkpoint {checkpoint_ref} is not registered; import it first with `xaudit models import FILE`"
         )
-    # the cache is keyed by the reference: reload when the registered file changed under the same name
-    with session_scope() as session:
-        row = session.get(Checkpoint, int(meta["checkpoint_id"]))
-        stale = row is None or row.sha256 != meta["sha256"]
-    if stale:
-        _cached_load.cache_clear()
-        model_, meta = _load_model(checkpoint_ref)
-    return model_, meta
+    if model is not None:  # the caller holds the loaded weights: read the metadata from the DB row only
+        return model, {"checkpoint_id": row.id, "sha256": row.sha256, "arch": row.arch,
+                       "input_size": row.input_size}
+    return _cached_load(int(row.id), str(row.sha256), (str(home()), database_url()))
 
 
 def explain_checkpoint(

@@ -181,7 +181,8 @@ def gradient_shap(ctx: MethodContext, x: Tensor, target: Tensor | None, p: dict[
     each image has its own reference (zeros/blur/mean), so the same Captum pieces are used with the
     image's own baseline: ``NoiseTunnel(InputBaselineXGradient)`` (exactly GradientShap's
     implementation, ``draw_baseline_from_distrib=False``)."""
-    from captum.attr import NoiseTunnel  # lazy: captum takes ~1.3 s to import
+    # lazy: captum takes ~1.3 s to import
+    from captum.attr import NoiseTunnel
     from captum.attr._core.gradient_shap import InputBaselineXGradient
 
     t = ctx.target_or_predicted(x, target)
@@ -247,7 +248,8 @@ def lrp(ctx: MethodContext, x: Tensor, target: Tensor | None, p: dict[str, Any])
     t = ctx.target_or_predicted(x, target)
     xr = x.clone().requires_grad_(True)
     if backend == "captum":
-        from captum.attr import LRP  # lazy: captum takes ~1.3 s to import
+        # lazy: captum takes ~1.3 s to import
+        from captum.attr import LRP
         from captum.attr._core.lrp import SUPPORTED_LAYERS_WITH_RULES
         from captum.attr._utils.lrp_rules import EpsilonRule, IdentityRule
 
@@ -266,7 +268,8 @@ def lrp(ctx: MethodContext, x: Tensor, target: Tensor | None, p: dict[str, Any])
                     if attr_name in module.__dict__:
                         delattr(module, attr_name)
         return attr.detach(), t
-    from zennit.attribution import Gradient  # lazy: zennit takes ~2 s to import; only LRP uses it
+    # lazy: zennit takes ~2 s to import; only LRP uses it
+    from zennit.attribution import Gradient
     from zennit.composites import COMPOSITES
 
     # Canonizers: BatchNorm folding and explicit Sum merges are already in the canonical graph

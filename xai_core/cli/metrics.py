@@ -85,6 +85,7 @@ def drift(
 @app.command(name="metrics")
 def list_metrics() -> None:
     """The registered ground-truth and drift metrics: name, meaning, which direction is better, range."""
+    # lazy: only this command's stack is imported (xaudit --help and other commands stay fast)
     from xai_core.metrics.registry import DRIFT_METRICS, GROUND_TRUTH_METRICS
 
     for registry in (GROUND_TRUTH_METRICS, DRIFT_METRICS):

@@ -1,7 +1,8 @@
 """Datasets: the MRI lesion benchmark generator, import of labelled images, loading.
 
 ``build_dataset(name, n=..., size=..., seed=...)``, ``import_dataset(folder, name)``,
-``load_dataset(name, split=None) -> LoadedDataset`` (``cached_dataset``: the same, kept for the process), ``list_datasets()``, ``synthesize(params)``.
+``load_dataset(name, split=None) -> LoadedDataset`` (``cached_dataset``: the same, kept for the process),
+``sample_arrays(name, sample_pk)`` (one image and mask), ``list_datasets()``, ``synthesize(params)``.
 """
 
 from xai_core.data.dataset import (
@@ -12,6 +13,7 @@ from xai_core.data.dataset import (
     dataset_exists,
     list_datasets,
     load_dataset,
+    sample_arrays,
 )
 from xai_core.data.importer import import_dataset
 from xai_core.data.params import GeneratorParams, make_params
@@ -29,5 +31,6 @@ __all__ = [
     "list_datasets",
     "load_dataset",
     "make_params",
+    "sample_arrays",
     "synthesize",
 ]

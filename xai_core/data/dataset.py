@@ -364,3 +364,13 @@ def cached_dataset(name: str, split: str | None = None) -> LoadedDataset:
         row = session.scalar(select(Dataset).where(Dataset.name == name))
         stamp = (row.id, row.n_samples, str(row.created_at)) if row is not None else (None,)
     return _cached(str(home()), name, split, stamp)
+
+
+def sample_arrays(name: str, sample_pk: int) -> tuple[np.ndarray, np.ndarray]:
+    """Image ``(H, W)`` float32 and lesion mask ``(H, W)`` bool of one sample (its ``Sample.id``) of
+    dataset ``name``, read through :func:`cached_dataset` (views into it: do not modify them)."""
+    ds = cached_dataset(name)
+    where = np.flatnonzero(ds.sample_pks == int(sample_pk))
+    if len(where) == 0:
+        raise UnknownNameError(f"sample {sample_pk} is not in dataset {name!r}; pick one of its samples")
+    return ds.images[where[0]], ds.masks[where[0]]

@@ -81,7 +81,8 @@ def read_nifti(path: Path, ndim: int | None = None) -> tuple[np.ndarray, nib.Nif
 
 def read_dicom(path: Path) -> np.ndarray:
     """A single-frame DICOM image as float32 (rescale slope/intercept applied, MONOCHROME1 inverted)."""
-    import pydicom  # lazy: pydicom takes ~0.25 s; only DICOM files use it
+    # lazy: pydicom takes ~0.25 s to import; only DICOM files use it
+    import pydicom
     from pydicom.errors import InvalidDicomError
 
     try:

@@ -14,6 +14,7 @@ import numpy as np
 from sqlalchemy import insert, select
 
 from db import AttributionMap, Dataset, Prediction, Sample, session_scope
+from xai_core.attribution.store import read_maps_by_hash
 from xai_core.data.dataset import cached_dataset
 from xai_core.errors import UnknownNameError, WorkspaceError
 
@@ -88,8 +89,6 @@ def needed(sample_pks: Sequence[int], stored: dict[int, set[str]], metrics: Sequ
 
 def read_stored_maps(checkpoint_id: int, method: str, phash: str, sample_pks: Sequence[int]) -> np.ndarray:
     """``(N, H, W)`` float32 stored maps for (checkpoint, method, params hash or its prefix)."""
-    from xai_core.attribution.store import read_maps_by_hash  # imported here: the store pulls in Captum
-
     return read_maps_by_hash(checkpoint_id, method, phash, sample_pks).maps
 
 
