@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from xai_core.errors import WorkspaceError
+
+if TYPE_CHECKING:  # torch loads only when a device is chosen: the database and review code do not need it
+    import torch
 
 
 def home() -> Path:
@@ -52,6 +54,8 @@ def database_url() -> str:
 
 def device(preference: str | None = None) -> torch.device:
     """The compute device: ``preference`` or ``$XAUDIT_DEVICE`` if given, else cuda > mps > cpu."""
+    import torch
+
     choice = preference or os.environ.get("XAUDIT_DEVICE") or "auto"
     if choice != "auto":
         return torch.device(choice)
@@ -68,6 +72,8 @@ def configure_threads() -> int:
     Measured on the quiet 2-core dev machine (vgg16 w0.125, 64 images of 128 px, channels-last):
     one training step 0.83 s with 1 thread, 0.47 s with 2. Under heavy load from other processes
     fewer threads avoid OpenMP oversubscription: set ``XAUDIT_THREADS=1`` there."""
+    import torch
+
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     threads = int(os.environ.get("XAUDIT_THREADS") or max(1, cores))
     torch.set_num_threads(threads)
