@@ -5,18 +5,21 @@ from __future__ import annotations
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from db import AuditEvent, session_scope
 
 OK, FAILED, REFUSED = "ok", "failed", "refused"
+_INSERT = insert(AuditEvent)
 
 
 def record(session: Session, actor: str, action: str, outcome: str = OK, target: str = "",
            **detail: Any) -> None:
-    """Add one audit event to ``session``'s transaction (it is stored with the change it describes)."""
-    session.add(AuditEvent(actor=actor[:100], action=action, outcome=outcome, target=target[:300], detail=detail))
+    """Add one audit event to ``session``'s transaction (it is stored with the change it describes).
+    A plain INSERT, not an ORM object: flushing one cost more than the rating it records."""
+    session.connection().execute(_INSERT, {"actor": actor[:100], "action": action, "outcome": outcome,
+                                           "target": target[:300], "detail": detail})
 
 
 def record_now(actor: str, action: str, outcome: str = OK, target: str = "", **detail: Any) -> None:

@@ -17,12 +17,13 @@ from datetime import datetime, timezone
 from typing import Any, TypeVar
 
 import numpy as np
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from db import Dataset, ReviewAssignment, ReviewCase, ReviewRating, ReviewStudy, Sample, User, session_scope
+from db.session import write_lock
 from db.tables import column_limit
 from xai_core.errors import AccessDenied, InvalidValueError, UnknownNameError, WorkspaceError
 from xai_core.review import audit
@@ -87,15 +88,6 @@ def _refuse(reviewer: str, study: str, case_key: str, what: str) -> AccessDenied
     return AccessDenied(f"case {case_key!r} is not in your queue of study {study!r}")
 
 
-def _assignment(session: Session, study_id: int, reviewer_id: int, case_key: str
-                ) -> tuple[ReviewAssignment, ReviewCase] | None:
-    return session.execute(
-        select(ReviewAssignment, ReviewCase).join(ReviewCase, ReviewAssignment.case_id == ReviewCase.id)
-        .where(ReviewAssignment.study_id == study_id, ReviewAssignment.reviewer_id == reviewer_id,
-               ReviewCase.case_key == case_key)
-    ).one_or_none()
-
-
 def queue(study: str, reviewer: str) -> list[tuple[int, str, bool]]:
     """The reviewer's queue in order: ``(position, case_key, rated)``."""
     with session_scope() as session:
@@ -122,10 +114,7 @@ def reviewer_studies(reviewer: str) -> list[str]:
 
 def next_case(study: str, reviewer: str) -> CaseView | None:
     """The first case of the reviewer's queue not rated yet (resuming where they left), or None."""
-    for _pos, key, rated in queue(study, reviewer):
-        if not rated:
-            return case_view(study, reviewer, key)
-    return None
+    return _view(study, reviewer, None)
 
 
 def _scaled(heatmap: np.ndarray) -> np.ndarray:
@@ -157,33 +146,74 @@ def case_arrays(checkpoint_id: int, method: str, params: dict[str, Any], sample_
     return (image - lo) / (hi - lo or 1.0), mask, _scaled(heatmap)
 
 
+# A case of the reviewer's queue with what the reading page needs, in one query: by its key, or the
+# first one of the queue not rated yet (the unique (study, reviewer, case) key of ratings serves
+# the anti-join, the (study, reviewer, position) key of assignments the order).
+_CASE = (
+    select(ReviewStudy.id, ReviewStudy.settings, User.id, ReviewAssignment.position, ReviewAssignment.submitted_at,
+           ReviewCase.id, ReviewCase.case_key, ReviewCase.checkpoint_id, ReviewCase.method, ReviewCase.params,
+           ReviewCase.sample_pk, Dataset.name)
+    .select_from(ReviewAssignment)
+    .join(ReviewStudy, ReviewAssignment.study_id == ReviewStudy.id)
+    .join(User, ReviewAssignment.reviewer_id == User.id)
+    .join(ReviewCase, ReviewAssignment.case_id == ReviewCase.id)
+    .join(Sample, ReviewCase.sample_pk == Sample.id).join(Dataset, Sample.dataset_id == Dataset.id)
+    .where(ReviewStudy.name == bindparam("study"), User.name == bindparam("reviewer"), User.role == "reviewer",
+           ~User.disabled)
+)
+_CASE_BY_KEY = _CASE.where(ReviewCase.case_key == bindparam("case_key"))
+_CASE_NEXT = (
+    _CASE.outerjoin(ReviewRating, (ReviewRating.study_id == ReviewAssignment.study_id)
+                    & (ReviewRating.reviewer_id == ReviewAssignment.reviewer_id)
+                    & (ReviewRating.case_id == ReviewAssignment.case_id))
+    .where(ReviewRating.id.is_(None)).order_by(ReviewAssignment.position).limit(1)
+)
+# The reviewer's progress (cases assigned, rated) and current rating of one case.
+_PROGRESS = select(
+    select(func.count(ReviewAssignment.id)).where(ReviewAssignment.study_id == bindparam("sid"),
+                                                  ReviewAssignment.reviewer_id == bindparam("rid")).scalar_subquery(),
+    select(func.count(ReviewRating.id)).where(ReviewRating.study_id == bindparam("sid"),
+                                              ReviewRating.reviewer_id == bindparam("rid")).scalar_subquery(),
+)
+_CURRENT = select(ReviewRating.evidence_match, ReviewRating.plausible, ReviewRating.note, ReviewRating.point_x,
+                  ReviewRating.point_y).where(ReviewRating.study_id == bindparam("sid"),
+                                              ReviewRating.reviewer_id == bindparam("rid"),
+                                              ReviewRating.case_id == bindparam("cid"))
+
+
+def _view(study: str, reviewer: str, case_key: str | None) -> CaseView | None:
+    """The case ``case_key`` of the reviewer's queue (refused and logged when it is not theirs), or
+    with ``case_key=None`` the first one not rated yet (None when every case is rated)."""
+    with session_scope() as session:
+        if case_key is None:
+            found = session.execute(_CASE_NEXT, {"study": study, "reviewer": reviewer}).one_or_none()
+        else:
+            found = session.execute(_CASE_BY_KEY, {"study": study, "reviewer": reviewer,
+                                                   "case_key": case_key}).one_or_none()
+        if found is None:
+            _study(session, study)  # an unknown study or reviewer says so
+            _reviewer_id(session, reviewer)
+            if case_key is None:
+                return None
+            raise _refuse(reviewer, study, case_key, "case.view")
+        sid, settings, rid, position, submitted_at, cid, key, checkpoint_id, method, params, sample_pk, dataset = found
+        total, rated = session.execute(_PROGRESS, {"sid": sid, "rid": rid}).one()
+        current = session.execute(_CURRENT, {"sid": sid, "rid": rid, "cid": cid}).one_or_none()
+    rating = None if current is None else Rating(
+        current.evidence_match, current.plausible, current.note,
+        None if current.point_x is None else (current.point_x, current.point_y))
+    image, mask, heatmap = case_arrays(int(checkpoint_id), method, dict(params), int(sample_pk), str(dataset))
+    return CaseView(study, str(key), int(position), int(total), int(rated), image.astype(np.float32),
+                    heatmap.astype(np.float32), mask if settings.get("show_contour") else None, rating,
+                    submitted_at is not None)
+
+
 def case_view(study: str, reviewer: str, case_key: str) -> CaseView:
     """One case of the reviewer's queue, with their current rating. Another reviewer's case key is
     refused and logged."""
-    with session_scope() as session:
-        row = _study(session, study)
-        sid, show_contour = row.id, bool(row.settings.get("show_contour"))
-        rid = _reviewer_id(session, reviewer)
-        found = _assignment(session, sid, rid, case_key)
-        if found is None:
-            raise _refuse(reviewer, study, case_key, "case.view")
-        assignment, case = found
-        total = session.scalar(select(func.count(ReviewAssignment.id)).where(
-            ReviewAssignment.study_id == sid, ReviewAssignment.reviewer_id == rid))
-        rated = session.scalar(select(func.count(ReviewRating.id)).where(
-            ReviewRating.study_id == sid, ReviewRating.reviewer_id == rid))
-        current = session.scalar(select(ReviewRating).where(ReviewRating.case_id == case.id,
-                                                            ReviewRating.reviewer_id == rid))
-        dataset = session.scalar(select(Dataset.name).join(Sample, Sample.dataset_id == Dataset.id)
-                                 .where(Sample.id == case.sample_pk))
-        position, submitted = int(assignment.position), assignment.submitted_at is not None
-        args = (int(case.checkpoint_id), case.method, dict(case.params), int(case.sample_pk), str(dataset))
-        rating = None if current is None else Rating(
-            current.evidence_match, current.plausible, current.note,
-            None if current.point_x is None else (current.point_x, current.point_y))
-    image, mask, heatmap = case_arrays(*args)
-    return CaseView(study, case_key, position, int(total), int(rated), image.astype(np.float32),
-                    heatmap.astype(np.float32), mask if show_contour else None, rating, submitted)
+    view = _view(study, reviewer, case_key)
+    assert view is not None  # a foreign or unknown key raised
+    return view
 
 
 def _check_rating(evidence_match: Any, plausible: Any, note: Any) -> tuple[int, bool, str]:
@@ -212,45 +242,78 @@ def _check_point(point: Any, size: int) -> tuple[float | None, float | None]:
     return x, y
 
 
+_CHANGED = ("evidence_match", "plausible", "note", "point_x", "point_y", "updated_at")
+_UPSERTS: dict[str, Any] = {}
+
+# Everything a submission checks, in one query: the study's status, the active reviewer, the case in
+# their queue (submitted or not) and the image size the clicked point must fall in.
+_TARGET = (
+    select(ReviewStudy.id, ReviewStudy.status, User.id, ReviewAssignment.submitted_at, ReviewCase.id,
+           Dataset.image_size)
+    .select_from(ReviewAssignment)
+    .join(ReviewStudy, ReviewAssignment.study_id == ReviewStudy.id)
+    .join(User, ReviewAssignment.reviewer_id == User.id)
+    .join(ReviewCase, ReviewAssignment.case_id == ReviewCase.id)
+    .join(Sample, ReviewCase.sample_pk == Sample.id).join(Dataset, Sample.dataset_id == Dataset.id)
+    .where(ReviewStudy.name == bindparam("study"), User.name == bindparam("reviewer"), User.role == "reviewer",
+           ~User.disabled, ReviewCase.case_key == bindparam("case_key"))
+)
+
+
+def _upsert_statement(dialect: str) -> Any:
+    """INSERT … ON CONFLICT (study, reviewer, case) DO UPDATE of the rating columns, built once per
+    dialect and executed with parameters (building it per call cost more than running it)."""
+    statement = _UPSERTS.get(dialect)
+    if statement is None:
+        insert = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}[dialect](ReviewRating)
+        statement = _UPSERTS[dialect] = insert.on_conflict_do_update(
+            index_elements=["study_id", "reviewer_id", "case_id"], set_={k: insert.excluded[k] for k in _CHANGED})
+    return statement
+
+
 def _upsert(session: Session, values: dict[str, Any]) -> None:
-    dialect = session.get_bind().dialect.name
-    insert = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}[dialect]
-    changed = {k: values[k] for k in ("evidence_match", "plausible", "note", "point_x", "point_y", "updated_at")}
-    session.execute(insert(ReviewRating).values(**values).on_conflict_do_update(
-        index_elements=["study_id", "reviewer_id", "case_id"], set_=changed))
+    session.connection().execute(_upsert_statement(session.get_bind().dialect.name), values)
+
+
+def _target(session: Session, study: str, reviewer: str, case_key: str) -> tuple[int, int, int, int]:
+    """``(study_id, reviewer_id, case_id, image_size)`` of a case the reviewer may still rate; the
+    reason otherwise (unknown study or reviewer, closed study, submitted study, foreign case key)."""
+    found = session.execute(_TARGET, {"study": study, "reviewer": reviewer, "case_key": case_key}).one_or_none()
+    if found is None:  # find out why, in the order a reviewer would want to hear it
+        row = _study(session, study)
+        if row.status != "open":
+            raise AccessDenied(f"study {study!r} is closed; ratings can no longer change")
+        _reviewer_id(session, reviewer)
+        raise _refuse(reviewer, study, case_key, "rating")
+    study_id, status, reviewer_id, submitted_at, case_id, size = found
+    if status != "open":
+        raise AccessDenied(f"study {study!r} is closed; ratings can no longer change")
+    if submitted_at is not None:
+        raise AccessDenied(f"you submitted study {study!r}; its ratings are final")
+    return int(study_id), int(reviewer_id), int(case_id), int(size)
 
 
 def submit_rating(study: str, reviewer: str, case_key: str, evidence_match: int, plausible: bool,
                   note: str = "", point: tuple[float, float] | None = None) -> None:
     """Store (or change) the reviewer's rating of ``case_key``; one row per (study, reviewer, case)
-    however often it is sent. Refused once the reviewer submitted the study or the study is closed."""
+    however often it is sent. Refused once the reviewer submitted the study or the study is closed.
+
+    The checks read first; only the upsert, its audit event and the commit run under the write
+    lock (:func:`db.session.write_lock` on SQLite), so writers hold it for as short as possible."""
     evidence_match, plausible, note = _check_rating(evidence_match, plausible, note)
 
     def write() -> None:
         with session_scope() as session:
-            row = _study(session, study)
-            if row.status != "open":
-                raise AccessDenied(f"study {study!r} is closed; ratings can no longer change")
-            rid = _reviewer_id(session, reviewer)
-            found = session.execute(
-                select(ReviewAssignment.submitted_at, ReviewCase.id, Dataset.image_size)
-                .join(ReviewCase, ReviewAssignment.case_id == ReviewCase.id)
-                .join(Sample, ReviewCase.sample_pk == Sample.id).join(Dataset, Sample.dataset_id == Dataset.id)
-                .where(ReviewAssignment.study_id == row.id, ReviewAssignment.reviewer_id == rid,
-                       ReviewCase.case_key == case_key)
-            ).one_or_none()
-            if found is None:
-                raise _refuse(reviewer, study, case_key, "rating")
-            submitted_at, case_id, size = found
-            if submitted_at is not None:
-                raise AccessDenied(f"you submitted study {study!r}; its ratings are final")
-            x, y = _check_point(point, int(size))
+            study_id, reviewer_id, case_id, size = _target(session, study, reviewer, case_key)
+            x, y = _check_point(point, size)
             now = datetime.now(timezone.utc)
-            _upsert(session, {"study_id": row.id, "reviewer_id": rid, "case_id": case_id,
-                              "evidence_match": evidence_match, "plausible": plausible, "note": note,
-                              "point_x": x, "point_y": y, "created_at": now, "updated_at": now})
-            audit.record(session, reviewer, "rating", target=f"{study}/{case_key}", evidence_match=evidence_match,
-                         plausible=plausible)
+            with write_lock(session):
+                _upsert(session, {"study_id": study_id, "reviewer_id": reviewer_id, "case_id": case_id,
+                                  "evidence_match": evidence_match, "plausible": plausible, "note": note,
+                                  "point_x": x, "point_y": y, "created_at": now, "updated_at": now})
+                audit.record(session, reviewer, "rating", target=f"{study}/{case_key}",
+                             evidence_match=evidence_match, plausible=plausible)
+                session.commit()
 
     retrying(write)
 
