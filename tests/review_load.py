@@ -62,12 +62,16 @@ def reviewer_process(study: str, reviewer: str, password: str, n: int, seed: int
     :class:`Report` on ``results`` whatever happens."""
     report = Report(reviewer)
     try:
-        from xai_core.review import accounts, reading
+        try:
+            from xai_core.review import accounts, reading
 
-        actor = accounts.session_actor(accounts.authenticate(reviewer, password))
-        assert actor is not None and actor.name == reviewer
-        keys = [key for _, key, _ in reading.queue(study, actor.name)][:n]
-        sends = plan(actor.name, keys, seed, size)
+            actor = accounts.session_actor(accounts.authenticate(reviewer, password))
+            assert actor is not None and actor.name == reviewer
+            keys = [key for _, key, _ in reading.queue(study, actor.name)][:n]
+            sends = plan(actor.name, keys, seed, size)
+        except BaseException:
+            start.abort()  # the others and the test stop waiting for this reviewer
+            raise
         start.wait(timeout=120)
         tic = time.perf_counter()
         for key, values, double in sends:

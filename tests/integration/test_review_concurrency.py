@@ -69,17 +69,20 @@ def test_eight_reviewer_processes_lose_and_duplicate_nothing(workspace: Path) ->
     for p in procs:
         p.start()
     try:
-        start.wait(timeout=DEADLINE_S)  # every reviewer signed in and holds its queue
+        try:
+            start.wait(timeout=DEADLINE_S)  # every reviewer signed in and holds its queue
+        except threading.BrokenBarrierError:
+            pass  # a reviewer failed before rating (it broke the barrier); its report says why
         tic = time.perf_counter()
         reports: list[Report] = [results.get(timeout=DEADLINE_S) for _ in procs]
         elapsed = time.perf_counter() - tic
     finally:
         for p in procs:
-            p.join(timeout=30)
+            p.join(timeout=60)
             if p.is_alive():
                 p.kill()
-    assert [p.exitcode for p in procs] == [0] * N_REVIEWERS
     assert [r.errors for r in reports] == [[]] * N_REVIEWERS  # no exception reached a reviewer
+    assert [p.exitcode for p in procs] == [0] * N_REVIEWERS
     assert sorted(r.reviewer for r in reports) == sorted(names)
     assert all((len(r.last), r.double_clicks, r.changes, r.calls) == (100, 10, 10, 120) for r in reports)
 
@@ -97,7 +100,7 @@ def test_eight_reviewer_processes_lose_and_duplicate_nothing(workspace: Path) ->
     queue = reading.queue("load", names[0])
     assert left is not None and left.case_key == next(k for _, k, rated in queue if not rated)
     assert left.rated == PER_REVIEWER and left.total == created["cases"]
-    assert elapsed < 60, f"800 ratings by 8 reviewers took {elapsed:.1f} s"
+    assert elapsed < 60, f"800 ratings by 8 reviewers took {elapsed:.1f} s ({[round(r.seconds, 1) for r in reports]})"
 
 
 @only_sqlite
