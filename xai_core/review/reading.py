@@ -147,8 +147,11 @@ def case_arrays(checkpoint_id: int, method: str, params: dict[str, Any], sample_
 
 
 # A case of the reviewer's queue with what the reading page needs, in one query: by its key, or the
-# first one of the queue not rated yet (the unique (study, reviewer, case) key of ratings serves
-# the anti-join, the (study, reviewer, position) key of assignments the order).
+# first one of the queue (in position order) whose case is not among the reviewer's rated ones.
+# NOT IN over an uncorrelated subquery, not an anti-join: PostgreSQL then builds the set of rated
+# cases once (hashed subplan) whatever its statistics say; a left anti-join, planned on the
+# statistics of a freshly filled ratings table, scanned the reviewer's ratings once per queue
+# position (8 reviewers rating back to back: next_case 30 -> 47 ms p50).
 _CASE = (
     select(ReviewStudy.id, ReviewStudy.settings, User.id, ReviewAssignment.position, ReviewAssignment.submitted_at,
            ReviewCase.id, ReviewCase.case_key, ReviewCase.checkpoint_id, ReviewCase.method, ReviewCase.params,
@@ -162,12 +165,14 @@ _CASE = (
            ~User.disabled)
 )
 _CASE_BY_KEY = _CASE.where(ReviewCase.case_key == bindparam("case_key"))
-_CASE_NEXT = (
-    _CASE.outerjoin(ReviewRating, (ReviewRating.study_id == ReviewAssignment.study_id)
-                    & (ReviewRating.reviewer_id == ReviewAssignment.reviewer_id)
-                    & (ReviewRating.case_id == ReviewAssignment.case_id))
-    .where(ReviewRating.id.is_(None)).order_by(ReviewAssignment.position).limit(1)
+_RATED = (  # the case ids the reviewer rated: run once per query (not correlated), then a hash lookup
+    select(ReviewRating.case_id)
+    .where(ReviewRating.study_id == select(ReviewStudy.id).where(ReviewStudy.name == bindparam("study"))
+           .scalar_subquery(),
+           ReviewRating.reviewer_id == select(User.id).where(User.name == bindparam("reviewer")).scalar_subquery())
+    .correlate(None)
 )
+_CASE_NEXT = _CASE.where(ReviewAssignment.case_id.not_in(_RATED)).order_by(ReviewAssignment.position).limit(1)
 # The reviewer's progress (cases assigned, rated) and current rating of one case.
 _PROGRESS = select(
     select(func.count(ReviewAssignment.id)).where(ReviewAssignment.study_id == bindparam("sid"),
