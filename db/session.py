@@ -6,7 +6,6 @@ existing database is migrated, never recreated.
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,11 +17,6 @@ from alembic.config import Config
 from sqlalchemy import URL, Engine, create_engine, event, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, OperationalError, ProgrammingError
 from sqlalchemy.orm import Session, sessionmaker
-
-try:
-    import fcntl
-except ImportError:  # Windows: SQLite's busy handler alone serialises writers
-    fcntl = None  # type: ignore[assignment]
 
 from xai_core.config import database_url
 from xai_core.errors import ConfigError, WorkspaceError
@@ -182,24 +176,3 @@ def reset_engines() -> None:
     for engine in engines:
         engine.dispose()
 
-
-@contextmanager
-def write_lock(session: Session) -> Iterator[None]:
-    """Serialise short write transactions on SQLite through a kernel file lock beside the database.
-
-    SQLite lets one writer in at a time and makes the others poll: its busy handler sleeps 1, 2, 5,
-    10 … up to 100 ms between tries, so under contention a writer can wait far longer than the
-    writes ahead of it take (and newcomers overtake it). A waiter on ``flock`` wakes the moment the
-    holder releases it. Hold it only around the writes and the commit; other writers that do not
-    take it still queue on SQLite's own lock (busy timeout). No-op on PostgreSQL (row locks)."""
-    bind = session.get_bind()
-    path = bind.url.database if bind.dialect.name == "sqlite" else None
-    if fcntl is None or not path or path == ":memory:":
-        yield
-        return
-    fd = os.open(f"{path}.writelock", os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)  # closing the descriptor releases the lock

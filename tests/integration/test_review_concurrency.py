@@ -5,9 +5,7 @@ one audit event per accepted call, and no exception may reach a reviewer."""
 
 from __future__ import annotations
 
-import fcntl
 import multiprocessing as mp
-import os
 import threading
 import time
 from pathlib import Path
@@ -15,7 +13,6 @@ from pathlib import Path
 from sqlalchemy import func, select
 
 from db import AuditEvent, ReviewCase, ReviewRating, ReviewStudy, User, session_scope
-from tests.postgres import only_sqlite
 from tests.review_load import Report, plan, reviewer_process
 from tests.review_seed import METHODS, PASSWORD, REVIEWERS, seed_review_workspace
 from xai_core.review import accounts, reading, studies
@@ -102,25 +99,3 @@ def test_eight_reviewer_processes_lose_and_duplicate_nothing(workspace: Path) ->
     assert left.rated == PER_REVIEWER and left.total == created["cases"]
     assert elapsed < 60, f"800 ratings by 8 reviewers took {elapsed:.1f} s ({[round(r.seconds, 1) for r in reports]})"
 
-
-@only_sqlite
-def test_sqlite_writers_queue_on_the_file_lock(workspace: Path) -> None:
-    """A submission waits while another writer holds the lock beside the database, and lands once
-    it is released."""
-    ws = seed_review_workspace()
-    studies.create_study(studies.StudySpec("q", ws.checkpoints, METHODS, REVIEWERS,
-                                           samples=tuple(int(p) for p in ws.test_pks[2:4])), actor=accounts.LOCAL)
-    key = reading.next_case("q", "rex").case_key
-    fd = os.open(workspace / "xaudit.db.writelock", os.O_RDWR | os.O_CREAT)
-    fcntl.flock(fd, fcntl.LOCK_EX)
-    done: list[float] = []
-    writer = threading.Thread(target=lambda: (reading.submit_rating("q", "rex", key, 5, True),
-                                              done.append(time.perf_counter())))
-    writer.start()
-    writer.join(timeout=0.5)
-    assert writer.is_alive() and reading.my_ratings("q", "rex", owner="rex") == []  # queued behind the holder
-    released = time.perf_counter()
-    os.close(fd)
-    writer.join(timeout=10)
-    assert done and done[0] - released < 2.0
-    assert [r["evidence_match"] for r in reading.my_ratings("q", "rex", owner="rex")] == [5]

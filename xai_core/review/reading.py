@@ -23,7 +23,6 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from db import Dataset, ReviewAssignment, ReviewCase, ReviewRating, ReviewStudy, Sample, User, session_scope
-from db.session import write_lock
 from db.tables import column_limit
 from xai_core.errors import AccessDenied, InvalidValueError, UnknownNameError, WorkspaceError
 from xai_core.review import audit
@@ -303,8 +302,8 @@ def submit_rating(study: str, reviewer: str, case_key: str, evidence_match: int,
     """Store (or change) the reviewer's rating of ``case_key``; one row per (study, reviewer, case)
     however often it is sent. Refused once the reviewer submitted the study or the study is closed.
 
-    The checks read first; only the upsert, its audit event and the commit run under the write
-    lock (:func:`db.session.write_lock` on SQLite), so writers hold it for as short as possible."""
+    The checks read first (one query) and the writes come last, two statements built once and the
+    commit: on SQLite the write lock is held only for those."""
     evidence_match, plausible, note = _check_rating(evidence_match, plausible, note)
 
     def write() -> None:
@@ -312,13 +311,11 @@ def submit_rating(study: str, reviewer: str, case_key: str, evidence_match: int,
             study_id, reviewer_id, case_id, size = _target(session, study, reviewer, case_key)
             x, y = _check_point(point, size)
             now = datetime.now(timezone.utc)
-            with write_lock(session):
-                _upsert(session, {"study_id": study_id, "reviewer_id": reviewer_id, "case_id": case_id,
-                                  "evidence_match": evidence_match, "plausible": plausible, "note": note,
-                                  "point_x": x, "point_y": y, "created_at": now, "updated_at": now})
-                audit.record(session, reviewer, "rating", target=f"{study}/{case_key}",
-                             evidence_match=evidence_match, plausible=plausible)
-                session.commit()
+            _upsert(session, {"study_id": study_id, "reviewer_id": reviewer_id, "case_id": case_id,
+                              "evidence_match": evidence_match, "plausible": plausible, "note": note,
+                              "point_x": x, "point_y": y, "created_at": now, "updated_at": now})
+            audit.record(session, reviewer, "rating", target=f"{study}/{case_key}", evidence_match=evidence_match,
+                         plausible=plausible)
 
     retrying(write)
 
