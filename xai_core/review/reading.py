@@ -261,6 +261,9 @@ _TARGET = (
     .join(Sample, ReviewCase.sample_pk == Sample.id).join(Dataset, Sample.dataset_id == Dataset.id)
     .where(ReviewStudy.name == bindparam("study"), User.name == bindparam("reviewer"), User.role == "reviewer",
            ~User.disabled, ReviewCase.case_key == bindparam("case_key"))
+    # PostgreSQL: lock the assignment row, so a rating and the same reviewer's submit_study in another
+    # tab are ordered (SQLite serialises writers and retries a write whose read snapshot went stale)
+    .with_for_update(of=ReviewAssignment)
 )
 
 
