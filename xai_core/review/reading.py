@@ -145,24 +145,30 @@ def case_arrays(checkpoint_id: int, method: str, params: dict[str, Any], sample_
     return (image - lo) / (hi - lo or 1.0), mask, _scaled(heatmap)
 
 
+def _in_queue(*columns: Any) -> Any:
+    """``columns`` of the assignments of study ``:study`` to the active reviewer ``:reviewer``, joined to
+    their study, reviewer, case, sample and dataset (bound parameters, filled at execution)."""
+    return (
+        select(*columns)
+        .select_from(ReviewAssignment)
+        .join(ReviewStudy, ReviewAssignment.study_id == ReviewStudy.id)
+        .join(User, ReviewAssignment.reviewer_id == User.id)
+        .join(ReviewCase, ReviewAssignment.case_id == ReviewCase.id)
+        .join(Sample, ReviewCase.sample_pk == Sample.id).join(Dataset, Sample.dataset_id == Dataset.id)
+        .where(ReviewStudy.name == bindparam("study"), User.name == bindparam("reviewer"), User.role == "reviewer",
+               ~User.disabled)
+    )
+
+
 # A case of the reviewer's queue with what the reading page needs, in one query: by its key, or the
 # first one of the queue (in position order) whose case is not among the reviewer's rated ones.
 # NOT IN over an uncorrelated subquery, not an anti-join: PostgreSQL then builds the set of rated
 # cases once (hashed subplan) whatever its statistics say; a left anti-join, planned on the
 # statistics of a freshly filled ratings table, scanned the reviewer's ratings once per queue
 # position (8 reviewers rating back to back: next_case 30 -> 47 ms p50).
-_CASE = (
-    select(ReviewStudy.id, ReviewStudy.settings, User.id, ReviewAssignment.position, ReviewAssignment.submitted_at,
-           ReviewCase.id, ReviewCase.case_key, ReviewCase.checkpoint_id, ReviewCase.method, ReviewCase.params,
-           ReviewCase.sample_pk, Dataset.name)
-    .select_from(ReviewAssignment)
-    .join(ReviewStudy, ReviewAssignment.study_id == ReviewStudy.id)
-    .join(User, ReviewAssignment.reviewer_id == User.id)
-    .join(ReviewCase, ReviewAssignment.case_id == ReviewCase.id)
-    .join(Sample, ReviewCase.sample_pk == Sample.id).join(Dataset, Sample.dataset_id == Dataset.id)
-    .where(ReviewStudy.name == bindparam("study"), User.name == bindparam("reviewer"), User.role == "reviewer",
-           ~User.disabled)
-)
+_CASE = _in_queue(ReviewStudy.id, ReviewStudy.settings, User.id, ReviewAssignment.position,
+                  ReviewAssignment.submitted_at, ReviewCase.id, ReviewCase.case_key, ReviewCase.checkpoint_id,
+                  ReviewCase.method, ReviewCase.params, ReviewCase.sample_pk, Dataset.name)
 _CASE_BY_KEY = _CASE.where(ReviewCase.case_key == bindparam("case_key"))
 _RATED = (  # the case ids the reviewer rated: run once per query (not correlated), then a hash lookup
     select(ReviewRating.case_id)
@@ -252,15 +258,9 @@ _UPSERTS: dict[str, Any] = {}
 # Everything a submission checks, in one query: the study's status, the active reviewer, the case in
 # their queue (submitted or not) and the image size the clicked point must fall in.
 _TARGET = (
-    select(ReviewStudy.id, ReviewStudy.status, User.id, ReviewAssignment.submitted_at, ReviewCase.id,
-           Dataset.image_size)
-    .select_from(ReviewAssignment)
-    .join(ReviewStudy, ReviewAssignment.study_id == ReviewStudy.id)
-    .join(User, ReviewAssignment.reviewer_id == User.id)
-    .join(ReviewCase, ReviewAssignment.case_id == ReviewCase.id)
-    .join(Sample, ReviewCase.sample_pk == Sample.id).join(Dataset, Sample.dataset_id == Dataset.id)
-    .where(ReviewStudy.name == bindparam("study"), User.name == bindparam("reviewer"), User.role == "reviewer",
-           ~User.disabled, ReviewCase.case_key == bindparam("case_key"))
+    _in_queue(ReviewStudy.id, ReviewStudy.status, User.id, ReviewAssignment.submitted_at, ReviewCase.id,
+              Dataset.image_size)
+    .where(ReviewCase.case_key == bindparam("case_key"))
     # PostgreSQL: lock the assignment row, so a rating and the same reviewer's submit_study in another
     # tab are ordered (SQLite serialises writers and retries a write whose read snapshot went stale)
     .with_for_update(of=ReviewAssignment)
