@@ -5,6 +5,8 @@ admin and three reviewer accounts. No model weights: every map a case shows come
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -12,6 +14,7 @@ PASSWORD = "correct horse battery"
 ADMIN = "ada"
 REVIEWERS = ("rex", "rae", "roy")
 METHODS = ("saliency", "gradcam")
+VIEWS = Path(__file__).resolve().parents[1] / "ui" / "views"
 
 
 @dataclass(frozen=True)
@@ -51,3 +54,17 @@ def seed_review_workspace(n: int = 80, size: int = 32) -> ReviewWorkspace:
     for name in REVIEWERS:
         add_user(name, "reviewer", PASSWORD)
     return ReviewWorkspace("rv", (tl, ft), pks, test.masks, size)
+
+
+def run_view(view: str, actor: Any = None, timeout: float = 60, **state: Any) -> Any:
+    """The dashboard page ``ui/views/<view>.py`` run once (Streamlit's AppTest) as ``actor`` — the
+    seeded admin when None — with ``state`` put into its session state first."""
+    from streamlit.testing.v1 import AppTest
+
+    from xai_core.review import accounts
+
+    at = AppTest.from_file(str(VIEWS / f"{view}.py"), default_timeout=timeout)
+    at.session_state["actor"] = actor or accounts.session_actor(accounts.authenticate(ADMIN, PASSWORD))
+    for key, value in state.items():
+        at.session_state[key] = value
+    return at.run()

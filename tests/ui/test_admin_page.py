@@ -8,13 +8,12 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from tests.review_seed import ADMIN, METHODS, PASSWORD, REVIEWERS, ReviewWorkspace, seed_review_workspace
+from tests.review_seed import ADMIN, METHODS, PASSWORD, REVIEWERS, ReviewWorkspace, run_view, seed_review_workspace
 from xai_core.errors import AuthError
 from xai_core.review import accounts, studies
 from xai_core.review.accounts import LOCAL, Actor
 from xai_core.review.audit import audit_frame
 
-PAGE = str(Path(__file__).resolve().parents[2] / "ui" / "views" / "admin.py")
 
 
 @pytest.fixture
@@ -24,10 +23,7 @@ def ws(workspace: Path) -> ReviewWorkspace:
 
 def admin_page(actor: Actor | None = None, view: str = "Accounts") -> AppTest:
     """The page run once as ``actor`` (the admin account by default) with the tab ``view`` open."""
-    at = AppTest.from_file(PAGE, default_timeout=60)
-    at.session_state["actor"] = actor or accounts.session_actor(accounts.authenticate(ADMIN, PASSWORD))
-    at.session_state["admin_view"] = view
-    at.run()
+    at = run_view("admin", actor, admin_view=view)
     assert not at.exception, at.exception
     return at
 

@@ -13,11 +13,10 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from tests.seed import add_precision_rows
-from tests.review_seed import ADMIN, METHODS, PASSWORD, REVIEWERS, ReviewWorkspace, seed_review_workspace
+from tests.review_seed import ADMIN, METHODS, PASSWORD, REVIEWERS, ReviewWorkspace, run_view, seed_review_workspace
 from xai_core.review import accounts, reading, results, studies
 from xai_core.review.accounts import LOCAL, Actor
 
-PAGE = str(Path(__file__).resolve().parents[2] / "ui" / "views" / "results.py")
 NOTE = "<script>alert('x')</script> **bold** =HYPERLINK(\"http://evil\")"
 SCORE = {"saliency": 4, "gradcam": 2}  # what every reader answers per method (catch trials: see rate_all)
 
@@ -68,11 +67,7 @@ def rate_all(ws: ReviewWorkspace, n_images: int = 10, seed: int = 0) -> pd.DataF
 
 
 def results_page(actor: Actor | None = None, view: str | None = None) -> AppTest:
-    at = AppTest.from_file(PAGE, default_timeout=180)
-    at.session_state["actor"] = actor or accounts.session_actor(accounts.authenticate(ADMIN, PASSWORD))
-    if view:
-        at.session_state["results_view"] = view
-    at.run()
+    at = run_view("results", actor, timeout=180, **({"results_view": view} if view else {}))
     assert not at.exception, at.exception
     return at
 

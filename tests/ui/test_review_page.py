@@ -13,11 +13,10 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from tests.review_seed import ADMIN, METHODS, PASSWORD, seed_review_workspace
+from tests.review_seed import ADMIN, METHODS, PASSWORD, run_view, seed_review_workspace
 from xai_core.review import accounts, display, reading, studies
 from xai_core.review.accounts import LOCAL, Actor
 
-PAGE = str(Path(__file__).resolve().parents[2] / "ui" / "views" / "review.py")
 STUDY = "s1"
 
 
@@ -33,9 +32,7 @@ def rex(workspace: Path) -> Actor:
 
 
 def _page(actor: Actor) -> AppTest:
-    at = AppTest.from_file(PAGE, default_timeout=60)
-    at.session_state["actor"] = actor
-    return at.run()
+    return run_view("review", actor)
 
 
 def _case(at: AppTest) -> str:
