@@ -75,10 +75,13 @@ def _reviewer_id(session: Session, reviewer: str) -> int:
     return int(uid)
 
 
-def _study(session: Session, study: str) -> ReviewStudy:
+def study_row(session: Session, study: str) -> ReviewStudy:
+    """The study named ``study``; an unknown name raises :class:`UnknownNameError` listing the studies."""
     row = session.scalar(select(ReviewStudy).where(ReviewStudy.name == study))
     if row is None:
-        raise UnknownNameError(f"no review study named {study!r}")
+        known = session.scalars(select(ReviewStudy.name).order_by(ReviewStudy.id)).all()
+        hint = f"studies: {', '.join(known)}" if known else "create one with `xaudit review create`"
+        raise UnknownNameError(f"no review study named {study!r}; {hint}")
     return row
 
 
@@ -90,7 +93,7 @@ def _refuse(reviewer: str, study: str, case_key: str, what: str) -> AccessDenied
 def queue(study: str, reviewer: str) -> list[tuple[int, str, bool]]:
     """The reviewer's queue in order: ``(position, case_key, rated)``."""
     with session_scope() as session:
-        sid, rid = _study(session, study).id, _reviewer_id(session, reviewer)
+        sid, rid = study_row(session, study).id, _reviewer_id(session, reviewer)
         rows = session.execute(
             select(ReviewAssignment.position, ReviewCase.case_key, ReviewRating.id)
             .join(ReviewCase, ReviewAssignment.case_id == ReviewCase.id)
@@ -201,7 +204,7 @@ def _view(study: str, reviewer: str, case_key: str | None) -> CaseView | None:
             found = session.execute(_CASE_BY_KEY, {"study": study, "reviewer": reviewer,
                                                    "case_key": case_key}).one_or_none()
         if found is None:
-            _study(session, study)  # an unknown study or reviewer says so
+            study_row(session, study)  # an unknown study or reviewer says so
             _reviewer_id(session, reviewer)
             if case_key is None:
                 return None
@@ -287,7 +290,7 @@ def _target(session: Session, study: str, reviewer: str, case_key: str) -> tuple
     reason otherwise (unknown study or reviewer, closed study, submitted study, foreign case key)."""
     found = session.execute(_TARGET, {"study": study, "reviewer": reviewer, "case_key": case_key}).one_or_none()
     if found is None:  # find out why, in the order a reviewer would want to hear it
-        row = _study(session, study)
+        row = study_row(session, study)
         if row.status != "open":
             raise AccessDenied(f"study {study!r} is closed; ratings can no longer change")
         _reviewer_id(session, reviewer)
@@ -327,7 +330,7 @@ def submit_study(study: str, reviewer: str) -> int:
     """Make the reviewer's ratings of ``study`` final; every case of their queue must be rated.
     Returns the number of ratings."""
     with session_scope() as session:
-        sid, rid = _study(session, study).id, _reviewer_id(session, reviewer)
+        sid, rid = study_row(session, study).id, _reviewer_id(session, reviewer)
         total = session.scalar(select(func.count(ReviewAssignment.id)).where(
             ReviewAssignment.study_id == sid, ReviewAssignment.reviewer_id == rid))
         rated = session.scalar(select(func.count(ReviewRating.id)).where(
@@ -350,7 +353,7 @@ def my_ratings(study: str, reviewer: str, *, owner: str) -> list[dict[str, Any]]
         audit.record_now(owner, "ratings.view", audit.REFUSED, f"{study}/{reviewer}")
         raise AccessDenied("you can only see your own ratings")
     with session_scope() as session:
-        sid, rid = _study(session, study).id, _reviewer_id(session, reviewer)
+        sid, rid = study_row(session, study).id, _reviewer_id(session, reviewer)
         rows = session.execute(
             select(ReviewCase.case_key, ReviewRating.evidence_match, ReviewRating.plausible, ReviewRating.note,
                    ReviewRating.point_x, ReviewRating.point_y, ReviewRating.updated_at)

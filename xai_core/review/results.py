@@ -11,12 +11,11 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import select
 
-from db import (Checkpoint, Dataset, DriftMetric, GroundTruthMetric, ReviewAssignment, ReviewCase, ReviewRating, ReviewStudy,
+from db import (Checkpoint, Dataset, DriftMetric, GroundTruthMetric, ReviewAssignment, ReviewCase, ReviewRating,
                 Sample, User, session_scope)
-from xai_core.errors import UnknownNameError
 from xai_core.review import statistics
 from xai_core.review.accounts import Actor, require_admin
-from xai_core.review.reading import case_arrays
+from xai_core.review.reading import case_arrays, study_row
 
 GROUPINGS = ("method", "checkpoint", "pretrain", "degree")  # the tables of mean ratings
 RATING_COLUMNS = ["study", "reviewer", "case_key", "sample_pk", "sample_id", "label", "checkpoint_id", "checkpoint",
@@ -36,18 +35,11 @@ class StudyResults:
     clicks: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
-def _study_id(session, study: str) -> int:  # type: ignore[no-untyped-def]
-    sid = session.scalar(select(ReviewStudy.id).where(ReviewStudy.name == study))
-    if sid is None:
-        raise UnknownNameError(f"no review study named {study!r}; list them with `xaudit review status`")
-    return int(sid)
-
-
 def ratings_frame(study: str, *, actor: Actor) -> pd.DataFrame:
     """One row per rating with what the case was (method, checkpoint, catch trial): unblinded, admins only."""
     require_admin(actor, f"the ratings of study {study!r}")
     with session_scope() as session:
-        sid = _study_id(session, study)
+        sid = study_row(session, study).id
         rows = session.execute(
             select(User.name, ReviewCase.case_key, ReviewCase.sample_pk, Sample.sample_id, Sample.label,
                    ReviewCase.checkpoint_id, Checkpoint.name, Checkpoint.arch, Checkpoint.pretrain, Checkpoint.degree,

@@ -23,10 +23,11 @@ from db import (Checkpoint, Prediction, ReviewAssignment, ReviewCase, ReviewRati
                 session_scope)
 from db.tables import column_limit
 from xai_core.attribution import check_supported, get_method
-from xai_core.errors import ConfigError, InvalidValueError, UnknownNameError
+from xai_core.errors import ConfigError, InvalidValueError
 from xai_core.metrics.chance_maps import CHANCE_METHODS
 from xai_core.review import audit
 from xai_core.review.accounts import Actor, require_admin
+from xai_core.review.reading import study_row
 
 
 @dataclass(frozen=True)
@@ -60,15 +61,6 @@ class PoolCase:
     sample_pk: int
     is_catch: bool
     params: dict[str, Any]
-
-
-def _study(session: Any, name: str) -> ReviewStudy:
-    study = session.scalar(select(ReviewStudy).where(ReviewStudy.name == name))
-    if study is None:
-        known = session.scalars(select(ReviewStudy.name).order_by(ReviewStudy.id)).all()
-        hint = f"studies: {', '.join(known)}" if known else "create one with `xaudit review create`"
-        raise UnknownNameError(f"no review study named {name!r}; {hint}")
-    return study
 
 
 def _checkpoints(refs: tuple[int | str, ...]) -> list[Any]:
@@ -215,7 +207,7 @@ def list_studies() -> pd.DataFrame:
 def study_status(study: str) -> pd.DataFrame:
     """Per reviewer: cases assigned, rated, and when they submitted the study (or not yet)."""
     with session_scope() as session:
-        sid = _study(session, study).id
+        sid = study_row(session, study).id
         rated = (select(ReviewRating.reviewer_id, func.count(ReviewRating.id).label("rated"))
                  .where(ReviewRating.study_id == sid).group_by(ReviewRating.reviewer_id).subquery())
         rows = session.execute(
@@ -234,7 +226,7 @@ def unblinding_key(study: str, *, actor: Actor) -> pd.DataFrame:
     Admins only; a reviewer's request is refused and logged."""
     require_admin(actor, f"the unblinding key of study {study!r}")
     with session_scope() as session:
-        sid = _study(session, study).id
+        sid = study_row(session, study).id
         rows = session.execute(
             select(ReviewCase.case_key, ReviewCase.checkpoint_id, Checkpoint.name, Checkpoint.arch,
                    Checkpoint.pretrain, Checkpoint.degree, ReviewCase.method, ReviewCase.params,
@@ -254,7 +246,7 @@ def set_study_status(study: str, status: str, *, actor: Actor) -> None:
     if status not in ("open", "closed"):
         raise ConfigError(f"unknown study status {status!r}; use open or closed")
     with session_scope() as session:
-        _study(session, study).status = status
+        study_row(session, study).status = status
         audit.record(session, actor.name, f"study.{'reopen' if status == 'open' else 'close'}", target=study)
 
 
@@ -262,7 +254,7 @@ def results_stamp(study: str) -> tuple[int, int, str, int]:
     """What a cache of ``study``'s results is keyed on: its ratings' count, largest id and latest
     change, and how many assignments are submitted (a changed rating keeps the count and id)."""
     with session_scope() as session:
-        sid = _study(session, study).id
+        sid = study_row(session, study).id
         count, last_id, changed = session.execute(
             select(func.count(ReviewRating.id), func.coalesce(func.max(ReviewRating.id), 0),
                    func.max(ReviewRating.updated_at)).where(ReviewRating.study_id == sid)).one()
