@@ -58,14 +58,6 @@ def read_password(from_stdin: bool) -> str:
     return first
 
 
-def _role(role: str) -> str:
-    from xai_core.review.accounts import ROLES
-
-    if role not in ROLES:
-        raise ConfigError(f"unknown role {role!r}; use one of {', '.join(ROLES)}")
-    return role
-
-
 def _when(value: Any, missing: str = "-") -> str:
     """A timestamp to the minute, or ``missing`` when there is none."""
     if value is None or value != value:  # None or NaT
@@ -85,7 +77,7 @@ def users_add(
     """Add an account; the first admin turns the dashboard's sign-in on."""
     from xai_core.review import accounts
 
-    role = _role(role)
+    role = accounts.check_role(role)
     name = accounts.check_name(name)
     if name in set(accounts.list_users()["name"]):  # before the prompt, not after it
         raise ConfigError(f"an account named {name!r} exists; pick another name or reset its password")

@@ -91,6 +91,12 @@ def check_name(name: str) -> str:
     return name
 
 
+def check_role(role: str) -> str:
+    if role not in ROLES:
+        raise ConfigError(f"unknown role {role!r}; use one of {', '.join(ROLES)}")
+    return role
+
+
 def check_password(password: str) -> str:
     if not isinstance(password, str) or not MIN_PASSWORD <= len(password) <= MAX_PASSWORD:
         raise ConfigError(f"password must be {MIN_PASSWORD}-{MAX_PASSWORD} characters")
@@ -108,8 +114,7 @@ def add_user(name: str, role: str, password: str, *, actor: Actor = LOCAL) -> No
     """Create an account. Only admins (or the local shell) may; the first admin turns login on."""
     require_admin(actor, "adding accounts")
     name = check_name(name)
-    if role not in ROLES:
-        raise ConfigError(f"unknown role {role!r}; use one of {', '.join(ROLES)}")
+    check_role(role)
     digest = HASHER.hash(check_password(password))
     try:
         with session_scope() as session:
