@@ -20,7 +20,14 @@ densenet*     stem (conv0..pool0), denseblock1+transition1,             classifi
               denseblock4+norm5+relu5
 inception_v3  stem (Conv2d_1a..maxpool2), Mixed_5b-5d, Mixed_6a-6c,     fc / Mixed_7c
               Mixed_6d-6e, Mixed_7a-7c
+densenet_mini as densenet (blocks of 2, 4, 6, 4 layers)                   classifier / features.relu5
+resnetv2_mini as resnet50v2 (2 blocks per stage)                          head / norm
+inception_mini stem, Mixed_5, Mixed_6, Mixed_7, Mixed_8 (2 modules each) fc / Mixed_8
 ============  ===============================================================================
+
+The three ``*_mini`` networks are the drift study's families (Elangovan & Ting: DenseNet201,
+ResNet50V2, InceptionV3) made small enough to fine-tune fully on a 2-core CPU: same building
+blocks, fewer layers, channels scaled by ``width``, output stride 8.
 
 Fine-tuning degree ``tl`` trains the head only, ``kconv`` (k = 1..4) the head and the last k
 blocks, ``all`` every parameter (Oliveira et al. 2024, "1conv ... all"; Elangovan & Ting: TL then
@@ -181,7 +188,8 @@ def build(arch: str, num_classes: int, in_chans: int = 1, width: float = 1.0) ->
     if not (0.0 < float(width) <= 4.0):
         raise ConfigError(f"width must be in (0, 4] (got {width})")
     if not spec.supports_width and float(width) != 1.0:
-        raise UnsupportedError(f"architecture {arch} has no width multiplier; use --width 1.0 (only vgg16 scales)")
+        scaled = ", ".join(a for a in list_architectures() if get_architecture(a).supports_width)
+        raise UnsupportedError(f"architecture {arch} has no width multiplier; use --width 1.0 (these scale: {scaled})")
     model = spec.builder(int(num_classes), int(in_chans), float(width))
     return _no_inplace(model)
 
@@ -482,3 +490,115 @@ register(
         merges=frozenset({"concat"}),
     )
 )
+
+
+# ------------------------------------------------------------------------------------------
+# Compact members of the drift study's three families (Elangovan & Ting: DenseNet201,
+# ResNet50V2, InceptionV3), small enough to fine-tune fully on a 2-core CPU at 64 px. Same
+# building blocks as the full networks, fewer layers, channels scaled by ``width``, and an
+# output stride of 8 (an 8×8 CAM at 64 px, as the full networks' 7×7 at 224 px) instead of 32.
+# ------------------------------------------------------------------------------------------
+def _scaled(channels: int, width: float, multiple: int = 4) -> int:
+    """``channels * width`` rounded to a multiple of ``multiple`` (at least ``multiple``)."""
+    return max(multiple, int(round(channels * width / multiple)) * multiple)
+
+
+def _densenet_mini(num_classes: int, in_chans: int, width: float) -> nn.Module:
+    """torchvision DenseNet (growth 32·w, 64·w stem features, dense blocks of 2, 4, 6, 4 layers);
+    the stem convolution is 3×3 stride 1 and the last transition does not pool (output stride 8)."""
+    model = torchvision.models.DenseNet(growth_rate=_scaled(32, width), block_config=(2, 4, 6, 4),
+                                        num_init_features=_scaled(64, width), bn_size=4, num_classes=num_classes)
+    model.__class__ = DenseNetX
+    model.features.add_module("relu5", nn.ReLU(inplace=False))
+    model.features.conv0 = nn.Conv2d(in_chans, model.features.conv0.out_channels, 3, 1, 1, bias=False)
+    nn.init.kaiming_normal_(model.features.conv0.weight)
+    model.features.transition3.pool = nn.Identity()
+    return model
+
+
+register(ArchSpec(
+    name="densenet_mini", family="densenet", builder=_densenet_mini, blocks=_DENSE_BLOCKS, head=("classifier",),
+    cam="features.relu5", first_conv="features.conv0", min_input_size=32, default_input_size=64, supports_width=True,
+    imagenet=None, merges=frozenset({"concat"}),
+    description="compact DenseNet (dense blocks 2-4-6-4, growth 32·width, output stride 8) for CPU-sized drift studies",
+    head_chain=lambda m: nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(1), m.classifier),
+    paper="Huang et al. 2017",
+))
+
+
+def _resnetv2_mini(num_classes: int, in_chans: int, width: float) -> nn.Module:
+    """timm ResNetV2 (pre-activation bottlenecks, two per stage, channels (256, 512, 1024, 2048)·w,
+    plain convolutions and batch norm as timm's resnetv2_50), output stride 8 (the last two stages dilate instead of striding)."""
+    import timm.layers  # lazy, as for resnet50v2: timm takes ~2 s to import
+    from timm.models.resnetv2 import ResNetV2
+
+    return ResNetV2(layers=[2, 2, 2, 2], channels=tuple(_scaled(c, width, 8) for c in (256, 512, 1024, 2048)),
+                    num_classes=num_classes, in_chans=in_chans, stem_chs=_scaled(64, width), output_stride=8,
+                    conv_layer=timm.layers.create_conv2d, norm_layer=timm.layers.BatchNormAct2d)
+
+
+register(ArchSpec(
+    name="resnetv2_mini", family="resnet", builder=_resnetv2_mini,
+    blocks=(("stem",), ("stages.0",), ("stages.1",), ("stages.2",), ("stages.3", "norm")), head=("head",), cam="norm",
+    first_conv="stem.conv", min_input_size=32, default_input_size=64, supports_width=True, imagenet=None,
+    merges=frozenset({"add"}), head_chain=lambda m: m.head, paper="He et al. 2016 (identity mappings)",
+    description="compact ResNetV2 (pre-activation bottlenecks 2-2-2-2, channels 256..2048·width, output stride 8)",
+))
+
+
+class InceptionModule(nn.Module):
+    """Four parallel branches concatenated (Szegedy et al. 2016, Inception-v3's "Mixed_5" module):
+    1×1; 1×1→3×3; 1×1→3×3→3×3 (the factorised 5×5); 3×3 average pool→1×1."""
+
+    def __init__(self, in_ch: int, c1: int, c3: int, c5: int, cp: int) -> None:
+        super().__init__()
+        self.branch1x1 = BasicConv2d(in_ch, c1, kernel_size=1)
+        self.branch3x3 = nn.Sequential(BasicConv2d(in_ch, c3, kernel_size=1), BasicConv2d(c3, c3, kernel_size=3, padding=1))
+        self.branch5x5 = nn.Sequential(BasicConv2d(in_ch, c5, kernel_size=1), BasicConv2d(c5, c5, kernel_size=3, padding=1),
+                                       BasicConv2d(c5, c5, kernel_size=3, padding=1))
+        self.branch_pool = nn.Sequential(nn.AvgPool2d(3, stride=1, padding=1), BasicConv2d(in_ch, cp, kernel_size=1))
+        self.out_channels = c1 + c3 + c5 + cp
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self.branch1x1(x), self.branch3x3(x), self.branch5x5(x), self.branch_pool(x)], 1)
+
+
+class InceptionMini(nn.Module):
+    """Stem (3×3 convolutions, max-pool) then Mixed_5 (two modules at stride 2), Mixed_6 (reduce,
+    two modules at stride 4), Mixed_7 (reduce, two modules at stride 8) and Mixed_8 (two
+    modules, the CAM stage); global average pooling and a linear head. Branch widths scale with
+    ``width`` from Inception-v3's 64/48/96/32 module."""
+
+    def __init__(self, num_classes: int, in_chans: int = 1, width: float = 1.0) -> None:
+        super().__init__()
+        b = _scaled(64, width)
+        self.stem = nn.Sequential(BasicConv2d(in_chans, b // 2, kernel_size=3, padding=1),
+                                  BasicConv2d(b // 2, b, kernel_size=3, padding=1), nn.MaxPool2d(2))
+
+        def stage(in_ch: int, scale: int, reduce: bool) -> tuple[nn.Sequential, int]:
+            layers: list[nn.Module] = [nn.MaxPool2d(2)] if reduce else []
+            for _ in range(2):
+                module = InceptionModule(in_ch, b * scale // 2, b * scale // 2, b * scale // 4, b * scale // 4)
+                layers.append(module)
+                in_ch = module.out_channels
+            return nn.Sequential(*layers), in_ch
+
+        self.Mixed_5, ch = stage(b, 1, False)
+        self.Mixed_6, ch = stage(ch, 2, True)
+        self.Mixed_7, ch = stage(ch, 4, True)
+        self.Mixed_8, ch = stage(ch, 4, False)
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(ch, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.Mixed_8(self.Mixed_7(self.Mixed_6(self.Mixed_5(self.stem(x)))))
+        return self.fc(torch.flatten(self.avgpool(x), 1))
+
+
+register(ArchSpec(
+    name="inception_mini", family="inception", builder=lambda c, i, w: InceptionMini(c, i, w),
+    blocks=(("stem",), ("Mixed_5",), ("Mixed_6",), ("Mixed_7",), ("Mixed_8",)), head=("fc",), cam="Mixed_8",
+    first_conv="stem.0.conv", min_input_size=32, default_input_size=64, supports_width=True, imagenet=None,
+    merges=frozenset({"concat"}), head_chain=lambda m: nn.Sequential(m.avgpool, nn.Flatten(1), m.fc),
+    paper="Szegedy et al. 2016", description="compact Inception (Inception-v3 modules, 2 per stage, output stride 8)",
+))

@@ -39,8 +39,13 @@ DOCUMENTED_BLOCKS = {
     ],
 }
 DOCUMENTED_BLOCKS["densenet201"] = DOCUMENTED_BLOCKS["densenet121"]
+DOCUMENTED_BLOCKS["densenet_mini"] = DOCUMENTED_BLOCKS["densenet121"]
+DOCUMENTED_BLOCKS["resnetv2_mini"] = DOCUMENTED_BLOCKS["resnet50v2"]
+DOCUMENTED_BLOCKS["inception_mini"] = [["stem"], ["Mixed_5"], ["Mixed_6"], ["Mixed_7"], ["Mixed_8"]]
 HEADS = {"vgg16": "classifier", "vgg16_plain": "classifier", "resnet18": "fc", "resnet50": "fc", "resnet50v2": "head",
-         "densenet121": "classifier", "densenet201": "classifier", "inception_v3": "fc"}
+         "densenet121": "classifier", "densenet201": "classifier", "inception_v3": "fc", "densenet_mini": "classifier",
+         "resnetv2_mini": "head", "inception_mini": "fc"}
+MINI = ("densenet_mini", "resnetv2_mini", "inception_mini")
 K = {"tl": 0, "1conv": 1, "2conv": 2, "3conv": 3, "4conv": 4, "all": 5}
 
 
@@ -57,7 +62,7 @@ def test_registry_lists_the_architectures() -> None:
 
 @pytest.mark.parametrize("arch", sorted(DOCUMENTED_BLOCKS))
 def test_trainable_parameters_per_degree_equal_documented_blocks(arch: str) -> None:
-    width = 0.125 if arch.startswith("vgg") else 1.0
+    width = 0.125 if arch.startswith("vgg") else 0.25 if arch in MINI else 1.0
     model = models.build(arch, 3, in_chans=1, width=width)
     names = [n for n, _ in model.named_parameters()]
     blocks = DOCUMENTED_BLOCKS[arch]
@@ -119,7 +124,8 @@ def test_small_networks_forward_and_chain_equals_forward(arch: str, in_chans: in
 
 def test_cam_layers_are_the_last_conv_stage() -> None:
     expected = {"vgg16": "features.42", "vgg16_plain": "features.29", "resnet18": "layer4", "resnet50": "layer4", "resnet50v2": "norm",
-                "densenet121": "features.relu5", "densenet201": "features.relu5", "inception_v3": "Mixed_7c"}
+                "densenet121": "features.relu5", "densenet201": "features.relu5", "inception_v3": "Mixed_7c",
+                "densenet_mini": "features.relu5", "resnetv2_mini": "norm", "inception_mini": "Mixed_8"}
     for arch, name in expected.items():
         spec = models.get_architecture(arch)
         assert spec.cam == name
@@ -158,3 +164,28 @@ def test_bad_names_and_values() -> None:
         models.build("vgg16", 2, in_chans=2)
     with pytest.raises(UnsupportedError, match="width"):
         models.build("resnet18", 2, width=0.5)
+
+
+@pytest.mark.parametrize("arch", MINI)
+def test_compact_drift_study_networks(arch: str) -> None:
+    """The drift study's compact families: output stride 8 (an 8x8 CAM at 64 px), chain == forward,
+    channels scale with width (about width^2 parameters), no in-place activations."""
+    torch.manual_seed(0)
+    spec = models.get_architecture(arch)
+    assert spec.supports_width and spec.default_input_size == 64 and spec.imagenet is None
+    model = models.build(arch, 5, in_chans=1, width=0.25).eval()
+    x = torch.rand(2, 1, 64, 64)
+    cam: dict[str, torch.Tensor] = {}
+    handle = spec.cam_layer(model).register_forward_hook(lambda m, i, o: cam.update(a=o))
+    with torch.no_grad():
+        y = model(x)
+        z = x
+        for part in spec.chain(model):
+            z = part(z)
+    handle.remove()
+    assert y.shape == (2, 5) and cam["a"].shape[-2:] == (8, 8)
+    torch.testing.assert_close(y, z, rtol=0, atol=0)
+    assert not any(getattr(m, "inplace", False) for m in model.modules())
+    small = sum(p.numel() for p in model.parameters())
+    large = sum(p.numel() for p in models.build(arch, 5, in_chans=1, width=0.5).parameters())
+    assert 2.5 < large / small < 4.5

@@ -30,7 +30,7 @@ from xai_core.errors import ConfigError, InputFileError, UnknownNameError, Unsup
 
 
 def test_registry() -> None:
-    assert list_pretraining_sources() == ["imagenet", "mri", "natural", "none"]
+    assert list_pretraining_sources() == ["imagenet", "mri", "natural", "none", "procedural"]
     with pytest.raises(UnknownNameError, match="unknown pre-training source 'radimagenet'"):
         pretrain("radimagenet", arch="vgg16", width=0.125)
 

@@ -76,7 +76,7 @@ def test_every_registry_is_the_shared_type_with_metadata() -> None:
         for entry in registry.entries():
             assert entry.label and isinstance(entry.help, str) and isinstance(entry.paper, str)
     assert models.list_architectures() == ARCHITECTURES.list() == sorted(ARCHITECTURES.list())
-    assert models.list_pretraining_sources() == ["imagenet", "mri", "natural", "none"]
+    assert models.list_pretraining_sources() == ["imagenet", "mri", "natural", "none", "procedural"]
     assert METHODS.get("gradcam").label == "Grad-CAM" and METHODS.get("saliency").help
     with pytest.raises(UnknownNameError, match="unknown architecture 'vgg19'; choose one of .*vgg16"):
         models.get_architecture("vgg19")

@@ -1,0 +1,98 @@
+"""Formula-driven images for the ``procedural`` pre-training source (a stand-in for ImageNet).
+
+Formula-driven supervised pre-training (Kataoka et al. 2020, FractalDB; Baradad et al. 2021,
+"Learning to see by looking at noise") replaces natural photographs by images drawn from
+formulas, labelled by the formula. Here each image is a low-contrast crop of a scikit-image
+photograph with one to three figures of one **family** drawn on it at a random place, size,
+rotation and contrast sign; the label is the family. The twelve families are generic shape and
+texture primitives (filled ellipse, regular polygon, star, ring, dot cluster, bars, cross,
+wavy blob, checker patch, stripe patch, crescent, speckled disk), the kind of part an ImageNet
+network's later filters respond to.
+
+Caveat recorded with the drift study (bench/RESULTS.md): several families (ellipse, star, ring,
+dot cluster, wavy blob) resemble the five lesion types of ``xaudit data build --classes 5``, so
+frozen features learnt here transfer to that benchmark more directly than ImageNet features
+would; a TL accuracy measured on them is not an estimate of ImageNet transfer.
+
+Everything is drawn in batch with torch on a polar grid around each figure's centre.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+FAMILIES: tuple[str, ...] = ("ellipse", "polygon", "star", "ring", "dots", "bars", "cross", "wavy_blob",
+                             "checker", "stripes", "crescent", "speckled")
+
+
+def _uniform(n: int, lo: float, hi: float, gen: torch.Generator) -> torch.Tensor:
+    return torch.empty(n, 1, 1).uniform_(lo, hi, generator=gen)
+
+
+def _family_masks(dy: torch.Tensor, dx: torch.Tensor, radius: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """``(F, n, H, W)`` masks of every family for figures of ``radius (n,1,1)`` (pixels) centred
+    where ``dy, dx (n,H,W)`` are zero; each family's random parameters drawn per figure."""
+    n = dy.shape[0]
+    rot = _uniform(n, 0, 2 * math.pi, gen)
+    y = dx * torch.sin(rot) + dy * torch.cos(rot)
+    x = dx * torch.cos(rot) - dy * torch.sin(rot)
+    rho, theta = torch.hypot(x, y), torch.atan2(y, x)
+    r = radius
+    aspect = _uniform(n, 1.0, 2.2, gen)
+    ellipse = (x / (r * aspect.sqrt())) ** 2 + (y * aspect.sqrt() / r) ** 2 <= 1
+    k = torch.randint(3, 9, (n, 1, 1), generator=gen).float()
+    sector = 2 * math.pi / k
+    polygon = rho * torch.cos((theta % sector) - sector / 2) <= r * torch.cos(math.pi / k)
+    spikes = torch.randint(4, 10, (n, 1, 1), generator=gen).float()
+    star = rho <= r * (0.45 + 0.55 * torch.cos(spikes * theta / 2).abs() ** 6)
+    ring = (rho <= r) & (rho >= r * _uniform(n, 0.45, 0.7, gen))
+    # dots: 3..6 small disks on a circle of radius 0.6 r
+    dots = torch.zeros_like(ring)
+    count = torch.randint(3, 7, (n, 1, 1), generator=gen)
+    for j in range(6):
+        angle = 2 * math.pi * j / count.float() + rot
+        cy, cx = 0.6 * r * torch.sin(angle), 0.6 * r * torch.cos(angle)
+        dots |= (torch.hypot(dy - cy, dx - cx) <= 0.28 * r) & (j < count)
+    bars = (y.abs() <= 0.14 * r) & (x.abs() <= r) | (((y - 0.55 * r).abs() <= 0.14 * r) & (x.abs() <= 0.8 * r))
+    cross = ((y.abs() <= 0.2 * r) & (x.abs() <= r)) | ((x.abs() <= 0.2 * r) & (y.abs() <= r))
+    harmonics = torch.randint(2, 6, (n, 1, 1), generator=gen).float()
+    wavy = rho <= r * (0.8 + 0.2 * torch.cos(harmonics * theta + rot))
+    freq = _uniform(n, 0.25, 0.5, gen) * (2 * math.pi / r.clamp(min=1))
+    disk = rho <= r
+    checker = disk & (torch.sin(freq * x * 2) * torch.sin(freq * y * 2) > 0)
+    stripes = disk & (torch.sin(freq * x * 2) > 0)
+    shift = _uniform(n, 0.35, 0.6, gen) * r
+    crescent = disk & (torch.hypot(x - shift, y) > r * 0.85)
+    speckle = torch.rand(dy.shape, generator=gen) < 0.5
+    speckled = disk & speckle
+    return torch.stack([ellipse, polygon, star, ring, dots, bars, cross, wavy, checker, stripes, crescent, speckled])
+
+
+def draw_figures(crops: torch.Tensor, gen: torch.Generator, max_figures: int = 3) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images ``(n, C, s, s)`` in [0, 1] and their family labels: ``crops`` (background views in
+    [0, 1]) at low contrast with 1..``max_figures`` figures of the image's family (radius 6–22 %
+    of ``s``, contrast ±0.3–0.7, 1-pixel blurred edges)."""
+    n, channels, size = crops.shape[0], crops.shape[1], crops.shape[-1]
+    base = 0.3 + 0.4 * crops
+    labels = torch.randint(len(FAMILIES), (n,), generator=gen)
+    grid = torch.arange(size, dtype=torch.float32)
+    figure = torch.zeros(n, size, size)
+    figures = torch.randint(1, max_figures + 1, (n,), generator=gen)
+    for f in range(max_figures):
+        radius = _uniform(n, 0.06, 0.22, gen) * size
+        cy = torch.empty(n, 1, 1).uniform_(0, 1, generator=gen) * (size - 2 * radius) + radius
+        cx = torch.empty(n, 1, 1).uniform_(0, 1, generator=gen) * (size - 2 * radius) + radius
+        dy = grid[None, :, None] - cy
+        dx = grid[None, None, :] - cx
+        masks = _family_masks(dy.expand(n, size, size), dx.expand(n, size, size), radius, gen)
+        chosen = masks[labels, torch.arange(n)].float()
+        figure = torch.maximum(figure, chosen * (f < figures).float()[:, None, None])
+    figure = F.avg_pool2d(figure[:, None], 3, stride=1, padding=1, count_include_pad=False)
+    contrast = torch.empty(n, 1, 1, 1).uniform_(0.3, 0.7, generator=gen)
+    sign = torch.where(torch.rand(n, 1, 1, 1, generator=gen) < 0.5, -1.0, 1.0)
+    x = base + sign * contrast * figure.expand(-1, channels, -1, -1)
+    x = x + 0.02 * torch.randn(x.shape, generator=gen)
+    return x.clamp(0, 1), labels
