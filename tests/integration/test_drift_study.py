@@ -1,0 +1,116 @@
+"""The drift study's analysis core on real SQLite/PostgreSQL rows: TL→epoch and cross-method pairs
+of the drift job, drift along epochs, the study-grain tables, and the old pooled tables left to
+the final TL→FT pairs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from db import Checkpoint, session_scope
+from xai_core.errors import ConfigError, UnknownNameError
+from xai_core.metrics import drift
+from xai_core.metrics.queries import drift_by_epoch, drift_frame, drift_table, export_table, reversal_table
+from tests.seed import add_checkpoint, add_dataset_rows, add_maps
+
+DIAG = np.hypot(15, 15)
+
+
+def _blob(h: int, r: float, c: float) -> np.ndarray:
+    yy, xx = np.mgrid[:h, :h]
+    return np.exp(-((yy - r) ** 2 + (xx - c) ** 2) / 8.0).astype(np.float32)
+
+
+def _set(checkpoint_id: int, **values: object) -> None:
+    with session_scope() as session:
+        row = session.get(Checkpoint, checkpoint_id)
+        for key, value in values.items():
+            setattr(row, key, value)
+
+
+def _maps(n: int, h: int, col: float) -> np.ndarray:
+    return np.stack([_blob(h, 6, col) for _ in range(n)])
+
+
+def seed_tl_ft_epochs(arch: str = "resnet50", n: int = 6, h: int = 16) -> dict[str, object]:
+    """A tl-ft run with two FT epoch checkpoints (parent TL), as ``train(protocol="tl-ft",
+    save_every=1)`` stores it: TL LayerCAM blob at column 6, epoch 1 at 7, epoch 2 and FT at 8;
+    Grad-CAM++ on TL at column 9 and on FT equal to LayerCAM's. Every prediction correct."""
+    masks = np.zeros((n, h, h), bool)
+    masks[:, 5:9, 5:9] = True
+    labels = [i % 2 for i in range(n)]
+    pks = add_dataset_rows(f"tiny-{arch}", masks, labels)
+    tl = add_checkpoint(f"{arch}-tl", arch, "natural", "tl", "tl", pks, labels, labels)
+    e1 = add_checkpoint(f"{arch}-ft-e1", arch, "natural", "all", "epoch", pks, labels, labels, parent_id=tl)
+    e2 = add_checkpoint(f"{arch}-ft-e2", arch, "natural", "all", "epoch", pks, labels, labels, parent_id=tl)
+    ft = add_checkpoint(f"{arch}-ft", arch, "natural", "all", "ft", pks, labels, labels, parent_id=tl)
+    _set(e1, epoch=1, metrics={"accuracy": 0.5})
+    _set(e2, epoch=2, metrics={"accuracy": 1.0})
+    _set(ft, history=[{"epoch": 1, "val_acc": 0.75}, {"epoch": 2, "val_acc": 0.875}])
+    add_maps(tl, "layercam", pks, _maps(n, h, 6))
+    add_maps(tl, "gradcam_plus_plus", pks, _maps(n, h, 9))
+    add_maps(e1, "layercam", pks, _maps(n, h, 7))
+    add_maps(e2, "layercam", pks, _maps(n, h, 8))
+    add_maps(ft, "layercam", pks, _maps(n, h, 8))
+    add_maps(ft, "gradcam_plus_plus", pks, _maps(n, h, 8))
+    return {"pks": pks, "tl": tl, "e1": e1, "e2": e2, "ft": ft}
+
+
+def test_drift_job_adds_epoch_and_cross_method_pairs(workspace: Path) -> None:
+    s = seed_tl_ft_epochs()
+    results = drift()
+    got = sorted((r.checkpoint_a_id, r.checkpoint_b_id, r.method, r.computed) for r in results)
+    assert got == sorted([
+        (s["tl"], s["ft"], "gradcam_plus_plus", 6), (s["tl"], s["ft"], "layercam", 6),
+        (s["tl"], s["e1"], "layercam", 6), (s["tl"], s["e2"], "layercam", 6),  # no Grad-CAM++ maps on epochs
+        (s["tl"], s["tl"], "layercam:gradcam_plus_plus", 6), (s["ft"], s["ft"], "layercam:gradcam_plus_plus", 6),
+    ])
+    assert all(r.computed == 0 for r in drift())  # resumable, the new pairs too
+    every = drift_frame(kind="all", metrics=["peak_displacement"])
+    assert every.groupby("kind").size().to_dict() == {"tl-ft": 12, "epoch": 12, "cross-method": 12}
+    epochs = every[every["kind"] == "epoch"]
+    assert set(epochs["phase_b"]) == {"epoch"} and sorted(set(epochs["epoch_b"])) == [1, 2]
+    assert set(epochs["degree_b"]) == {"all"} and set(epochs["phase_a"]) == {"tl"}
+    cross = every[every["kind"] == "cross-method"].set_index("checkpoint_b_id")["peak_displacement"]
+    np.testing.assert_allclose(cross.loc[s["tl"]], 3 / DIAG, atol=1e-9)  # TL: columns 6 vs 9
+    np.testing.assert_allclose(cross.loc[s["ft"]], 0.0, atol=1e-9)  # FT: the same maps
+    # the default frame and every pooled TL→FT table read only the final FT pairs
+    pooled = drift_frame()
+    assert len(pooled) == 12 and set(pooled["phase_b"]) == {"ft"} and set(pooled["kind"]) == {"tl-ft"}
+    table = drift_table(n_boot=100)
+    row = table[(table["method"] == "layercam") & (table["metric"] == "peak_displacement")].iloc[0]
+    assert row["n"] == 6 and row["mean"] == pytest.approx(2 / DIAG)  # not (1 + 2 + 2) / 3 epochs pooled
+    assert set(table["method"]) == {"layercam", "gradcam_plus_plus"}  # no layercam:gradcam_plus_plus rows
+    assert set(reversal_table()[0]["method"]) == {"layercam", "gradcam_plus_plus"}
+    # a cross-method pair named twice (explicitly and by the default) is computed once
+    again = drift(pairs=[(s["tl"], s["tl"])], methods=["layercam:gradcam_plus_plus"])
+    assert [(r.checkpoint_b_id, r.computed, r.skipped) for r in again] == [(s["tl"], 0, 6)]
+    with pytest.raises(ConfigError, match="two or more different methods"):
+        drift(cross_methods=("layercam",))
+    with pytest.raises(UnknownNameError, match="layer_cam"):
+        drift(cross_methods=("layer_cam", "gradcam_plus_plus"))
+
+
+def test_drift_by_epoch_values_and_accuracy(workspace: Path, tmp_path: Path) -> None:
+    s = seed_tl_ft_epochs()
+    drift(cross_methods=None)
+    curve = drift_by_epoch("peak_displacement", n_boot=100)
+    assert list(curve.columns[:10]) == ["arch", "pretrain", "degree", "method", "epoch", "mean", "ci_low",
+                                        "ci_high", "n", "n_clusters"]
+    assert curve[["arch", "pretrain", "degree", "method", "epoch"]].values.tolist() == [
+        ["resnet50", "natural", "all", "layercam", 1], ["resnet50", "natural", "all", "layercam", 2]]
+    np.testing.assert_allclose(curve["mean"], [1 / DIAG, 2 / DIAG], atol=1e-9)  # blob moved 1 then 2 px
+    np.testing.assert_allclose(curve["ci_low"], curve["mean"], atol=1e-9)  # every image moved alike
+    assert curve["n"].tolist() == [6, 6] and curve["n_clusters"].tolist() == [6, 6]
+    assert curve["val_accuracy"].tolist() == [0.75, 0.875]  # from the FT run's history
+    assert curve["test_accuracy"].tolist() == [0.5, 1.0]  # the epoch checkpoints' own metrics
+    iou = drift_by_epoch(n_boot=100)  # default iou_top20: epoch 2 equals FT's maps, shifted 2 px from TL
+    assert iou["epoch"].tolist() == [1, 2] and iou["mean"].iat[0] > iou["mean"].iat[1]
+    path, n = export_table("drift-epochs", tmp_path / "epochs.csv", n_boot=100)
+    assert n == 2 and pd.read_csv(path)["val_accuracy"].tolist() == [0.75, 0.875]
+    assert drift_by_epoch(n_boot=100).pipe(len) == 2
+    _set(s["ft"], history=[])  # a run still in progress: no validation accuracy yet
+    assert drift_by_epoch(n_boot=100)["val_accuracy"].isna().all()
