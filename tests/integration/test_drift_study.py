@@ -13,8 +13,17 @@ import pytest
 from db import Checkpoint, session_scope
 from xai_core.errors import ConfigError, UnknownNameError
 from xai_core.metrics import drift
-from xai_core.metrics.queries import drift_by_epoch, drift_frame, drift_table, export_table, reversal_table
-from tests.seed import add_checkpoint, add_dataset_rows, add_maps
+from xai_core.findings import REPRODUCED, UNTESTABLE, headline_findings
+from xai_core.metrics.queries import (
+    drift_by_epoch,
+    drift_frame,
+    drift_study_table,
+    drift_table,
+    export_table,
+    phase_accuracy_table,
+    reversal_table,
+)
+from tests.seed import add_checkpoint, add_dataset_rows, add_drift_rows, add_maps, add_scored_checkpoint
 
 DIAG = np.hypot(15, 15)
 
@@ -114,3 +123,68 @@ def test_drift_by_epoch_values_and_accuracy(workspace: Path, tmp_path: Path) -> 
     assert drift_by_epoch(n_boot=100).pipe(len) == 2
     _set(s["ft"], history=[])  # a run still in progress: no validation accuracy yet
     assert drift_by_epoch(n_boot=100)["val_accuracy"].isna().all()
+
+
+def _study(pks: list[int], tl_accuracy: float = 0.85) -> None:
+    """Three architectures' TL→FT pairs (2 classes); LayerCAM IoU 0.8 / 0.5 / 0.2 by architecture and
+    Grad-CAM++ the reverse (the ranking reverses); displacement 0 everywhere (stable)."""
+    rng = np.random.default_rng(0)
+    for i, arch in enumerate(ARCH_NAMES):
+        tl, _ = add_scored_checkpoint(f"{arch}-tl", pks, tl_accuracy if i == 0 else 0.85, degree="tl", phase="tl",
+                                      arch=arch)
+        ft, _ = add_scored_checkpoint(f"{arch}-ft", pks, 0.95, parent_id=tl, arch=arch)
+        _set(tl, metrics={"roc_auc": 0.9})
+        _set(ft, metrics={"roc_auc": 0.5, "roc_auc_macro": 0.99})  # the macro AUC wins where stored
+        for method, level in (("layercam", 0.8 - 0.3 * i), ("gradcam_plus_plus", 0.2 + 0.3 * i)):
+            add_drift_rows(tl, ft, method, pks[:30], level + rng.normal(0, 0.02, 30))
+
+
+ARCH_NAMES = ("densenet121", "resnet50v2", "inception_v3")
+
+
+def _finding(findings: list, start: str):
+    return next(f for f in findings if f.claim.startswith(start))
+
+
+def test_drift_study_verdicts_and_tables(workspace: Path) -> None:
+    masks = np.zeros((40, 8, 8), bool)
+    masks[:, 2:5, 2:5] = True
+    pks = add_dataset_rows("bench", masks, [i % 2 for i in range(40)])
+    _study(pks)
+    findings = headline_findings(n_boot=300)
+    phases = _finding(findings, "Both phases work")
+    assert phases.verdict == REPRODUCED
+    assert ("densenet121 (mri, densenet121-tl → densenet121-ft): TL accuracy 0.85, AUC 0.900; FT accuracy 0.95, "
+            "AUC 0.990 (chance 0.50)") in phases.evidence
+    arch = _finding(findings, "The displacement stays small")
+    assert arch.verdict == REPRODUCED  # IoU drift differs by architecture, displacement is 0 everywhere
+    assert "layercam: η² IoU drift 0.9" in arch.evidence and "displacement 0.000 [0.000, 0.000]" in arch.evidence
+    assert "resamples images within each architecture" in arch.rule
+    rev = _finding(findings, "Drift is architecture-dependent")
+    assert rev.verdict == REPRODUCED
+    assert ("gradcam_plus_plus vs layercam: τ -1.00 [-1.00, -1.00], reversal on the data, reversal in 100% of 300 "
+            "replicates") in rev.evidence
+    assert "layercam: densenet121 0.798 > resnet50v2 0.503 > inception_v3 0.200" in rev.evidence
+    table = phase_accuracy_table()
+    assert table["arch"].tolist() == sorted(ARCH_NAMES)
+    assert table["ft_auc"].tolist() == [0.99] * 3 and table["tl_auc"].tolist() == [0.9] * 3
+    assert table["both_working"].all() and table["chance"].tolist() == [0.5] * 3
+    study = drift_study_table(n_boot=200, metrics=["iou_top20"])
+    assert len(study) == 6 and {"sd", "q25", "q75", "iqr", "pair"} <= set(study.columns)
+    row = study[(study["arch"] == "densenet121") & (study["method"] == "layercam")].iloc[0]
+    assert row["pair"] == "densenet121-tl → densenet121-ft" and row["degree"] == "all" and row["n"] == 30
+    assert row["mean"] == pytest.approx(0.8, abs=0.01) and row["sd"] == pytest.approx(0.02, abs=0.008)
+
+
+def test_near_chance_tl_makes_the_phases_untestable(workspace: Path) -> None:
+    masks = np.zeros((40, 8, 8), bool)
+    masks[:, 2:5, 2:5] = True
+    _study(add_dataset_rows("bench", masks, [i % 2 for i in range(40)]), tl_accuracy=0.5)
+    findings = headline_findings(n_boot=200)
+    phases = _finding(findings, "Both phases work")
+    assert phases.verdict == UNTESTABLE
+    assert "TL accuracy 0.50, AUC 0.900 — near chance" in phases.evidence
+    assert "A model of densenet121 (mri) is near chance" in phases.rule
+    assert not phase_accuracy_table().set_index("arch").at["densenet121", "tl_working"]
+    rev = _finding(findings, "Drift is architecture-dependent")  # two working architectures remain
+    assert "Left out as near chance: densenet121-tl (test accuracy 0.50)" in rev.evidence

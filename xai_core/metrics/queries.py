@@ -20,13 +20,15 @@ from sqlalchemy import case, func, select
 
 from db import Checkpoint, Dataset, DriftMetric, GroundTruthMetric, Prediction, Sample, get_engine, session_scope
 from xai_core.errors import ConfigError, InputFileError, WorkspaceError
-from xai_core.metrics.drift_job import comparison_label
+from xai_core.metrics.drift_job import CROSS_METHODS, comparison_label
 from xai_core.metrics.evaluate_job import GT_SELECTIONS
 from xai_core.metrics.order import sort_by_degree
 from xai_core.metrics.registry import get_drift_metric, get_ground_truth_metric, list_drift_metrics, list_ground_truth_metrics
 from xai_core.metrics.statistics import (
+    NEAR_CHANCE_MARGIN,
     clustered_summary,
-    ranking_agreement,
+    near_chance,
+    ranking_uncertainty,
     stability_ranking,
     summarise,
 )
@@ -222,10 +224,96 @@ def drift_table(n_boot: int = 1000, metrics: list[str] | None = None) -> pd.Data
     return summarise(drift_frame(metrics=names), ["arch", "method"], names, n_boot=n_boot)
 
 
-def reversal_table(metric: str = "iou_top20") -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(stability ranking of architectures per method, Kendall tau + reversal flags per method pair)."""
-    ranking = stability_ranking(drift_frame(metrics=[get_drift_metric(metric).name]), metric=metric)
-    return ranking, ranking_agreement(ranking)
+def reversal_table(metric: str = "iou_top20", n_boot: int = 1000) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(stability ranking of architectures per method, Kendall tau + reversal flags per method pair
+    with the tau's bootstrap CI and the share of replicates that reverse, :func:`ranking_uncertainty`),
+    on the final TL→FT pairs (same method on both sides)."""
+    name = get_drift_metric(metric).name
+    frame = same_method(drift_frame(metrics=[name]))
+    return stability_ranking(frame, metric=name), ranking_uncertainty(frame, name, n_boot=n_boot)
+
+
+def same_method(frame: pd.DataFrame) -> pd.DataFrame:
+    """Drift rows comparing one method with itself (A and B explained alike)."""
+    return frame[frame["method_a"] == frame["method_b"]].reset_index(drop=True)
+
+
+STUDY_GRAIN = ["arch", "method", "pretrain", "degree", "pair"]
+
+
+def drift_study_table(n_boot: int = 1000, metrics: list[str] | None = None) -> pd.DataFrame:
+    """The drift study at its grain: per (architecture, method, pre-training source, FT degree,
+    TL→FT pair ``"tl-name → ft-name"``) and drift metric (default: every registered one) the
+    ``n`` map pairs, ``mean``, ``median``, bootstrap 95% CI (``ci_low, ci_high``) and the
+    inter-sample spread ``sd, q25, q75, iqr`` (:func:`summarise` with ``spread``); final TL→FT pairs
+    only, same method on both sides."""
+    names = metrics or list_drift_metrics()
+    frame = same_method(drift_frame(metrics=names))
+    frame = frame.assign(degree=frame["degree_b"].fillna("-"),
+                         pair=frame["checkpoint_a"] + " → " + frame["checkpoint_b"])
+    return summarise(frame, STUDY_GRAIN, names, n_boot=n_boot, spread=True)
+
+
+def _auc(metrics: dict[str, Any] | None) -> float:
+    """A checkpoint's ROC-AUC: macro one-vs-rest (``roc_auc_macro``) where stored, else ``roc_auc``."""
+    m = metrics or {}
+    value = m.get("roc_auc_macro", m.get("roc_auc"))
+    return float("nan") if value is None else float(value)
+
+
+PHASE_COLUMNS = ["arch", "pretrain", "degree", "tl_checkpoint", "ft_checkpoint", "num_classes", "chance",
+                 "tl_accuracy", "ft_accuracy", "tl_auc", "ft_auc", "tl_working", "ft_working", "both_working"]
+
+
+def phase_accuracy_table(margin: float = NEAR_CHANCE_MARGIN) -> pd.DataFrame:
+    """Per TL→FT pair (``phase='ft'`` child of a ``phase='tl'`` checkpoint): architecture,
+    pre-training, FT degree, both checkpoints' names, test accuracy (from their stored test
+    predictions, :func:`checkpoint_info`; else ``metrics['accuracy']``) and ROC-AUC (macro
+    one-vs-rest with more than two classes, :func:`_auc`), chance ``1/K`` and whether each phase
+    works — not near chance (:func:`near_chance`: accuracy ≥ 1/K + ``margin``), the rule the
+    findings leave near-chance models out by."""
+    with session_scope() as session:
+        rows = session.execute(select(Checkpoint.id, Checkpoint.phase, Checkpoint.parent_id, Checkpoint.metrics)
+                               .where(Checkpoint.phase.in_(["tl", "ft"]))).all()
+    stored = {int(r.id): r for r in rows}
+    pairs = [(int(r.parent_id), int(r.id)) for r in rows
+             if r.phase == "ft" and r.parent_id is not None and getattr(stored.get(int(r.parent_id)), "phase", "") == "tl"]
+    if not pairs:
+        return pd.DataFrame(columns=PHASE_COLUMNS)
+    info = checkpoint_info().set_index("checkpoint_id")
+
+    def accuracy(ck: int) -> float:
+        acc = info.at[ck, "accuracy"]
+        fallback = (stored[ck].metrics or {}).get("accuracy")
+        return float(acc) if np.isfinite(acc) else float("nan") if fallback is None else float(fallback)
+
+    out = []
+    for tl, ft in sorted(pairs, key=lambda p: p[1]):
+        k = int(info.at[ft, "num_classes"])
+        tl_acc, ft_acc = accuracy(tl), accuracy(ft)
+        tl_ok, ft_ok = (not bool(near_chance(a, k, margin)) for a in (tl_acc, ft_acc))
+        out.append({"arch": info.at[ft, "arch"], "pretrain": info.at[ft, "pretrain"], "degree": info.at[ft, "degree"],
+                    "tl_checkpoint": info.at[tl, "checkpoint"], "ft_checkpoint": info.at[ft, "checkpoint"],
+                    "num_classes": k, "chance": 1.0 / max(k, 2), "tl_accuracy": tl_acc, "ft_accuracy": ft_acc,
+                    "tl_auc": _auc(stored[tl].metrics), "ft_auc": _auc(stored[ft].metrics),
+                    "tl_working": tl_ok, "ft_working": ft_ok, "both_working": tl_ok and ft_ok})
+    return sort_by_degree(pd.DataFrame(out, columns=PHASE_COLUMNS), ["arch", "pretrain", "degree"])
+
+
+CROSS_METRICS = ["iou_top20", "pearson", "com_displacement"]
+
+
+def cross_method_table(methods: tuple[str, str] = CROSS_METHODS, n_boot: int = 1000,
+                       metrics: list[str] | None = None) -> pd.DataFrame:
+    """Agreement between two methods' maps of the same checkpoint (default LayerCAM vs Grad-CAM++,
+    the ``cross-method`` rows of ``xaudit drift``): per architecture, pre-training, phase (``tl`` /
+    ``ft``, separately) and metric (default :data:`CROSS_METRICS`: top-20% IoU, Pearson, centre-of-mass
+    displacement) ``n, mean, median``, bootstrap 95% CI and ``sd, q25, q75, iqr``."""
+    names = metrics or CROSS_METRICS
+    label = comparison_label(*methods)
+    frame = drift_frame(metrics=names, methods=[label, comparison_label(methods[1], methods[0])], kind="cross-method")
+    frame = frame[frame["phase_b"].isin(["tl", "ft"])].rename(columns={"phase_b": "phase"})
+    return summarise(frame, ["arch", "pretrain", "phase", "method"], names, n_boot=n_boot, spread=True)
 
 
 def epoch_accuracy() -> pd.DataFrame:
@@ -287,8 +375,11 @@ TABLES = {
     "benchmark": "ground-truth summary per method x pre-training x degree with CIs",
     "drift-summary": "drift summary per architecture x method with CIs",
     "rankings": "architecture stability ranking per method (iou_top20)",
-    "reversals": "Kendall tau between methods' rankings and reversal flags",
+    "reversals": "Kendall tau between methods' rankings, its bootstrap CI, reversal flags and replicate share",
     "accuracy": "per-checkpoint mean metric and test accuracy",
+    "drift-study": "drift per architecture x method x pre-training x TL→FT pair with SD, IQR and CIs",
+    "phase-accuracy": "TL vs FT test accuracy and AUC per TL→FT pair, and whether each phase works",
+    "cross-method": "LayerCAM vs Grad-CAM++ agreement on the same checkpoint per architecture, TL and FT",
     "drift-epochs": "drift of every FT epoch checkpoint vs TL per architecture x method x epoch with CIs (iou_top20)",
 }
 
@@ -307,9 +398,15 @@ def table(name: str, **options: Any) -> pd.DataFrame:
     if name == "drift-summary":
         return drift_table(n_boot=n_boot)
     if name == "rankings":
-        return reversal_table(metric or "iou_top20")[0]
+        return reversal_table(metric or "iou_top20", n_boot=n_boot)[0]
     if name == "reversals":
-        return reversal_table(metric or "iou_top20")[1]
+        return reversal_table(metric or "iou_top20", n_boot=n_boot)[1]
+    if name == "drift-study":
+        return drift_study_table(n_boot=n_boot)
+    if name == "phase-accuracy":
+        return phase_accuracy_table()
+    if name == "cross-method":
+        return cross_method_table(n_boot=n_boot)
     if name == "drift-epochs":
         return drift_by_epoch(metric or "iou_top20", n_boot=n_boot)
     if name == "accuracy":
