@@ -10,8 +10,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from db import Checkpoint, session_scope
+from sqlalchemy import select
+
+from db import Checkpoint, Prediction, session_scope
+from models.finetune import TrainConfig
+from models.grid import train
+from tests.easy_data import register_easy_dataset
 from xai_core.errors import ConfigError, UnknownNameError
+from xai_core.cli import run
 from xai_core.metrics import drift
 from xai_core.findings import REPRODUCED, UNTESTABLE, headline_findings
 from xai_core.metrics.queries import (
@@ -23,6 +29,8 @@ from xai_core.metrics.queries import (
     phase_accuracy_table,
     reversal_table,
 )
+from xai_core.metrics.registry import list_drift_metrics
+from xai_core.report import write_report
 from tests.seed import add_checkpoint, add_dataset_rows, add_drift_rows, add_maps, add_scored_checkpoint
 
 DIAG = np.hypot(15, 15)
@@ -188,3 +196,80 @@ def test_near_chance_tl_makes_the_phases_untestable(workspace: Path) -> None:
     assert not phase_accuracy_table().set_index("arch").at["densenet121", "tl_working"]
     rev = _finding(findings, "Drift is architecture-dependent")  # two working architectures remain
     assert "Left out as near chance: densenet121-tl (test accuracy 0.50)" in rev.evidence
+
+
+def test_report_has_the_drift_study_section(workspace: Path, tmp_path: Path) -> None:
+    masks = np.zeros((40, 8, 8), bool)
+    masks[:, 2:5, 2:5] = True
+    _study(add_dataset_rows("bench", masks, [i % 2 for i in range(40)]))
+    out = write_report(tmp_path / "r")
+    page = out.read_text()
+    section = page[page.index("<h2>The drift study at its grain"):]
+    assert "TL vs FT test accuracy and ROC-AUC" in section and "What the demo&#x27;s stand-ins limit" not in section
+    assert "What the demo's stand-ins limit" in section and "τ takes only the values" in section
+    phases = pd.read_csv(out.parent / "phase-accuracy.csv")
+    assert len(phases) == 3 and phases["both_working"].all()
+    study = pd.read_csv(out.parent / "drift-study.csv")
+    assert {"sd", "q25", "q75", "iqr"} <= set(study.columns) and len(study) == 6 * len(list_drift_metrics())
+    reversals = pd.read_csv(out.parent / "reversals.csv")
+    assert reversals[["tau_ci_low", "reversal_share"]].values.tolist() == [[-1.0, 1.0]]
+    cards = page.count('<div class="card">')
+    assert cards == 5  # no ground-truth rows: one card for them, then phases, drift, architecture, reversal
+
+
+def test_real_tl_ft_training_with_epoch_checkpoints(workspace: Path) -> None:
+    """A tiny tl-ft training saving every epoch: the drift job pairs TL with the FT epochs (not the TL
+    epochs, whose parent is not a TL checkpoint), true positives from the stored predictions."""
+    splits = register_easy_dataset()
+    tl, ft = train(splits, arch="vgg16", pretrain="none", protocol="tl-ft", width=0.125, epochs=2, save_every=1,
+                   batch_size=32, config=TrainConfig(device="cpu"))
+    pks = [int(p) for p in splits.test_pks]
+    with session_scope() as session:
+        epochs = session.scalars(select(Checkpoint).where(Checkpoint.phase == "epoch").order_by(Checkpoint.id)).all()
+        kinds = {e.id: (e.parent_id, e.degree, e.epoch) for e in epochs}
+        correct = {ck: {p.sample_pk for p in session.scalars(select(Prediction).where(
+            Prediction.checkpoint_id == ck, Prediction.correct.is_(True)))} for ck in [tl.id, ft.id, *kinds]}
+    ft_epochs = [i for i, (parent, degree, _) in kinds.items() if parent == tl.id]
+    assert [kinds[i][1:] for i in ft_epochs] == [("all", 1), ("all", 2)] and len(kinds) == 4
+    rng = np.random.default_rng(0)
+    for ck in [tl.id, ft.id, *kinds]:
+        add_maps(ck, "layercam", pks, rng.random((len(pks), 8, 8)).astype(np.float32))
+    for ck in (tl.id, ft.id):
+        add_maps(ck, "gradcam_plus_plus", pks, rng.random((len(pks), 8, 8)).astype(np.float32))
+    results = drift()
+    computed = {(r.checkpoint_a_id, r.checkpoint_b_id, r.method): r.computed for r in results}
+    both = lambda a, b: len(correct[a] & correct[b])  # noqa: E731
+    assert computed == {
+        (tl.id, ft.id, "layercam"): both(tl.id, ft.id), (tl.id, ft.id, "gradcam_plus_plus"): both(tl.id, ft.id),
+        **{(tl.id, e, "layercam"): both(tl.id, e) for e in ft_epochs},
+        (tl.id, tl.id, "layercam:gradcam_plus_plus"): len(correct[tl.id]),
+        (ft.id, ft.id, "layercam:gradcam_plus_plus"): len(correct[ft.id]),
+    }
+    n_metrics, n = len(list_drift_metrics()), len(pks)
+    drift(selection="all")  # the rest of the test images too (a model this tiny may get few right)
+    every = drift_frame(kind="all")
+    assert every.groupby("kind").size().to_dict() == {"tl-ft": 2 * n, "epoch": 2 * n, "cross-method": 2 * n}
+    # the old pooled tables: final FT rows only
+    summary = drift_table(n_boot=100)
+    assert set(summary["n"]) == {n} and len(summary) == 2 * n_metrics
+    assert set(drift_frame()["checkpoint_b_id"]) == {ft.id}
+    assert set(reversal_table(n_boot=50)[0]["method"]) == {"layercam", "gradcam_plus_plus"}
+    curve = drift_by_epoch(n_boot=100)
+    assert curve["epoch"].tolist() == [1, 2] and curve["n"].tolist() == [n, n]
+    with session_scope() as session:
+        history = session.get(Checkpoint, ft.id).history
+    assert curve["val_accuracy"].tolist() == pytest.approx([h["val_acc"] for h in history])
+
+
+def test_cli_cross_methods_and_new_exports(workspace: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    seed_tl_ft_epochs()
+    assert run(["drift", "--cross-methods", "none"]) == 0
+    out = capsys.readouterr().out
+    assert "drift: 24 pairs computed" in out and "layercam:gradcam_plus_plus" not in out  # 2 TL→FT + 2 epochs
+    assert run(["drift"]) == 0  # the default adds LayerCAM vs Grad-CAM++ on TL and FT
+    assert "drift: 12 pairs computed (24 already stored)" in capsys.readouterr().out
+    assert run(["drift", "--cross-methods", "layercam"]) == 2
+    assert "error: cross_methods needs two or more different methods" in capsys.readouterr().err
+    for name, rows in (("drift-epochs", 2), ("cross-method", 2 * 3), ("phase-accuracy", 1), ("drift-study", 16)):
+        assert run(["export", name, str(tmp_path / f"{name}.csv"), "--n-boot", "100"]) == 0
+        assert f"wrote {rows} rows" in capsys.readouterr().out, name
