@@ -29,8 +29,18 @@ from scipy import stats
 from xai_core.attribution import equivalent_pairs
 from xai_core.metrics import CHANCE_METHODS
 from xai_core.metrics.order import degree_rank, ordered_degrees
-from xai_core.metrics.queries import checkpoint_info, drift_frame, gt_frame, reversal_table
-from xai_core.metrics.statistics import ci_text, cluster_bootstrap, contrast_ci, spearman_rows
+from xai_core.metrics.queries import checkpoint_info, drift_frame, gt_frame, phase_accuracy_table, same_method
+from xai_core.metrics.statistics import (
+    NEAR_CHANCE_MARGIN,
+    architecture_effect,
+    ci_text,
+    cluster_bootstrap,
+    contrast_ci,
+    near_chance,
+    ranking_uncertainty,
+    spearman_rows,
+    stratified_boot,
+)
 
 MRI = "Oliveira et al. 2024 (MRI)"
 CXR = "Elangovan & Ting 2026 (chest X-ray)"
@@ -46,7 +56,6 @@ VERDICT_TONES = {REPRODUCED: "good", OPPOSITE: "bad", MIXED: "warn", NO_DIFFEREN
 # Thresholds of the verdicts; each is named with its reason in the text the user reads.
 CONFIDENCE = 0.95
 N_BOOT = 2000
-NEAR_CHANCE_MARGIN = 0.10
 LOW_DEGREES = ("tl", "1conv", "2conv")
 WITHIN_DOMAIN = ("mri",)
 OUT_OF_DOMAIN = ("natural", "imagenet")
@@ -54,10 +63,12 @@ MIN_TREND_DEGREES = 3
 ALPHA = 0.05
 PARTIAL_IOU = 0.8
 STEADY_ACCURACY = 0.05
+CLEAR_REVERSAL_SHARE = 0.5  # a reversal must hold in at least half the bootstrap replicates
 
 NEAR_CHANCE_RULE = (
-    f"A checkpoint counts as near chance when its test accuracy is below chance + {NEAR_CHANCE_MARGIN:.2f} "
-    f"(below {0.5 + NEAR_CHANCE_MARGIN:.2f} for 2 classes, i.e. within {NEAR_CHANCE_MARGIN:.2f} of chance 0.50): "
+    f"A checkpoint counts as near chance when its test accuracy is below chance 1/K + {NEAR_CHANCE_MARGIN:.2f} "
+    f"for K classes (below {0.5 + NEAR_CHANCE_MARGIN:.2f} for 2 classes, i.e. within {NEAR_CHANCE_MARGIN:.2f} of "
+    f"chance 0.50; below {0.2 + NEAR_CHANCE_MARGIN:.2f} for 5 classes): "
     "a model that barely beats guessing has learned no evidence to explain, so its maps can neither confirm "
     "nor refute a claim about explanations; its rows are left out."
 )
@@ -88,8 +99,7 @@ class Health:
     @classmethod
     def load(cls) -> Health:
         info = checkpoint_info().set_index("checkpoint_id")
-        chance = 1.0 / info["num_classes"].clip(lower=2)
-        info["near_chance"] = ~(info["accuracy"] >= chance + NEAR_CHANCE_MARGIN)  # NaN (no predictions) too
+        info["near_chance"] = near_chance(info["accuracy"], info["num_classes"])  # NaN (no predictions) too
         return cls(info)
 
     def working(self, ids: Sequence[int]) -> list[int]:
@@ -360,26 +370,151 @@ def _drift_finding(drift: pd.DataFrame, health: Health, n_boot: int) -> Finding:
     return Finding(CXR, claim, evidence, verdict, rule)
 
 
-def _reversal_finding(drift: pd.DataFrame, health: Health) -> Finding:
+def _phases_finding(phases: pd.DataFrame) -> Finding:
+    claim = ("Both phases work: the transfer-learning model (frozen backbone, head trained) and the fully "
+             "fine-tuned model of each architecture classify well above chance (the study: both above 99% AUC), "
+             "so the drift between them compares two models that learned the task.")
+    rule = ("Each TL→FT pair's test accuracy (and ROC-AUC, macro one-vs-rest with more than two classes) is stated; "
+            "reproduced when both models of every pair work; not testable here when either model of a pair is near "
+            "chance — drift from or to a model that learned nothing says nothing about fine-tuning. "
+            + NEAR_CHANCE_RULE)
+    if phases.empty:
+        return Finding(CXR, claim, "no TL→FT pairs", UNTESTABLE,
+                       "No TL→FT checkpoint pairs yet; train them with `xaudit train --protocol tl-ft`.")
+
+    def text(r: object) -> str:
+        auc = lambda v: "" if not np.isfinite(v) else f", AUC {v:.3f}"  # noqa: E731
+        flag = lambda ok: "" if ok else " — near chance"  # noqa: E731
+        return (f"{r.arch} ({r.pretrain}, {r.tl_checkpoint} → {r.ft_checkpoint}): TL accuracy {r.tl_accuracy:.2f}"
+                f"{auc(r.tl_auc)}{flag(r.tl_working)}; FT accuracy {r.ft_accuracy:.2f}{auc(r.ft_auc)}"
+                f"{flag(r.ft_working)} (chance {r.chance:.2f})")
+
+    evidence = "; ".join(text(r) for r in phases.itertuples()) + "."
+    failing = phases[~phases["both_working"]]
+    if not failing.empty:
+        names = ", ".join(f"{r.arch} ({r.pretrain})" for r in failing.itertuples())
+        return Finding(CXR, claim, evidence, UNTESTABLE,
+                       f"A model of {names} is near chance, so its TL→FT drift is not evidence changing. " + rule)
+    return Finding(CXR, claim, evidence, REPRODUCED, rule)
+
+
+def _working_pairs(drift: pd.DataFrame, health: Health) -> tuple[pd.DataFrame, list[str]]:
+    """Drift rows whose two checkpoints both work, and the near-chance checkpoints left out."""
+    if drift.empty:
+        return drift, []
+    ids = pd.concat([drift["checkpoint_a_id"], drift["checkpoint_b_id"]]).unique()
+    ok = set(health.working(ids))
+    keep = drift["checkpoint_a_id"].isin(ok) & drift["checkpoint_b_id"].isin(ok)
+    return drift[keep], health.excluded(ids)
+
+
+ARCH_RULE = (
+    "Per method, on the TL→FT map pairs of working models: η² of the architecture (the share of the variance over "
+    "images that the per-architecture means explain; 0 = every architecture drifts alike, 1 = all variation is "
+    "between architectures) of the IoU drift (1 − top-20% IoU) and of the centre-of-mass displacement (a share of "
+    "the image diagonal), on the same map pairs. Both are scale-free and share the same rows and architectures, so "
+    "their difference needs no threshold and their common upward bias without an effect cancels. The "
+    f"{CONFIDENCE:.0%} CI of η²(IoU drift) − η²(displacement) from a bootstrap that resamples images within each "
+    f"architecture ({N_BOOT} resamples) above 0: the IoU drift depends on the architecture more than the "
+    "displacement does (the study's direction); below 0: the displacement depends on it more (opposite); "
+    "containing 0: no clear difference. Needs at least 2 architectures. ")
+
+
+def architecture_dependence(rows: pd.DataFrame, n_boot: int = N_BOOT, seed: int = 0) -> dict[str, object]:
+    """The test behind the architecture finding on one method's rows (``arch``, ``sample_pk``,
+    ``iou_top20``, ``com_displacement``): η² of the architecture for the IoU drift and the
+    displacement (:func:`architecture_effect`) with CIs, their difference's CI and direction, and the
+    per-architecture means of both with CIs (images resampled within architecture)."""
+    df = rows.assign(iou_drift=1.0 - rows["iou_top20"])
+    point, boot = architecture_effect(df, ["iou_drift", "com_displacement"], n_boot=n_boot, seed=seed)
+    eta_iou = contrast_ci(point["iou_drift"], boot[:, 0], CONFIDENCE)
+    eta_disp = contrast_ci(point["com_displacement"], boot[:, 1], CONFIDENCE)
+    diff = contrast_ci(point["iou_drift"] - point["com_displacement"], boot[:, 0] - boot[:, 1], CONFIDENCE)
+    means = {}
+    for value in ("iou_drift", "com_displacement"):
+        groups, gboot = stratified_boot(df.assign(_all=1), value, ["_all"], n_boot=n_boot, seed=seed)
+        means[value] = {a: contrast_ci(m, gboot[:, i], CONFIDENCE)
+                        for i, (a, m) in enumerate(zip(groups["arch"], groups["mean"], strict=True))}
+    return {"eta_iou": eta_iou, "eta_displacement": eta_disp, "difference": diff,
+            "direction": _direction(diff[1], diff[2]), "means": means}
+
+
+def _architecture_finding(drift: pd.DataFrame, health: Health, n_boot: int) -> Finding:
+    claim = ("The displacement stays small and alike across architectures while the IoU drift depends on the "
+             "architecture: the architecture explains more of the IoU drift than of the displacement.")
+    rule = ARCH_RULE + COMBINE_RULE + " " + NEAR_CHANCE_RULE
+    work, excluded = _working_pairs(same_method(drift), health)
+    archs = sorted(work["arch"].unique()) if not work.empty else []
+    if len(archs) < 2:
+        return Finding(CXR, claim, f"architectures with working TL→FT pairs: {', '.join(archs) or 'none'}"
+                       + _excluded_text(excluded), UNTESTABLE,
+                       "Needs TL→FT pairs of working models of at least two architectures; train more with "
+                       "`xaudit train --protocol tl-ft`. " + NEAR_CHANCE_RULE)
+    parts, directions = [], []
+    for method in sorted(work["method"].unique()):
+        rows = work[work["method"] == method]
+        if rows["arch"].nunique() < 2:
+            continue
+        t = architecture_dependence(rows, n_boot)
+        directions.append(t["direction"])
+        label = {"support": "IoU drift more architecture-dependent", "opposite": "displacement more "
+                 "architecture-dependent (opposite)", "unclear": "no clear difference"}[t["direction"]]
+        iou = ", ".join(f"{a} {_pct(*c)}" for a, c in t["means"]["iou_drift"].items())
+        disp = ", ".join(f"{a} {_pct(*c)}" for a, c in t["means"]["com_displacement"].items())
+        parts.append(f"{method}: η² IoU drift {_pct(*t['eta_iou'])} vs displacement {_pct(*t['eta_displacement'])}, "
+                     f"difference {_pct(*t['difference'], signed=True)} — {label} (mean IoU drift: {iou}; "
+                     f"displacement, share of the diagonal: {disp})")
+    if not directions:
+        return Finding(CXR, claim, "no method with TL→FT pairs of two architectures" + _excluded_text(excluded),
+                       UNTESTABLE, "Needs one method explained on TL→FT pairs of at least two architectures.")
+    return Finding(CXR, claim, "; ".join(parts) + "." + _excluded_text(excluded), combine(directions), rule)
+
+
+def reversal_verdict(agreement: pd.DataFrame) -> str:
+    """The ranking-reversal verdict from :func:`ranking_uncertainty`'s rows: reproduced when a method
+    pair reverses the ranking on the data and in at least :data:`CLEAR_REVERSAL_SHARE` of the
+    replicates; opposite when every pair's tau CI lies above 0 (the rankings agree); otherwise no
+    clear difference (including a reversal on the data that most replicates do not show)."""
+    if agreement.empty:
+        return UNTESTABLE
+    clear = agreement["reversal"].astype(bool) & (agreement["reversal_share"] >= CLEAR_REVERSAL_SHARE)
+    if clear.any():
+        return REPRODUCED
+    if (agreement["tau_ci_low"] > 0).all():
+        return OPPOSITE
+    return NO_DIFFERENCE
+
+
+def _reversal_finding(drift: pd.DataFrame, health: Health, n_boot: int = N_BOOT) -> Finding:
     claim = ("Drift is architecture-dependent, and the architecture ranking by stability reverses "
              "between attribution methods (e.g. LayerCAM vs Grad-CAM++).")
-    rule = ("Architectures are ranked by mean top-20% IoU per method; a method pair reverses the ranking when "
-            "Kendall's τ between its two rankings is below 0 or the most stable architecture under one method is "
-            "the least stable under the other. Reproduced when at least one method pair reverses. "
-            + NEAR_CHANCE_RULE)
-    archs = sorted(drift["arch"].unique()) if not drift.empty else []
+    rule = ("Architectures are ranked by mean top-20% IoU per method, on the TL→FT pairs of working models; a method "
+            "pair reverses the ranking when Kendall's τ between its two rankings is below 0 or the most stable "
+            "architecture under one method is the least stable under the other. Uncertainty: a bootstrap that "
+            f"resamples images within each architecture ({N_BOOT} resamples) re-ranks and gives τ's {CONFIDENCE:.0%} CI "
+            "and the share of replicates that reverse. Reproduced when a method pair reverses on the data and in at "
+            f"least {CLEAR_REVERSAL_SHARE:.0%} of the replicates; a reversal in fewer is no clear difference; "
+            "opposite direction when every pair's τ CI lies above 0 (the rankings agree). " + NEAR_CHANCE_RULE)
+    work, excluded = _working_pairs(same_method(drift), health)
+    archs = sorted(work["arch"].unique()) if not work.empty else []
     if len(archs) < 2:
-        return Finding(CXR, claim, f"architectures with TL→FT pairs: {', '.join(archs) or 'none'}", UNTESTABLE,
-                       "Needs TL→FT pairs of at least two architectures; train more with "
+        return Finding(CXR, claim, f"architectures with working TL→FT pairs: {', '.join(archs) or 'none'}"
+                       + _excluded_text(excluded), UNTESTABLE,
+                       "Needs TL→FT pairs of working models of at least two architectures; train more with "
                        "`xaudit train --protocol tl-ft`.")
-    _, agreement = reversal_table("iou_top20")
-    reversals = agreement[agreement["reversal"]] if "reversal" in agreement else agreement.iloc[0:0]
-    pairs = [f"{r.method_a} vs {r.method_b} (τ {r.kendall_tau:+.2f})" for r in reversals.itertuples()]
-    bad = health.excluded(pd.concat([drift["checkpoint_a_id"], drift["checkpoint_b_id"]]).unique())
-    evidence = f"{len(pairs)} of {len(agreement)} method pairs reverse the ranking" + (
-        f": {', '.join(pairs[:4])}" if pairs else "") + "." + (
-        f" Pairs include near-chance models: {', '.join(bad)}." if bad else "")
-    return Finding(CXR, claim, evidence, REPRODUCED if pairs else NO_DIFFERENCE, rule)
+    agreement = ranking_uncertainty(work, "iou_top20", n_boot=n_boot)
+    if agreement.empty:
+        return Finding(CXR, claim, f"methods: {', '.join(sorted(work['method'].unique()))}", UNTESTABLE,
+                       "Needs two attribution methods explained on TL→FT pairs of the same architectures.")
+    means = work.groupby(["method", "arch"])["iou_top20"].mean()
+    order = "; ".join(f"{m}: " + " > ".join(f"{a} {v:.3f}" for a, v in means[m].sort_values(ascending=False).items())
+                      for m in sorted(work["method"].unique()))
+    pairs = [f"{r.method_a} vs {r.method_b}: τ {r.kendall_tau:+.2f} [{r.tau_ci_low:+.2f}, {r.tau_ci_high:+.2f}], "
+             f"{'reversal' if r.reversal else 'no reversal'} on the data, reversal in {r.reversal_share:.0%} of "
+             f"{r.n_boot} replicates" for r in agreement.itertuples()]
+    evidence = (f"Mean top-20% IoU per architecture (most stable first) — {order}. {'; '.join(pairs)}."
+                + _excluded_text(excluded))
+    return Finding(CXR, claim, evidence, reversal_verdict(agreement), rule)
 
 
 def headline_findings(n_boot: int = N_BOOT) -> list[Finding]:
@@ -395,6 +530,7 @@ def headline_findings(n_boot: int = N_BOOT) -> list[Finding]:
     else:
         findings += [_pretraining_finding(gt, health, n_boot), _degree_finding(gt, health, n_boot),
                      _methods_finding(gt, health, n_boot), _baseline_finding(gt, baselines, health, n_boot)]
-    drift = drift_frame()
-    findings += [_drift_finding(drift, health, n_boot), _reversal_finding(drift, health)]
+    drift = drift_frame()  # the final TL→FT pairs only (no epoch, no same-checkpoint cross-method rows)
+    findings += [_phases_finding(phase_accuracy_table()), _drift_finding(drift, health, n_boot),
+                 _architecture_finding(drift, health, n_boot), _reversal_finding(drift, health, n_boot)]
     return findings

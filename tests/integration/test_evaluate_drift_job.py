@@ -120,7 +120,7 @@ def test_cross_method_drift_on_one_checkpoint(workspace: Path) -> None:
     s = _seed(workspace)
     res = drift(pairs=[(s["tl"], s["tl"]), (s["ft"], s["ft"])], methods=["gradcam:layercam"], selection="all")
     assert [(r.method, r.computed) for r in res] == [("gradcam:layercam", 6), ("gradcam:layercam", 6)]
-    frame = drift_frame(methods=["gradcam:layercam"])
+    frame = drift_frame(methods=["gradcam:layercam"], kind="cross-method")
     same = frame[frame.checkpoint_b_id == s["tl"]]  # TL: both methods stored the same maps
     assert np.allclose(same["iou_top20"], 1.0) and np.allclose(same["pearson"], 1.0)
     moved = frame[frame.checkpoint_b_id == s["ft"]].sort_values("sample_pk")  # FT gradcam blob shifted by i

@@ -40,7 +40,7 @@ def _images(n: int = 40, h: int = 8) -> list[int]:
 def _by_claim(findings: list[Finding]) -> dict[str, Finding]:
     keys = {"within-domain": "pretraining", "rises with": "degree", "methods differ": "methods",
             "edge-detection": "baseline", "changes the evidence": "drift", "ranking": "reversal",
-            "Ground-truth": "gt"}
+            "Both phases work": "phases", "displacement stays small": "architecture", "Ground-truth": "gt"}
     return {next(v for k, v in keys.items() if k in f.claim): f for f in findings}
 
 
@@ -173,5 +173,6 @@ def test_verdicts_through_the_real_jobs(workspace: Path) -> None:
 
 def test_empty_workspace_says_what_to_run(workspace: Path) -> None:
     findings = headline_findings(n_boot=50)
-    assert [f.verdict for f in findings] == [UNTESTABLE] * 3
-    assert "xaudit evaluate" in findings[0].rule and "xaudit drift" in findings[1].rule
+    assert [f.verdict for f in findings] == [UNTESTABLE] * 5
+    assert "xaudit evaluate" in findings[0].rule and "xaudit drift" in findings[2].rule
+    assert "--protocol tl-ft" in findings[1].rule  # no TL→FT pairs to check the phases of

@@ -28,7 +28,7 @@ def test_report_cards_methods_order_and_notes(workspace: Path, tmp_path: Path) -
     out = write_report(tmp_path / "r")
     page = out.read_text()
     cards = re.findall(r'<div class="card">.*?</div>', page, flags=re.S)
-    assert len(cards) == 6  # pre-training, degree trend, methods, baseline, drift, reversal
+    assert len(cards) == 8  # pre-training, degree trend, methods, baseline, phases, drift, architecture, reversal
     assert f'<span class="badge bad">{OPPOSITE}</span>' in cards[0]
     assert "natural higher (opposite)" in cards[0] and "0.60 for 2 classes" in cards[0]
     assert "tl &lt; 1conv &lt; 2conv" in cards[1]  # escaped text

@@ -59,8 +59,16 @@ def drift(
     selection: str = typer.Option("true_positive", help="Samples: true_positive (correct for both) | all."),
     metrics: Optional[list[str]] = typer.Option(None, "--metrics", help="Drift metrics (comma-separated or repeated; default: all registered, see `xaudit metrics`)."),
     chunk_size: int = typer.Option(256, min=1, help="Map pairs per chunk (one DB transaction each)."),
+    cross_methods: Optional[str] = typer.Option(
+        None, "--cross-methods",
+        help="Methods compared with each other on the same TL and FT checkpoint (default layercam,gradcam_plus_plus; "
+             "checkpoints without maps of both are skipped); 'none' for no cross-method comparisons.",
+    ),
 ) -> None:
-    """The registered drift metrics (`xaudit metrics` lists them) between the maps of two checkpoints."""
+    """The registered drift metrics (`xaudit metrics` lists them) between the maps of two checkpoints.
+
+    Default pairs: every TL->FT pair and every TL->epoch pair (FT epoch checkpoints of
+    `xaudit train --protocol tl-ft --save-every 1`), plus the cross-method comparisons."""
     # lazy: only this command's stack is imported (xaudit --help and other commands stay fast)
     from xai_core.metrics.drift_job import drift as run
 
@@ -74,7 +82,9 @@ def drift(
             pairs.append((parts[0], parts[1]))
     bar = TqdmProgress("drift")
     try:
-        results = run(pairs, _split(methods), selection, bar, metrics=_split(metrics), chunk_size=chunk_size)
+        extra = {} if cross_methods is None else {
+            "cross_methods": () if cross_methods.strip().lower() == "none" else _split([cross_methods]) or ()}
+        results = run(pairs, _split(methods), selection, bar, metrics=_split(metrics), chunk_size=chunk_size, **extra)
     finally:
         bar.close()
     for r in results:
@@ -97,10 +107,10 @@ def list_metrics() -> None:
 
 @app.command()
 def export(
-    table: str = typer.Argument(..., help="gt-metrics | drift-metrics | benchmark | drift-summary | rankings | reversals | accuracy"),
+    table: str = typer.Argument(..., help="gt-metrics | drift-metrics | benchmark | drift-summary | rankings | reversals | accuracy | drift-study | phase-accuracy | cross-method | drift-epochs"),
     output: str = typer.Argument(..., help="Output file ending in .csv or .parquet."),
     selection: str = typer.Option("correct", help="Sample selection for summary tables."),
-    metric: Optional[str] = typer.Option(None, help="Drift metric for rankings/reversals (default iou_top20) or ground-truth metric for accuracy (default precision); see `xaudit metrics`."),
+    metric: Optional[str] = typer.Option(None, help="Drift metric for rankings/reversals/drift-epochs (default iou_top20) or ground-truth metric for accuracy (default precision); see `xaudit metrics`."),
     n_boot: int = typer.Option(1000, min=100, help="Bootstrap resamples for CIs."),
 ) -> None:
     """Export a metrics table as CSV or Parquet."""

@@ -12,6 +12,13 @@
   drift stability, Kendall's tau-b between two methods' rankings and reversal flags (the chest
   X-ray study's "architecture-dependent" finding: the most stable architecture under one method
   is not under another).
+* :func:`ranking_uncertainty`: Kendall's tau between two methods' architecture rankings with a
+  bootstrap CI and the share of replicates that reverse the ranking (images resampled within
+  each architecture).
+* :func:`architecture_effect`: η², the share of the variance over images that the architecture
+  explains, of several metrics on the same rows, with stratified bootstrap replicates (the chest
+  X-ray study's "displacement stable, IoU drift architecture-dependent").
+* :func:`near_chance`: the test accuracy below which a K-class model counts as near chance.
 * :func:`accuracy_controlled_effect`: the MRI study's accuracy-controlled comparison — OLS of a
   checkpoint's mean explanation performance on its test accuracy and pre-training source;
   the source coefficient is the pre-training effect at matched accuracy, with a t-based CI.
@@ -170,14 +177,18 @@ def summarise(
     n_boot: int = 2000,
     confidence: float = 0.95,
     seed: int = 0,
+    spread: bool = False,
 ) -> pd.DataFrame:
-    """Long table: one row per (group, metric) with ``n, mean, median, ci_low, ci_high``."""
+    """Long table: one row per (group, metric) with ``n, mean, median, ci_low, ci_high``; with
+    ``spread`` also the inter-sample spread ``sd`` (sample SD, ddof 1; NaN for one value),
+    ``q25, q75`` (linear-interpolation quartiles, numpy's default) and ``iqr = q75 − q25``."""
     missing = [c for c in [*by, *metrics] if c not in frame.columns]
     if missing:
         raise ConfigError(f"unknown column(s) {missing}; available: {sorted(frame.columns)}")
     rows: list[dict[str, Any]] = []
+    extra = ["sd", "q25", "q75", "iqr"] if spread else []
     if frame.empty:
-        return pd.DataFrame(columns=[*by, "metric", "n", "mean", "median", "ci_low", "ci_high"])
+        return pd.DataFrame(columns=[*by, "metric", "n", "mean", "median", "ci_low", "ci_high", *extra])
     for key, group in frame.groupby(list(by), sort=True, dropna=False):  # loop over groups, not samples
         key = key if isinstance(key, tuple) else (key,)
         for metric in metrics:
@@ -193,9 +204,153 @@ def summarise(
                     "median": float(np.median(vals)) if vals.size else float("nan"),
                     "ci_low": lo,
                     "ci_high": hi,
+                    **(_spread(vals) if spread else {}),
                 }
             )
     return sort_by_degree(pd.DataFrame(rows), list(by))
+
+
+def _spread(vals: np.ndarray) -> dict[str, float]:
+    """``sd`` (ddof 1), ``q25``, ``q75`` and ``iqr`` of finite ``vals`` (NaN where undefined)."""
+    if vals.size == 0:
+        return {"sd": float("nan"), "q25": float("nan"), "q75": float("nan"), "iqr": float("nan")}
+    q25, q75 = np.quantile(vals, [0.25, 0.75])
+    return {"sd": float(vals.std(ddof=1)) if vals.size > 1 else float("nan"), "q25": float(q25), "q75": float(q75),
+            "iqr": float(q75 - q25)}
+
+
+NEAR_CHANCE_MARGIN = 0.10  # above chance a model must be to count as working (findings name it with its reason)
+
+
+def near_chance(accuracy: Any, num_classes: Any, margin: float = NEAR_CHANCE_MARGIN) -> np.ndarray:
+    """True where a test accuracy is below chance + ``margin`` (chance = 1/K for K classes, K ≥ 2;
+    a missing accuracy counts as near chance): 0.60 for 2 classes, 0.30 for 5."""
+    acc = np.asarray(accuracy, dtype=np.float64)
+    k = np.clip(np.asarray(num_classes, dtype=np.float64), 2, None)
+    with np.errstate(invalid="ignore"):
+        return ~(acc >= 1.0 / k + margin - 1e-9)  # 1/5 + 0.1 is 0.30000000000000004 in floats
+
+
+def stability_scores(means: np.ndarray, metric: str) -> np.ndarray:
+    """Lower = more stable: ``-mean·sign`` for a metric with a direction, ``|mean|`` for change metrics
+    (the order :func:`stability_ranking` ranks by)."""
+    direction = get_drift_metric(metric).sign
+    return -means * direction if direction else np.abs(means)
+
+
+def kendall_tau_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Kendall's tau-b between each row of ``a`` and of ``b`` (``(n_boot, k)`` each):
+    ``Σ_{i<j} sgn(a_i−a_j)·sgn(b_i−b_j) / sqrt(n_a · n_b)`` with ``n_a``, ``n_b`` the pairs not tied
+    in ``a``, ``b`` (scipy's tau-b); NaN where one row is all ties or has a NaN."""
+    a, b = np.atleast_2d(a), np.atleast_2d(b)
+    iu = np.triu_indices(a.shape[1], k=1)
+    da = np.sign(a[:, :, None] - a[:, None, :])[:, iu[0], iu[1]]
+    db = np.sign(b[:, :, None] - b[:, None, :])[:, iu[0], iu[1]]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        tau = (da * db).sum(1) / np.sqrt((da**2).sum(1) * (db**2).sum(1))
+    tau[~(np.isfinite(a).all(1) & np.isfinite(b).all(1))] = np.nan
+    return tau
+
+
+def stratified_boot(frame: pd.DataFrame, value: str, by: Sequence[str], stratum: str = "arch",
+                    cluster: str = "sample_pk", n_boot: int = 2000, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:
+    """:func:`cluster_bootstrap` run separately per ``stratum`` (images resampled *within* each
+    architecture, seed ``seed + i`` for the i-th stratum): ``groups`` (``stratum`` and ``by``
+    columns, ``n``, ``n_clusters``, ``mean``) and ``(n_boot, n_groups)`` replicate means."""
+    parts, boots = [], []
+    for i, (key, rows) in enumerate(frame.groupby(stratum, sort=True)):
+        groups, boot = cluster_bootstrap(rows, value, list(by), cluster, n_boot, seed + i)
+        parts.append(groups.assign(**{stratum: key}))
+        boots.append(boot)
+    if not parts:
+        return pd.DataFrame(columns=[stratum, *by, "n", "n_clusters", "mean"]), np.empty((n_boot, 0))
+    groups = pd.concat(parts, ignore_index=True)
+    return groups[[stratum, *by, "n", "n_clusters", "mean"]], np.concatenate(boots, axis=1)
+
+
+def ranking_uncertainty(frame: pd.DataFrame, metric: str = "iou_top20", item: str = "arch", by: str = "method",
+                        cluster: str = "sample_pk", n_boot: int = 2000, confidence: float = 0.95,
+                        seed: int = 0) -> pd.DataFrame:
+    """:func:`ranking_agreement` of every two methods plus the uncertainty of Kendall's tau.
+
+    Bootstrap: per ``item`` (architecture), its images are resampled with replacement
+    (:func:`stratified_boot`; each drawn image keeps its rows of every method, so both methods'
+    means of a replicate use the same images), the per-(method, architecture) means recomputed,
+    the architectures ranked per method and tau-b taken between the two methods' rankings
+    (:func:`kendall_tau_rows`). Adds ``tau_ci_low, tau_ci_high`` (percentile interval) and
+    ``reversal_share`` — the share of replicates whose rankings reverse by :func:`ranking_agreement`'s
+    rule (tau < 0, or the most stable architecture under one method is the least stable under the
+    other) — and ``n_boot`` (replicates where both rankings are defined)."""
+    point = ranking_agreement(stability_ranking(frame, metric, item, by), item, by)
+    cols = [*point.columns, "tau_ci_low", "tau_ci_high", "reversal_share", "n_boot"]
+    if point.empty:
+        return pd.DataFrame(columns=cols)
+    groups, boot = stratified_boot(frame, metric, [by], item, cluster, n_boot, seed)
+    items = sorted(groups[item].unique())
+    rows = []
+    for r in point.itertuples(index=False):
+        sides = []
+        for method in (r.method_a, r.method_b):
+            idx = [groups.index[(groups[by] == method) & (groups[item] == it)] for it in items]
+            sides.append(np.column_stack([boot[:, i[0]] if len(i) else np.full(n_boot, np.nan) for i in idx]))
+        a, b = (stability_scores(x, metric) for x in sides)
+        shared = np.isfinite(a).any(0) & np.isfinite(b).any(0)  # items ranked under both (as the point estimate)
+        a, b = a[:, shared], b[:, shared]
+        keep = np.isfinite(a).all(1) & np.isfinite(b).all(1)
+        tau = np.nan_to_num(kendall_tau_rows(a, b), nan=0.0)[keep]  # all ties: tau 0, as ranking_agreement
+        flip = ((a.argmin(1) == b.argmax(1)) | (b.argmin(1) == a.argmax(1)))[keep]
+        lo, hi = _percentile_ci(tau[:, None], confidence) if tau.size else (np.array([np.nan]), np.array([np.nan]))
+        rows.append({**r._asdict(), "tau_ci_low": float(lo[0]), "tau_ci_high": float(hi[0]),
+                     "reversal_share": float(((tau < 0) | flip).mean()) if tau.size else float("nan"),
+                     "n_boot": int(keep.sum())})
+    return pd.DataFrame(rows, columns=cols)
+
+
+def architecture_effect(frame: pd.DataFrame, values: Sequence[str], item: str = "arch", cluster: str = "sample_pk",
+                        n_boot: int = 2000, seed: int = 0) -> tuple[dict[str, float], np.ndarray]:
+    """η² of ``item`` for each column of ``values`` on the same rows: ``SS_between / SS_total``
+    (the share of the variance over rows explained by the item's means; 0 when every item has
+    the same mean, 1 when rows vary only between items; 0 for a constant column).
+
+    Replicates resample images within each item (stratified clustered bootstrap, seed ``seed + i``
+    per item, all of a drawn image's rows), from per-(item, image) sums of ``x``, ``x²`` and counts:
+    ``SS_total = Σx² − (Σx)²/N``, ``SS_between = Σ_g S_g²/N_g − (Σx)²/N``. Rows with a non-finite
+    value in any column are dropped first, so every column is measured on the same rows — and,
+    with the same number of rows and items, the same upward bias under no effect, which cancels in
+    a difference of two η². Returns ``({column: η²}, (n_boot, len(values)))``."""
+    df = frame[np.isfinite(frame[list(values)].to_numpy(dtype=np.float64)).all(1)]
+    items = sorted(df[item].unique())
+    sums = np.zeros((n_boot, len(items), len(values)))
+    squares = np.zeros_like(sums)
+    counts = np.zeros((n_boot, len(items), 1))
+    point_s = np.zeros((len(items), len(values)))
+    point_q = np.zeros_like(point_s)
+    point_n = np.zeros((len(items), 1))
+    for i, it in enumerate(items):
+        rows = df[df[item] == it]
+        code, _ = pd.factorize(rows[cluster], sort=True)
+        x = rows[list(values)].to_numpy(dtype=np.float64)
+        n_c = int(code.max()) + 1
+        s = np.stack([np.bincount(code, weights=x[:, j], minlength=n_c) for j in range(len(values))], 1)
+        q = np.stack([np.bincount(code, weights=x[:, j] ** 2, minlength=n_c) for j in range(len(values))], 1)
+        n = np.bincount(code, minlength=n_c).astype(np.float64)[:, None]
+        w = cluster_draws(n_c, n_boot, seed + i)
+        sums[:, i], squares[:, i], counts[:, i] = w @ s, w @ q, w @ n
+        point_s[i], point_q[i], point_n[i] = s.sum(0), q.sum(0), n.sum(0)
+
+    def eta(s: np.ndarray, q: np.ndarray, n: np.ndarray) -> np.ndarray:
+        total_n = n.sum(-2)
+        grand = s.sum(-2) ** 2 / total_n
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ss_total = q.sum(-2) - grand
+            ss_between = (s**2 / n).sum(-2) - grand
+            out = np.where(ss_total > 1e-12 * np.maximum(q.sum(-2), 1e-300), ss_between / ss_total, 0.0)
+        return np.clip(out, 0.0, 1.0)
+
+    if not items:
+        return {v: float("nan") for v in values}, np.full((n_boot, len(values)), np.nan)
+    point = eta(point_s, point_q, point_n)
+    return dict(zip(values, map(float, point), strict=True)), eta(sums, squares, counts)
 
 
 def stability_ranking(
@@ -207,11 +362,10 @@ def stability_ranking(
 
     Returns columns ``by, item, mean, rank`` (average ranks for ties).
     """
-    direction = get_drift_metric(metric).sign
     if frame.empty:
         return pd.DataFrame(columns=[by, item, "mean", "rank"])
     means = frame.groupby([by, item], sort=True)[metric].mean().reset_index(name="mean")
-    score = -means["mean"] * direction if direction else means["mean"].abs()
+    score = pd.Series(stability_scores(means["mean"].to_numpy(dtype=np.float64), metric), index=means.index)
     means["rank"] = score.groupby(means[by]).rank(method="average", ascending=True)
     return means
 
