@@ -11,7 +11,8 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from xai_core.metrics import drift
-from tests.seed import add_checkpoint, add_maps
+from db import Checkpoint, session_scope
+from tests.seed import add_checkpoint, add_dataset_rows, add_maps
 from xai_core.data import build_dataset
 from xai_core.data.dataset import load_dataset
 
@@ -155,3 +156,57 @@ def test_evidence_view_browser_order_and_arrow(workspace: Path) -> None:
     assert np.allclose([arrow["ax"], arrow["ay"], arrow["x"], arrow["y"]], [col_a, row_a, col_a, row_a], atol=1e-3)
     assert float(at.table[-1].value["com_displacement"].iloc[0]) == 0.0
     assert by_shift[-1] in at.selectbox(key="evidence_sample").options[-1]
+
+
+def _seed_epochs() -> None:
+    """Two tl-ft runs with two FT epoch checkpoints each (as ``train(protocol="tl-ft", save_every=1)``
+    stores them): LayerCAM's blob moves 1 then 2 columns (resnet50) or 3 then 3 (densenet201)."""
+    n, h = 4, 16
+    masks = np.zeros((n, h, h), bool)
+    masks[:, 5:9, 5:9] = True
+    labels = [0, 1, 0, 1]
+    pks = add_dataset_rows("tiny", masks, labels)
+    for arch, (c1, c2) in (("resnet50", (7, 8)), ("densenet201", (9, 9))):
+        tl = add_checkpoint(f"{arch}-tl", arch, "natural", "tl", "tl", pks, labels, labels)
+        e1 = add_checkpoint(f"{arch}-ft-e1", arch, "natural", "all", "epoch", pks, labels, labels, parent_id=tl)
+        e2 = add_checkpoint(f"{arch}-ft-e2", arch, "natural", "all", "epoch", pks, labels, labels, parent_id=tl)
+        ft = add_checkpoint(f"{arch}-ft", arch, "natural", "all", "ft", pks, labels, labels, parent_id=tl)
+        with session_scope() as session:
+            session.get(Checkpoint, e1).epoch = 1
+            session.get(Checkpoint, e2).epoch = 2
+            session.get(Checkpoint, ft).history = [{"epoch": 1, "val_acc": 0.5}, {"epoch": 2, "val_acc": 0.75}]
+        for ck, col in ((tl, 6), (e1, c1), (e2, c2), (ft, c2)):
+            add_maps(ck, "layercam", pks, np.stack([_blob(6, col) for _ in range(n)]))
+    drift()
+
+
+def test_drift_along_training(workspace: Path) -> None:
+    _seed_epochs()
+    at = AppTest.from_file(PAGE, default_timeout=60).run()
+    at.session_state["drift_view"] = "Along training"
+    at.run()
+    assert not at.exception, at.exception
+    at.selectbox(key="epoch_metric").set_value("peak_displacement").run()
+    assert not at.exception, at.exception
+    (chart,) = at.get("plotly_chart")
+    fig = json.loads(chart.proto.spec)
+    assert [a["text"] for a in fig["layout"]["annotations"]] == ["densenet201", "resnet50"]  # one panel each
+    lines = {(t["xaxis"], t["name"]): t for t in fig["data"]}
+    diag = np.hypot(15, 15)
+    resnet = lines[("x2", "layercam")]  # second panel
+    assert list(resnet["x"]) == [1, 2] and np.allclose(resnet["y"], [1 / diag, 2 / diag])
+    assert np.allclose(lines[("x", "layercam")]["y"], [3 / diag, 3 / diag])
+    band = lines[("x2", "layercam CI")]  # every image moved alike: the CI is the mean
+    assert np.allclose(band["y"], [1 / diag, 2 / diag, 2 / diag, 1 / diag])
+    acc = lines[("x2", "val accuracy")]
+    assert acc["yaxis"] == "y4" and list(acc["y"]) == [0.5, 0.75]  # the second panel's right axis
+
+
+def test_drift_along_training_without_epochs_says_how(workspace: Path) -> None:
+    _seed()
+    at = AppTest.from_file(PAGE, default_timeout=60).run()
+    at.session_state["drift_view"] = "Along training"
+    at.run()
+    assert not at.exception, at.exception
+    assert any("No drift along training" in i.value for i in at.info)
+    assert any("--save-every 1" in c.value for c in at.code)

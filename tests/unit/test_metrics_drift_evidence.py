@@ -16,7 +16,7 @@ from xai_core.metrics.drift_evidence import (
     symmetric_limit,
 )
 from xai_core.metrics.drift_measures import drift_metrics
-from xai_core.metrics.figures import drift_evidence, qualitative_grid
+from xai_core.metrics.figures import drift_epoch_lines, drift_evidence, qualitative_grid
 from xai_core.metrics.qualitative import grid_cells, grid_of, grid_samples, peak_scaled
 
 
@@ -123,3 +123,22 @@ def test_grid_of_scales_each_cell() -> None:
     assert sum(t.name == "map" for t in fig.data) == 9 and sum(t.name == "lesion" for t in fig.data) == 9
     with pytest.raises(ShapeError):
         grid_of(np.zeros((3, 3)), np.zeros((3, 3), bool), cells, maps)
+
+
+def test_drift_epoch_lines_runs_and_accuracy_axis() -> None:
+    curve = pd.DataFrame(
+        [("resnet50", p, "all", m, e, mean, mean - 0.1, mean + 0.1, 5, acc)
+         for p, shift in (("mri", 0.0), ("natural", 0.2))
+         for m in ("layercam", "gradcam_plus_plus")
+         for e, mean, acc in ((1, 0.9 - shift, 0.6), (2, 0.7 - shift, 0.8))],
+        columns=["arch", "pretrain", "degree", "method", "epoch", "mean", "ci_low", "ci_high", "n", "val_accuracy"])
+    fig = drift_epoch_lines(curve, "iou_top20")
+    names = [t.name for t in fig.data if t.mode == "lines+markers"]
+    assert names == ["gradcam_plus_plus (mri / all)", "layercam (mri / all)", "val accuracy (mri / all)",
+                     "gradcam_plus_plus (natural / all)", "layercam (natural / all)", "val accuracy (natural / all)"]
+    natural = next(t for t in fig.data if t.name == "layercam (natural / all)")
+    assert list(natural.x) == [1, 2] and np.allclose(natural.y, [0.7, 0.5]) and natural.line.dash == "dash"
+    acc = next(t for t in fig.data if t.name == "val accuracy (mri / all)")
+    assert acc.yaxis == "y2" and list(acc.y) == [0.6, 0.8]
+    band = next(t for t in fig.data if t.name == "layercam (mri / all) CI")
+    assert np.allclose(band.y, [1.0, 0.8, 0.6, 0.8])  # ci_high forwards, ci_low backwards

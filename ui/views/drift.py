@@ -1,4 +1,5 @@
-"""Drift: did fine-tuning change the evidence? Drift table with CIs, ranking reversals, one sample's evidence."""
+"""Drift: did fine-tuning change the evidence? Drift table with CIs, ranking reversals, drift along the FT
+epochs next to the validation accuracy, and one sample's evidence (maps, difference, centre-of-mass arrow)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import streamlit as st
 from ui.common import lazy_tabs, page_start, stop_when_empty, user_errors
 from xai_core.metrics import queries
 from xai_core.metrics.drift_evidence import Evidence, drift_order, load_evidence
-from xai_core.metrics.figures import drift_box, drift_evidence
+from xai_core.metrics.figures import drift_box, drift_epoch_lines, drift_evidence
 from xai_core.metrics.registry import DRIFT_METRICS
 from xai_core.metrics.statistics import ci_table, ranking_agreement, stability_ranking, summarise
 
@@ -18,6 +19,10 @@ FILL_COMMANDS = """xaudit demo --quick --no-serve                  # everything 
 xaudit train --dataset mri-lesions --arch resnet50 --protocol tl-ft   # a TL checkpoint and its FT successor
 xaudit explain --checkpoint NAME --methods gradcam_plus_plus,layercam  # for both checkpoints
 xaudit drift                                    # TL -> FT drift on samples correct for both"""
+
+EPOCH_COMMANDS = """xaudit train --dataset NAME --arch resnet50 --protocol tl-ft --save-every 1   # keeps each FT epoch
+xaudit explain --checkpoint RUN-ft-e1 --methods gradcam_plus_plus,layercam      # each FT epoch checkpoint RUN-ft-eE
+xaudit drift                                    # TL -> FT and TL -> epoch pairs"""
 
 TABLES = ("drift_metrics", "checkpoints", "samples")  # what the cached reads below read
 
@@ -55,6 +60,12 @@ def _evidence(sides: tuple, a_id: int, b_id: int, sample_pk: int, stamp: tuple) 
     return load_evidence(a_id, sides[0], b_id, sides[1], sample_pk)
 
 
+@st.cache_data(show_spinner=False, max_entries=16)
+def _epochs(metric: str, stamp: tuple) -> pd.DataFrame:
+    """Drift of every FT epoch checkpoint against its TL checkpoint, with CIs and validation accuracy."""
+    return queries.drift_by_epoch(metric=metric)
+
+
 # Figures are cached as objects: st.cache_data would unpickle a copy, and unpickling a plotly
 # figure validates it again, about as slow as building it; st.plotly_chart does not change them.
 @st.cache_resource(show_spinner=False, max_entries=16)
@@ -65,6 +76,27 @@ def _box_figure(metric: str, stamp: tuple) -> go.Figure:
 @st.cache_resource(show_spinner=False, max_entries=64)
 def _evidence_figure(sides: tuple, a_id: int, b_id: int, sample_pk: int, titles: tuple, stamp: tuple) -> go.Figure:
     return drift_evidence(_evidence(sides, a_id, b_id, sample_pk, stamp), titles)
+
+
+@st.cache_resource(show_spinner=False, max_entries=16)
+def _epoch_figure(metric: str, stamp: tuple) -> go.Figure:
+    return drift_epoch_lines(_epochs(metric, stamp), metric)
+
+
+def along_training(metrics: list[str], stamp: tuple) -> None:
+    """When did the evidence move: a drift metric of every FT epoch checkpoint against its TL
+    checkpoint per architecture × method (95% CI bands) next to the validation accuracy."""
+    metric = st.selectbox("Metric", metrics, index=metrics.index("iou_top20"), key="epoch_metric",
+                          format_func=lambda k: DRIFT_METRICS.get(k).label)
+    curve = _epochs(metric, stamp)
+    if curve.empty:
+        st.info("No drift along training yet: it needs the FT epoch checkpoints of a tl-ft run and their maps.")
+        st.code(EPOCH_COMMANDS, language="bash")
+        return
+    st.plotly_chart(_epoch_figure(metric, stamp), width="stretch")
+    st.caption(f"Mean {metric} between the TL checkpoint's maps and each FT epoch checkpoint's (same method, "
+               "samples correct for both), with the 95% CI of a bootstrap over images; dotted grey, right axis: "
+               "the validation accuracy of that epoch. " + DRIFT_METRICS.get(metric).describe() + ".")
 
 
 def evidence_view(df: pd.DataFrame, metrics: list[str], stamp: tuple) -> None:
@@ -122,7 +154,7 @@ def ranking_reversals(stamp: tuple) -> None:
             )
 
 
-VIEWS = ("Ranking reversals", "Distributions", "Evidence of one sample")
+VIEWS = ("Ranking reversals", "Distributions", "Along training", "Evidence of one sample")
 
 
 with user_errors():
@@ -150,6 +182,9 @@ with user_errors():
             dist_metric = st.selectbox("Metric", metrics, index=metrics.index("iou_top20"), key="dist_metric",
                                        format_func=lambda k: DRIFT_METRICS.get(k).label)
             st.plotly_chart(_box_figure(dist_metric, stamp), width="stretch")
+    if views["Along training"].open:
+        with views["Along training"]:
+            along_training(metrics, stamp)
     if views["Evidence of one sample"].open:
         with views["Evidence of one sample"]:
             evidence_view(df, metrics, stamp)

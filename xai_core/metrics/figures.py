@@ -183,3 +183,62 @@ def qualitative_grid(grid: Grid, colormap: str = "Inferno") -> go.Figure:
     fig.update_annotations(font_size=11)
     _image_axes(fig, n_rows * n_cols)
     return fig
+
+
+def method_colours(methods: list[str]) -> dict[str, str]:
+    """One colour per attribution method (sorted), the same in every panel."""
+    palette = px.colors.qualitative.D3
+    return {m: palette[i % len(palette)] for i, m in enumerate(sorted(methods))}
+
+
+def drift_epoch_lines(curve: pd.DataFrame, metric: str) -> go.Figure:
+    """Drift along fine-tuning ("when did the evidence move"): one panel per architecture, one line
+    per method (and run: pre-training / degree, when an architecture has several) of the mean
+    ``metric`` of each FT epoch checkpoint against its TL checkpoint with its 95% CI band; the run's
+    validation accuracy per epoch on the second y axis (dotted, grey). ``curve``: columns arch,
+    pretrain, degree, method, epoch, mean, ci_low, ci_high, n, val_accuracy (as
+    :func:`~xai_core.metrics.queries.drift_by_epoch` returns them)."""
+    archs = sorted(curve["arch"].unique())
+    n_cols = max(1, len(archs))
+    fig = make_subplots(rows=1, cols=n_cols, subplot_titles=archs, specs=[[{"secondary_y": True}] * n_cols],
+                        horizontal_spacing=0.08)
+    colours = method_colours(list(curve["method"].unique()))
+    dashes = ["solid", "dash", "dot", "dashdot"]
+    shown: set[str] = set()
+    for col, arch in enumerate(archs, 1):
+        data = curve[curve["arch"] == arch]
+        runs = sorted(set(zip(data["pretrain"], data["degree"])))
+        for k, (pretrain, degree) in enumerate(runs):
+            run = data[(data["pretrain"] == pretrain) & (data["degree"] == degree)]
+            suffix = f" ({pretrain} / {degree})" if len(runs) > 1 else ""
+            for method in sorted(run["method"].unique()):
+                cell = run[run["method"] == method].sort_values("epoch")
+                x, colour, name = list(cell["epoch"]), colours[method], method + suffix
+                fig.add_trace(go.Scatter(x=x + x[::-1], y=list(cell["ci_high"]) + list(cell["ci_low"])[::-1],
+                                         mode="lines", fill="toself", fillcolor=_rgba(colour, 0.2), line={"width": 0},
+                                         hoverinfo="skip", showlegend=False, legendgroup=name, name=f"{name} CI"),
+                              row=1, col=col, secondary_y=False)
+                fig.add_trace(go.Scatter(x=x, y=list(cell["mean"]), mode="lines+markers", name=name, legendgroup=name,
+                                         line={"color": colour, "dash": dashes[k % len(dashes)]},
+                                         showlegend=name not in shown, customdata=list(cell["n"]),
+                                         hovertemplate=f"{arch} · {name}<br>epoch %{{x}}: %{{y:.3f}} "
+                                                       "(n = %{customdata})<extra></extra>"),
+                              row=1, col=col, secondary_y=False)
+                shown.add(name)
+            acc = run.groupby("epoch")["val_accuracy"].mean().dropna()
+            if not acc.empty:
+                label = "val accuracy" + suffix
+                fig.add_trace(go.Scatter(x=list(acc.index), y=list(acc.values), mode="lines+markers", name=label,
+                                         legendgroup=label, showlegend=label not in shown,
+                                         line={"color": "grey", "dash": "dot", "width": 1.5},
+                                         marker={"symbol": "diamond", "size": 6},
+                                         hovertemplate=f"{arch}: epoch %{{x}} val accuracy %{{y:.3f}}<extra></extra>"),
+                              row=1, col=col, secondary_y=True)
+                shown.add(label)
+    fig.update_xaxes(title_text="FT epoch", dtick=1)
+    fig.update_yaxes(matches="y", secondary_y=False)  # one drift scale: architectures compare at a glance
+    fig.update_yaxes(title_text=f"{metric} vs TL", secondary_y=False, col=1)
+    fig.update_yaxes(range=[0, 1.02], showgrid=False, secondary_y=True)
+    fig.update_yaxes(title_text="val accuracy", secondary_y=True, col=n_cols)
+    fig.update_layout(height=380, legend_title_text="method", margin={"t": 40})
+    return fig
