@@ -118,7 +118,7 @@ def one_sample_grid() -> None:
                    "for the grid's checkpoints.")
         return
     c1, c2 = st.columns([1, 2])
-    archs = sorted(samples["arch"].unique())
+    archs = list(dict.fromkeys(samples["arch"]))  # the architecture with the fullest grid first
     arch = c1.selectbox("Architecture", archs, key="grid_arch")
     rows = samples[samples["arch"] == arch].set_index("sample_pk")
     pick = c2.selectbox("Test sample (most cells stored first)", rows.index.tolist(), key="grid_sample",

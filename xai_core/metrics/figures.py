@@ -178,8 +178,9 @@ def qualitative_grid(grid: Grid, colormap: str = "Inferno") -> go.Figure:
             if shown is not None:
                 _map_panel(fig, grid.image, shown, grid.mask, r, c, "coloraxis", f"{pretrain} / {degree} · {method}")
     fig.update_layout(coloraxis={"colorscale": colormap, "cmin": 0.0, "cmax": 1.0,
-                                 "colorbar": {"thickness": 10, "len": 0.5, "title": {"text": "|map| / max"}}},
-                      height=150 * n_rows + 60, margin={"l": 0, "r": 90, "t": 40, "b": 0}, showlegend=False)
+                                 "colorbar": {"thickness": 10, "len": min(1.0, 3.0 / n_rows), "x": 1.06, "xanchor": "left",
+                                              "title": {"text": "|map| / max"}}},
+                      height=150 * n_rows + 60, margin={"l": 0, "r": 120, "t": 40, "b": 0}, showlegend=False)
     fig.update_annotations(font_size=11)
     _image_axes(fig, n_rows * n_cols)
     return fig
