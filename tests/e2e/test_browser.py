@@ -128,10 +128,10 @@ def test_every_page_in_a_real_browser(server: str, page, admin: DemoAccount) -> 
     _cells_when(page, lambda c: "vgg16" in c and any(re.fullmatch(ci, x) for x in c))
     # the CI table and the ranks (first, open tab); the ranks can arrive after the CI cells (raced under load 12)
     page.wait_for_function("document.querySelectorAll('[data-testid=\"stTable\"]').length >= 2", timeout=60_000)
-    page.get_by_role("tab", name="TL and FT maps of one sample").click()  # a lazy tab: drawn once opened
-    page.locator(".js-plotly-plot").nth(1).wait_for(timeout=60_000)  # TL map and FT map
+    page.get_by_role("tab", name="Evidence of one sample").click()  # a lazy tab: drawn once opened
+    page.locator(".js-plotly-plot").first.wait_for(timeout=60_000)  # TL map, FT map and difference: one figure
     page.wait_for_function("!document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=60_000)
-    assert page.locator(".js-plotly-plot").count() == 2
+    assert page.locator(".js-plotly-plot").count() == 1
     # the CI table and the sample's drift values; the ranks of the tab left behind fade out after the rerun
     page.wait_for_function("document.querySelectorAll('[data-testid=\"stTable\"]').length === 2", timeout=60_000)
     _assert_clean(page, "drift")

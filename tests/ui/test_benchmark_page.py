@@ -11,7 +11,9 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from tests.seed import add_checkpoint, add_dataset_rows, add_gt_rows
+from tests.seed import add_checkpoint, add_dataset_rows, add_gt_rows, add_maps
+from xai_core.data import build_dataset
+from xai_core.data.dataset import load_dataset
 from xai_core.metrics import explanation_precision, random_maps
 
 PAGE = str(Path(__file__).resolve().parents[2] / "ui" / "views" / "benchmark.py")
@@ -139,3 +141,51 @@ def test_equivalent_methods_are_noted_next_to_their_rows(workspace: Path) -> Non
     assert wide.loc["lrp", "note"] == "same maps as input_x_gradient"
     assert wide.loc["input_x_gradient", "note"] == "same maps as lrp" and wide.loc["saliency", "note"] == ""
     assert any("Ancona et al. 2018" in c.value for c in at.caption)
+
+
+def _array(z: object) -> np.ndarray:
+    """A plotly JSON array: plain nested lists or a typed array {dtype, bdata (base64), shape}."""
+    if isinstance(z, dict):
+        shape = tuple(int(v) for v in str(z["shape"]).split(","))
+        return np.frombuffer(base64.b64decode(z["bdata"]), dtype=np.dtype(z["dtype"])).reshape(shape)
+    return np.asarray(z, dtype=np.float64)
+
+
+def test_one_sample_across_the_grid(workspace: Path) -> None:
+    build_dataset("tiny", n=12, size=16, seed=0, train_frac=0.5, val_frac=0.1)
+    ds = load_dataset("tiny")
+    test = np.flatnonzero(np.asarray(ds.splits) == "test")
+    train = np.flatnonzero(np.asarray(ds.splits) == "train")
+    pks, labels = [int(ds.sample_pks[i]) for i in test], [int(ds.labels[i]) for i in test]
+    rng = np.random.default_rng(0)
+    stored: dict[tuple[str, str, str], np.ndarray] = {}
+    for pretrain in ("natural", "mri"):
+        for degree in ("all", "tl"):
+            ck = add_checkpoint(f"vgg-{pretrain}-{degree}", "vgg16", pretrain, degree, degree if degree == "tl" else "ft",
+                                pks, labels, labels)
+            for method in ("saliency", "gradcam"):
+                maps = rng.normal(size=(len(pks), 16, 16)).astype(np.float32)
+                add_maps(ck, method, pks, maps)
+                stored[(pretrain, degree, method)] = maps
+            add_gt_rows(ck, "saliency", pks, stored[(pretrain, degree, "saliency")], ds.masks[test], [True] * len(pks))
+    # not cells: an epoch snapshot and a train sample's maps
+    epoch = add_checkpoint("vgg-mri-all-e1", "vgg16", "mri", "all", "epoch", pks, labels, labels)
+    add_maps(epoch, "lrp", pks, rng.normal(size=(len(pks), 16, 16)).astype(np.float32))
+    ck_train = add_checkpoint("vgg-train", "vgg16", "mri", "all", "ft", [int(ds.sample_pks[train[0]])], [0], [0])
+    add_maps(ck_train, "lrp", [int(ds.sample_pks[train[0]])], np.ones((1, 16, 16), np.float32))
+
+    at = open_view(AppTest.from_file(PAGE, default_timeout=60).run(), "One sample across the grid")
+    picker = at.selectbox(key="grid_sample")
+    assert picker.options == [f"{ds.sample_ids[i]}  (8 maps)" for i in test]  # test samples only, 8 cells each
+    picker.select_index(1).run()
+    assert not at.exception, at.exception
+    fig = json.loads(at.get("plotly_chart")[0].proto.spec)
+    cells = [t for t in fig["data"] if t["name"] == "map"]
+    assert len(cells) == 2 * 2 * 2  # pre-trainings x degrees x methods
+    assert sum(t["name"] == "lesion" for t in fig["data"]) == 8 and sum(t["name"] == "image" for t in fig["data"]) == 8
+    titles = [a["text"] for a in fig["layout"]["annotations"]]
+    assert titles == ["gradcam", "saliency", "mri / tl", "mri / all", "natural / tl", "natural / all"]
+    # the first cell (row mri / tl, column gradcam): |map| / max|map| of sample 1 (float16 store)
+    expected = np.abs(stored[("mri", "tl", "gradcam")][1])
+    assert np.allclose(_array(cells[0]["z"]), expected / expected.max(), atol=2e-3)
+    assert np.allclose(_array(fig["data"][0]["z"]), ds.images[test[1]])

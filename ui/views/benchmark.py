@@ -12,8 +12,10 @@ from xai_core.metrics import queries
 from xai_core.metrics.chance_maps import CHANCE_METHODS
 from xai_core.metrics.registry import GROUND_TRUTH_METRICS
 from xai_core.attribution import equivalence_column
-from xai_core.metrics.figures import accuracy_scatter, degree_lines, metric_box
+from xai_core.metrics.figures import accuracy_scatter, degree_lines, metric_box, qualitative_grid
+from xai_core.metrics.qualitative import Grid, grid_samples, load_grid, stored_map_index
 from xai_core.metrics.statistics import ci_table, summarise
+from xai_core.stamp import change_stamp
 
 FILL_COMMANDS = """xaudit demo --quick --no-serve                  # data, checkpoints, maps and metrics in one go
 # or step by step:
@@ -22,6 +24,7 @@ xaudit explain --checkpoint NAME --methods saliency,integrated_gradients   # per
 xaudit evaluate                                 # ground-truth metrics + chance baselines"""
 
 TABLES = ("gt_metrics", "checkpoints", "samples", "predictions")  # what the cached reads below read
+MAP_TABLES = ("attribution_maps", "checkpoints", "samples")  # what the qualitative grid reads
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
@@ -64,6 +67,22 @@ def _acc(method: str, metric: str, selection: str, stamp: tuple) -> pd.DataFrame
     return queries.accuracy_frame(method, metric, selection)
 
 
+@st.cache_data(show_spinner=False, max_entries=4)
+def _map_index(map_stamp: tuple) -> pd.DataFrame:
+    """Stored maps of the grid's checkpoints on test samples; keyed on :func:`change_stamp` of :data:`MAP_TABLES`."""
+    return stored_map_index("test")
+
+
+@st.cache_data(show_spinner=False, max_entries=4)
+def _grid_samples(map_stamp: tuple) -> pd.DataFrame:
+    return grid_samples(_map_index(map_stamp))
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _grid(sample_pk: int, arch: str, map_stamp: tuple) -> Grid:
+    return load_grid(_map_index(map_stamp), sample_pk, arch)
+
+
 # Figures are cached as objects (st.cache_resource): st.cache_data would hand out unpickled copies,
 # and unpickling a plotly figure validates it again, about as slow as building it. st.plotly_chart
 # reads a figure without changing it.
@@ -82,6 +101,32 @@ def _scatter(method: str, metric: str, selection: str, stamp: tuple) -> tuple[go
     """The accuracy scatter with its fit; None with fewer than two checkpoints that have an accuracy."""
     acc = _acc(method, metric, selection, stamp).dropna(subset=["accuracy"])
     return accuracy_scatter(acc, metric) if len(acc) >= 2 else None
+
+
+@st.cache_resource(show_spinner=False, max_entries=16)
+def _grid_figure(sample_pk: int, arch: str, map_stamp: tuple) -> go.Figure:
+    return qualitative_grid(_grid(sample_pk, arch, map_stamp))
+
+
+def one_sample_grid() -> None:
+    """The MRI study's qualitative figure: a test sample with stored maps (fullest first), its maps
+    across pre-training × degree (rows) and method (columns) over the image and lesion contour."""
+    map_stamp = change_stamp(*MAP_TABLES)
+    samples = _grid_samples(map_stamp)
+    if samples.empty:
+        st.caption("No stored maps of test samples yet; run `xaudit explain --checkpoint NAME --split test` "
+                   "for the grid's checkpoints.")
+        return
+    c1, c2 = st.columns([1, 2])
+    archs = list(dict.fromkeys(samples["arch"]))  # the architecture with the fullest grid first
+    arch = c1.selectbox("Architecture", archs, key="grid_arch")
+    rows = samples[samples["arch"] == arch].set_index("sample_pk")
+    pick = c2.selectbox("Test sample (most cells stored first)", rows.index.tolist(), key="grid_sample",
+                        format_func=lambda pk: f"{rows.loc[pk, 'sample_id']}  ({rows.loc[pk, 'cells']} maps)")
+    st.plotly_chart(_grid_figure(int(pick), arch, map_stamp), width="stretch")
+    st.caption(f"Sample {rows.loc[pick, 'sample_id']} ({rows.loc[pick, 'dataset']}): rows pre-training source / "
+               "fine-tuning degree, columns attribution methods; each map is |map| scaled to its own maximum, over "
+               "the grey image; green: the lesion contour. An empty cell: that map is not stored.")
 
 
 def inspect_sample(df: pd.DataFrame, methods: list[str], metric: str, stored: list[str]) -> None:
@@ -109,7 +154,8 @@ def inspect_sample(df: pd.DataFrame, methods: list[str], metric: str, stored: li
     st.caption(f"Explain page link: ?checkpoint={params['checkpoint']}&sample={params['sample']}&method={method}")
 
 
-VIEWS = ("Reading the table", "Long table", "Against the degree", "Per-image distribution", "Accuracy vs explanation", "Inspect a sample")
+VIEWS = ("Reading the table", "Long table", "Against the degree", "Per-image distribution", "Accuracy vs explanation",
+         "Inspect a sample", "One sample across the grid")
 
 
 with user_errors():
@@ -191,3 +237,7 @@ with user_errors():
                 st.caption("Only baseline maps are stored; explain a checkpoint with a method first.")
             else:
                 inspect_sample(df, real_methods, metric, stored)
+
+    if views["One sample across the grid"].open:
+        with views["One sample across the grid"]:
+            one_sample_grid()
