@@ -164,7 +164,8 @@ def shape_spec(rng: np.random.Generator, labels: np.ndarray, area: np.ndarray,
     hole = rng.uniform(*RING_HOLE, n)
     foci = _foci(rng, n, area, params.max_aspect)
     ring = ellipse / np.sqrt(1 - hole[:, None] ** 2)  # annulus (1 - h^2) * outer area = 1
-    star = np.select([labels[:, None] == 0, labels[:, None] == 1, labels[:, None] == 2], [ellipse, lobulated, spiculated], ring)
+    lab = labels[:, None]
+    star = np.select([lab == 0, lab == 1, lab == 2], [ellipse, lobulated, spiculated], ring)
     multi = labels == 4
     r = np.where(multi[:, None, None], foci.r, np.pad(star[:, None, :], ((0, 0), (0, MAX_PARTS - 1), (0, 0))))
     centre = np.where(multi[:, None, None], foci.centre, 0.0)
