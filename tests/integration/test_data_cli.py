@@ -7,6 +7,7 @@ import os
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 from sqlalchemy import select
 
@@ -54,12 +55,36 @@ def test_import_and_list(workspace: Path, tmp_path: Path, monkeypatch, capsys) -
     assert out.strip().splitlines()[1].split()[:6] == ["mine", "imported", "11", "16", "a=5", "b=6"]
 
 
+def test_build_k_classes_stores_the_class_names(workspace: Path, tmp_path: Path, monkeypatch, capsys) -> None:
+    """``--classes 3`` (and ``classes:`` in a config file): n/3 per class, stratified, the class
+    names in the DB row, so training reads three classes."""
+    from models.splits import load_splits
+
+    cfg = tmp_path / "k.yaml"
+    cfg.write_text("classes: 3\n")
+    code, out, err = run_cli(monkeypatch, capsys, "data", "build", "--name", "k3", "--config", str(cfg),
+                             "--n", "30", "--size", "32")
+    assert code == 0, err
+    assert "classes ['ellipse', 'lobulated', 'spiculated']" in out
+    _, out, _ = run_cli(monkeypatch, capsys, "data", "list")
+    assert out.strip().splitlines()[1].split() == ["k3", "synthetic", "30", "32", "ellipse=10", "lobulated=10",
+                                                   "spiculated=10", "21/6/3"]
+    with session_scope() as session:
+        ds = session.scalar(select(Dataset).where(Dataset.name == "k3"))
+        assert ds.class_names == ["ellipse", "lobulated", "spiculated"] and ds.params["classes"] == 3
+    splits = load_splits("k3")
+    assert splits.num_classes == 3 and np.bincount(splits.test[1]).tolist() == [1, 1, 1]
+
+
 @pytest.mark.parametrize("args,message", [
     (["data", "build", "--name", "x", "--n", "7", "--size", "32"], "error: n must be even"),
     (["data", "build", "--name", "x", "--n", "8", "--irregular-style", "wavy"], "error: irregular_style must be one of"),
     (["data", "build", "--name", "x", "--anatomy", "/nonexistent/anat"], "error: anatomy folder /nonexistent/anat does not exist"),
     (["data", "import", "/nonexistent/in", "--name", "x"], "error: import folder /nonexistent/in does not exist"),
     (["data", "build", "--name", "bad name!"], "error: dataset name 'bad name!' must be letters"),
+    (["data", "build", "--name", "x", "--classes", "1"], "error: classes must be an integer 2..5 (got 1)"),
+    (["data", "build", "--name", "x", "--classes", "6"], "error: classes must be an integer 2..5 (got 6)"),
+    (["data", "build", "--name", "x", "--n", "12", "--classes", "5"], "error: n must be a multiple of classes=5"),
 ])
 def test_user_errors_are_one_line_exit_2(args, message, workspace: Path, monkeypatch, capsys) -> None:
     code, out, err = run_cli(monkeypatch, capsys, *args)

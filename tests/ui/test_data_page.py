@@ -108,3 +108,26 @@ def test_missing_files_show_one_error_line(workspace: Path) -> None:
     assert not at.exception, at.exception
     assert [e.value for e in at.error] == [
         "files of dataset 'gone' are missing (" + str(workspace / "datasets" / "gone") + "); rebuild it with --overwrite"]
+
+
+def test_examples_of_every_class_of_a_five_class_benchmark(workspace: Path) -> None:
+    """The five-class benchmark: five example rows (class name, then its first four images with
+    their sample ids), counts and histograms with five classes; the test split narrows the examples."""
+    build_dataset("k5", n=20, size=32, seed=2, classes=5)
+    data = load_dataset("k5")
+    names = ["ellipse", "lobulated", "spiculated", "ring", "multifocal"]
+    at = AppTest.from_file(PAGE, default_timeout=120).run()
+    assert not at.exception, at.exception
+    assert any("ellipse: 4, lobulated: 4, spiculated: 4, ring: 4, multifocal: 4; 20 shown" in c.value for c in at.caption)
+    counts, *histograms = _figures(at)[1]["data"]
+    assert _array(counts["y"]).tolist() == [4] * 5 and [h["name"] for h in histograms] == names
+    rows = at.get("image")
+    assert len(rows) == 5 and all(row.value[0].endswith(".png") for row in rows)
+    assert [m.value for m in at.markdown if m.value.startswith("**")] == [f"**{n}**" for n in names]
+    for k, row in enumerate(rows):
+        ids = [s for s, lab in zip(data.sample_ids, data.labels) if lab == k][:4]
+        assert row.captions == ids
+    at.selectbox(key="split").set_value("val").run()
+    val = load_dataset("k5", "val")  # 4 per class: round(2.8) = 3 train, round(0.6) = 1 val, 0 test
+    assert [row.captions for row in at.get("image")] == [
+        [s for s, lab in zip(val.sample_ids, val.labels) if lab == k] for k in range(5)]

@@ -81,6 +81,33 @@ def test_overlay_of_two_methods_with_lesion_contour(workspace: Path) -> None:
     assert 0.05 < np.isfinite(z).mean() <= 0.15
 
 
+def test_explain_the_true_class(workspace: Path) -> None:
+    """On a sample the (untrained) model misclassifies, the radio switches the explained class from
+    the prediction to the label: another map, stored apart, and the caption names that class."""
+    ckpt = _seed()
+    model, meta = models.load(ckpt)
+    names = meta["class_names"]
+    at = AppTest.from_file(PAGE, default_timeout=120).run()
+    assert at.radio(key="target").options == ["predicted class", "true class"]
+    assert at.radio(key="target").value == "predicted class"
+    batch = select_samples("tiny", "test")  # the page's default split
+    pred = models.predict(model, batch.images)[0]
+    wrong = [(int(pk), int(lab)) for pk, lab, p in zip(batch.sample_pks, batch.labels, pred) if p != lab]
+    assert wrong, "the seeded model classifies every test sample correctly; pick another seed"
+    pk, label = wrong[0]
+    at.selectbox[2].set_value(pk).run()
+    assert at.metric[0].value == names[1 - label] and at.metric[2].value == names[label]
+    predicted = _array(json.loads(at.get("plotly_chart")[0].proto.spec)["data"][1]["z"])
+    assert any(f"explains class {names[1 - label]}" in c.value for c in at.caption)
+    at.radio(key="target").set_value("true class").run()
+    assert not at.exception, at.exception
+    true_map = _array(json.loads(at.get("plotly_chart")[0].proto.spec)["data"][1]["z"])
+    np.testing.assert_allclose(true_map, load_maps(ckpt, "saliency", [pk], target="true")[0], rtol=1e-6)
+    np.testing.assert_allclose(predicted, load_maps(ckpt, "saliency", [pk])[0], rtol=1e-6)
+    assert not np.allclose(true_map, predicted)
+    assert any(f"explains class {names[label]}" in c.value for c in at.caption)
+
+
 def test_imported_three_channel_checkpoint_on_grey_samples(workspace: Path, tmp_path: Path) -> None:
     """A torchvision resnet18 state dict (3 input channels) imported for the grey dataset: the page
     predicts through ``models.predict`` (grey replicated) and explains with (H, W) maps."""

@@ -135,3 +135,25 @@ def test_a_failed_training_job_shows_its_error_line(workspace: Path, monkeypatch
     assert error.value.startswith("Training failed (inception_v3 from none, degree all, 8 epochs on tiny): ")
     assert read_job(job.id).error == "inception_v3 needs inputs of at least 75 px; dataset has 32 px"
     assert error.value.endswith(": inception_v3 needs inputs of at least 75 px; dataset has 32 px")
+
+
+def test_per_class_auc_of_a_five_class_checkpoint(workspace: Path) -> None:
+    """A checkpoint trained on the five-class benchmark (one epoch): its detail tab shows one row
+    per class with the stored one-vs-rest AUC, true positives, images and recall."""
+    build_dataset("k5", n=50, size=32, seed=0, classes=5)  # 10 per class: 7 train, 2 val, 1 test
+    row = train_grid("k5", archs=["vgg16"], pretrains=["none"], degrees=["all"], width=0.125,
+                     config=TrainConfig(epochs=1, batch_size=32, device="cpu"))[-1]  # (the TL cell first)
+    with session_scope() as session:
+        ck = session.get(Checkpoint, row["checkpoint_id"])
+        metrics, num_classes = dict(ck.metrics), ck.num_classes
+    assert num_classes == 5 and metrics["n_per_class"] == {str(k): 1 for k in range(5)}
+    at = open_view(AppTest.from_file(PAGE, default_timeout=120).run(), "Checkpoint detail")
+    table = at.table[-1].value
+    assert table.index.tolist() == ["ellipse", "lobulated", "spiculated", "ring", "multifocal"]
+    assert table.columns.tolist() == ["roc_auc_ovr", "true_positives", "n", "recall"]
+    for k, name in enumerate(table.index):
+        assert float(table.loc[name, "roc_auc_ovr"]) == pytest.approx(metrics["roc_auc_per_class"][str(k)])
+        assert int(table.loc[name, "true_positives"]) == metrics["true_positives_per_class"][str(k)]
+        assert int(table.loc[name, "n"]) == 1
+    assert sum(metrics["true_positives_per_class"].values()) == round(metrics["accuracy"] * 5)
+    assert at.metric[2].value == f"{metrics['roc_auc']:.3f}"

@@ -14,7 +14,7 @@ from models.augment import augment, dihedral
 from models.feature_cache import draw_variants
 from models.finetune import TrainConfig, fit
 from models.optim import lr_at
-from models.prediction import classification_metrics, evaluate, predict
+from models.prediction import classification_metrics, evaluate, per_class_table, predict
 from models.splits import DataSplits, load_splits
 from tests.easy_data import easy_benchmark
 from xai_core.errors import InvalidValueError, ShapeError
@@ -34,6 +34,52 @@ def test_classification_metrics_by_hand() -> None:
     m3 = classification_metrics(np.array([0, 1, 2, 2]), probs3)
     assert m3["roc_auc"] == pytest.approx(1.0) and m3["confusion_matrix"][2] == [0, 0, 2]
     assert classification_metrics(np.array([1, 1]), np.array([[0.2, 0.8], [0.6, 0.4]]))["roc_auc"] is None
+
+
+def test_per_class_metrics_by_hand() -> None:
+    """Three classes, two samples each; rows of ``probs`` sum to 1."""
+    labels = np.array([0, 0, 1, 1, 2, 2])
+    probs = np.array([[0.6, 0.3, 0.1], [0.5, 0.2, 0.3],  # true 0: predicted 0, 0
+                      [0.3, 0.4, 0.3], [0.1, 0.2, 0.7],  # true 1: predicted 1, 2
+                      [0.2, 0.5, 0.3], [0.4, 0.3, 0.3]])  # true 2: predicted 1, 0
+    m = classification_metrics(labels, probs)
+    # OvR AUC = P(positive's score > negative's), ties 1/2, over 2 x 4 pairs:
+    # class 0: .6 and .5 beat .3 .1 .2 .4 -> 8/8; class 1: .4 beats .3 .2 .3 (3), .2 ties .2 (0.5) -> 3.5/8;
+    # class 2: each .3 beats .1, ties .3 .3 -> 2 + 2 = 4/8
+    assert m["roc_auc_per_class"] == {"0": 1.0, "1": 0.4375, "2": 0.5}
+    assert m["roc_auc_macro"] == pytest.approx((1.0 + 0.4375 + 0.5) / 3)
+    assert m["roc_auc"] == pytest.approx(m["roc_auc_macro"])  # sklearn's OvR macro, kept as before
+    assert m["true_positives_per_class"] == {"0": 2, "1": 1, "2": 0}
+    assert m["n_per_class"] == {"0": 2, "1": 2, "2": 2}
+    # a class absent from the split: its AUC is None, the macro averages the other two
+    m = classification_metrics(labels[:4], probs[:4])
+    assert m["roc_auc"] is None and m["roc_auc_per_class"]["2"] is None
+    # class 0 on 4 samples: .6 .5 beat .3 .1 -> 1; class 1: .4 beats .3 .2 (2), .2 ties .2 (0.5) -> 2.5/4
+    assert m["roc_auc_per_class"]["0"] == 1.0 and m["roc_auc_per_class"]["1"] == 0.625
+    assert m["roc_auc_macro"] == pytest.approx(0.8125) and m["true_positives_per_class"] == {"0": 2, "1": 1, "2": 0}
+    table = per_class_table(classification_metrics(labels, probs), ["ellipse", "ring", "multifocal"])
+    assert table["class"].tolist() == ["ellipse", "ring", "multifocal"]
+    assert table["roc_auc_ovr"].tolist() == [1.0, 0.4375, 0.5] and table["true_positives"].tolist() == [2, 1, 0]
+    assert table["recall"].tolist() == [1.0, 0.5, 0.0]
+    old = per_class_table({"accuracy": 0.5}, ["a", "b"])  # saved before the per-class metrics: NaN
+    assert old["roc_auc_ovr"].isna().all() and old["true_positives"].isna().all()
+
+
+def test_per_class_auc_agrees_with_sklearn() -> None:
+    """Five classes, 200 random samples: per-class OvR AUC and the macro equal sklearn's."""
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 5, 200)
+    logits = rng.normal(size=(200, 5)) + 1.5 * np.eye(5)[labels]
+    probs = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    m = classification_metrics(labels, probs)
+    reference = roc_auc_score(labels, probs, multi_class="ovr", average=None)
+    np.testing.assert_allclose([m["roc_auc_per_class"][str(k)] for k in range(5)], reference, rtol=1e-12)
+    assert m["roc_auc_macro"] == pytest.approx(roc_auc_score(labels, probs, multi_class="ovr", average="macro"))
+    assert m["true_positives_per_class"] == {str(k): int(((probs.argmax(1) == labels) & (labels == k)).sum())
+                                             for k in range(5)}
+    assert sum(m["true_positives_per_class"].values()) == int(round(m["accuracy"] * 200))
 
 
 def test_learning_rate_schedule() -> None:

@@ -1,5 +1,6 @@
 """Data: browse a dataset (image with its lesion-mask contour, class counts and lesion-area
-histograms) and the slices of a NIfTI anatomy volume (the MNI152 template or an uploaded file)."""
+histograms, a few examples of every class) and the slices of a NIfTI anatomy volume (the MNI152
+template or an uploaded file)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,9 @@ AXES = {"axial": 2, "coronal": 1, "sagittal": 0}
 VIEWS = ("Samples", "Anatomy slice browser")
 TABLES = ("datasets", "samples")  # what the cached reads below read
 BINS = 30  # lesion-area histogram bins
+EXAMPLES = 4  # example images per class
+EXAMPLE_PX = 160  # examples are enlarged (nearest neighbour) to at least this many pixels
+LIME = np.array([0, 255, 0], np.uint8)
 
 
 @st.cache_data(show_spinner=False, max_entries=4)
@@ -92,6 +96,33 @@ def _distribution_figure(stamp: tuple, name: str, split: str, label: int | None,
     return fig
 
 
+def _outlined(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """RGB uint8 of a grey image (clipped to [0, 1], the benchmark's tissue range, so every example
+    shares one grey scale) with the mask's boundary pixels in lime, enlarged by a whole factor to at
+    least :data:`EXAMPLE_PX` pixels (sharp pixels in the browser)."""
+    grey = np.round(255 * np.clip(image, 0.0, 1.0)).astype(np.uint8)
+    rgb = np.repeat(grey[..., None], 3, axis=2)
+    padded = np.pad(mask, 1)
+    interior = padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:]
+    rgb[mask & ~interior] = LIME
+    factor = max(1, -(-EXAMPLE_PX // image.shape[0]))
+    return np.repeat(np.repeat(rgb, factor, axis=0), factor, axis=1)
+
+
+@st.cache_data(show_spinner="Loading the dataset…", max_entries=8)
+def _class_examples(stamp: tuple, name: str, split: str,
+                    class_names: tuple[str, ...]) -> list[tuple[str, list[np.ndarray], list[str]]]:
+    """Per class: its name, the first :data:`EXAMPLES` images of ``split`` (or all) outlined
+    (:func:`_outlined`) and their sample ids."""
+    frame = _shown(_samples(stamp, name), split, None)
+    out = []
+    for k, cls in enumerate(class_names):
+        rows = frame[frame["label"] == k].head(EXAMPLES)
+        images = [_outlined(*sample_arrays(name, int(pk))) for pk in rows["pk"]]
+        out.append((cls, images, rows["sample_id"].tolist()))
+    return out
+
+
 @st.cache_resource(show_spinner="Reading the volume…", max_entries=2)
 def _volume(path: str) -> tuple[np.ndarray, tuple[float, float, float], tuple[float, float]]:
     """:func:`read_canonical` and the intensity range, kept by path (the packaged template; an
@@ -137,6 +168,12 @@ def samples_view(stamp: tuple, datasets: list[dict]) -> None:
     left.caption(f"Sample {row['sample_id']} · label {class_names[int(row['label'])]} · split {row['split']} · "
                  f"lesion area {int(row['lesion_area'])} px")
     right.plotly_chart(_distribution_figure(stamp, name, split, label, class_names), width="stretch")
+    st.subheader("Examples of every class")
+    for cls, images, ids in _class_examples(stamp, name, split, class_names):
+        st.markdown(f"**{cls}**" + ("" if images else ": no images in this split"))
+        if images:
+            st.image(images, caption=ids, width=EXAMPLE_PX, output_format="PNG")  # lossless: sharp outlines
+    st.caption("The first images of each class in the chosen split, lesion boundary in green.")
 
 
 def anatomy_view() -> None:

@@ -1,4 +1,5 @@
-"""Explain: one sample, one or several attribution methods side by side over the image and lesion."""
+"""Explain: one sample, one or several attribution methods side by side over the image and lesion,
+for the class the model predicts or the sample's true class."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from xai_core.config import device
 from xai_core.metrics import explanation_precision
 
 COLORMAPS = ["Jet", "Hot", "Inferno", "Viridis", "RdBu_r", "Turbo"]
+TARGETS = {"predicted class": "predicted", "true class": "true"}  # radio label -> explain target
 FILL_COMMANDS = """xaudit data build --name mri-lesions          # a benchmark dataset
 xaudit train --dataset mri-lesions --arch vgg16 # a checkpoint to explain"""
 
@@ -86,7 +88,7 @@ with user_errors():
         st.code(FILL_COMMANDS, language="bash")
         st.stop()
 
-    # ?checkpoint=<id>&sample=<Sample.id>&method=<name> (links from the Benchmark and Drift pages)
+    # ?checkpoint=<id>&sample=<Sample.id>&method=<name>[&target=true] (links from the Benchmark and Drift pages)
     query = st.query_params
     labels = {c["id"]: f"{c['name']}  ({c['arch']}, {c['phase']}, {c['dataset']})" for c in checkpoints}
     ids = list(labels)
@@ -120,6 +122,11 @@ with user_errors():
                                    help=(spec.doc.splitlines()[0] if supported else str(caps[name]))):
             chosen.append(name)
 
+    target_label = st.radio("Explain the", list(TARGETS), horizontal=True, key="target",
+                            index=1 if query.get("target") == "true" else 0,
+                            help="the class whose score the attribution explains: the model's prediction, or "
+                                 "the sample's label (they differ on a misclassified sample)")
+    target = TARGETS[target_label]
     c1, c2, c3 = st.columns(3)
     opacity = c1.slider("Opacity", 0.0, 1.0, 0.55, 0.05)
     colormap = c2.selectbox("Colour map", COLORMAPS)
@@ -133,7 +140,7 @@ with user_errors():
     class_names = meta.get("class_names") or [str(i) for i in range(len(probs))]
     pred = int(probs.argmax())
     m1, m2, m3 = st.columns(3)
-    m1.metric("Prediction", class_names[pred], help="the class the attribution explains (predicted target)")
+    m1.metric("Prediction", class_names[pred], help="the class the model predicts for this sample")
     m2.metric("Probability", f"{probs[pred]:.3f}")
     m3.metric("True label", class_names[int(batch.labels[0])] if int(batch.labels[0]) < len(class_names)
               else str(int(batch.labels[0])))
@@ -144,7 +151,7 @@ with user_errors():
     figures = st.columns(min(len(chosen), 3))
     for i, name in enumerate(chosen):
         with st.spinner(f"{get_method(name).title}…"):
-            result = explain_samples_info(int(ckpt_id), [int(pk)], name, model=model)
+            result = explain_samples_info(int(ckpt_id), [int(pk)], name, model=model, target=target)
         attribution = result.maps[0]
         col = figures[i % len(figures)]
         col.plotly_chart(_overlay(image, attribution, mask, opacity=opacity, colormap=colormap,

@@ -1,5 +1,6 @@
-"""Models: checkpoints with metrics and lineage, training curves, confusion matrix, accuracy by
-pre-training x degree (a coloured table), and a form that starts a training run as a background job."""
+"""Models: checkpoints with metrics and lineage, training curves, confusion matrix, per-class
+one-vs-rest AUC and true positives (more than two classes), accuracy by pre-training x degree (a
+coloured table), and a form that starts a training run as a background job."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import streamlit as st
 from plotly.colors import sample_colorscale
 
 from models import DEGREES, list_architectures, list_pretraining_sources
+from models.prediction import per_class_table
 from ui.common import lazy_tabs, user_errors
 from xai_core.background import JobState, list_jobs, start
 from xai_core.catalog import (
@@ -130,11 +132,20 @@ def checkpoint_view(frame: pd.DataFrame, stamp: tuple) -> None:
     label = st.selectbox("Checkpoint", list(options), index=len(options) - 1, key="detail")
     row = frame[frame["id"] == options[label]].iloc[0]
     st.markdown(f"**Lineage:** {row['lineage']}")
-    metrics = _detail(int(row["id"]), stamp).metrics
+    detail = _detail(int(row["id"]), stamp)
+    metrics = detail.metrics
     c1, c2, c3 = st.columns(3)
     c1.metric("Accuracy", _metric_text(metrics, "accuracy"))
     c2.metric("Balanced accuracy", _metric_text(metrics, "balanced_accuracy"))
-    c3.metric("ROC-AUC", _metric_text(metrics, "roc_auc"))
+    c3.metric("ROC-AUC", _metric_text(metrics, "roc_auc"),
+              help="one-vs-rest, macro over the classes" if len(detail.class_names) > 2 else None)
+    if len(detail.class_names) > 2:
+        table = per_class_table(metrics, detail.class_names).set_index("class")
+        st.table(table.style.format({"roc_auc_ovr": "{:.3f}", "recall": "{:.3f}"}, na_rep="—"))
+        st.caption("Per class on the test split: one-vs-rest ROC-AUC, true positives (correct predictions "
+                   "among the images of that class), images and recall"
+                   + ("" if metrics.get("roc_auc_per_class") else
+                      "; this checkpoint was saved before per-class metrics were recorded (—)") + ".")
     for figure in _detail_figures(int(row["id"]), stamp):
         st.plotly_chart(figure, width="stretch")
 

@@ -32,9 +32,11 @@ class _LazyBar:
 @data_app.command("build")
 def build(
     name: str = typer.Option("mri-lesions", "--name", help="Dataset name (folder under $XAUDIT_HOME/datasets)."),
-    n: Optional[int] = typer.Option(None, "--n", help="Number of samples over all splits (even) [2000]."),
+    n: Optional[int] = typer.Option(None, "--n", help="Number of samples over all splits (a multiple of --classes) [2000]."),
     size: Optional[int] = typer.Option(None, "--size", help="Image side in pixels [128; 224 for the paper]."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Random seed [0]."),
+    classes: Optional[int] = typer.Option(None, "--classes", help="2 = regular vs irregular [2]; 3..5 = the first K of "
+                                          "ellipse, lobulated, spiculated, ring, multifocal."),
     anatomy: Optional[Path] = typer.Option(None, "--anatomy", help="Folder of T1 .nii/.nii.gz (+ X_mask files); default MNI152."),
     config: Optional[Path] = typer.Option(None, "--config", help="YAML file of parameters (keys = flag names with _)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing dataset of this name."),
@@ -53,7 +55,7 @@ def build(
     lesion_area_min: Optional[float] = typer.Option(None, help="Min lesion area, fraction of the image [0.002]."),
     lesion_area_max: Optional[float] = typer.Option(None, help="Max lesion area, fraction of the image [0.010]."),
     max_aspect: Optional[float] = typer.Option(None, help="Max ellipse aspect ratio [2]."),
-    irregular_style: Optional[str] = typer.Option(None, help="mixed | lobulated | spiculated [mixed]."),
+    irregular_style: Optional[str] = typer.Option(None, help="mixed | lobulated | spiculated [mixed]; --classes 2 only."),
     contrast_min: Optional[float] = typer.Option(None, help="Min lesion contrast [0.15]."),
     contrast_max: Optional[float] = typer.Option(None, help="Max lesion contrast [0.45]."),
     contrast_sign: Optional[str] = typer.Option(None, help="both | bright | dark [both]."),

@@ -30,13 +30,13 @@ from db import Dataset, ReviewCase, Sample, session_scope
 from xai_core.config import home, workspace_dir
 from xai_core.data.anatomy import load_anatomy, slice_bank
 from xai_core.data.io import nifti_bytes, read_nifti
-from xai_core.data.params import GeneratorParams, make_params
+from xai_core.data.params import TWO_CLASS_NAMES, GeneratorParams, class_names, make_params
 from xai_core.data.splits import sample_ids
 from xai_core.data.synth import CHUNK, generate_chunk, labels_and_splits
 from xai_core.errors import ConfigError, UnknownNameError, WorkspaceError
 from xai_core.progress import Progress, silent
 
-CLASS_NAMES = ["regular", "irregular"]
+CLASS_NAMES = list(TWO_CLASS_NAMES)  # the default (two-class) benchmark; params.class_names for any
 SPLITS = ("train", "val", "test")
 MANIFEST_COLUMNS = ["sample_id", "split", "label", "image_path", "mask_path", "lesion_area", "n_lesions"]
 
@@ -222,7 +222,7 @@ def build_dataset(name: str, params: GeneratorParams | None = None, *, config: s
         stored = params.to_dict() | {"pixel_mm": bank.pixel_mm, "volumes": bank.volume_names,
                                      "clipped_lesions": clipped}
         progress(params.n, params.n, "writing database")
-        return commit_dataset(stage, kind="synthetic", params=stored, class_names=CLASS_NAMES,
+        return commit_dataset(stage, kind="synthetic", params=stored, class_names=class_names(params),
                               image_size=params.size, rows=rows)
     except BaseException:
         stage.cleanup()

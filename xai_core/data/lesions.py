@@ -1,14 +1,20 @@
 """Artificial lesions with exact masks, vectorised over a batch of images.
 
-Class 0 ("regular"): ellipses with random aspect ratio and rotation. Class 1 ("irregular"):
-lobulated blobs (a few low harmonics of the radius) or spiculated blobs (Gaussian spikes on a
-near-circular core). Each lesion is a star-shaped region ``rho <= s * r(theta)`` around its
-centre, with ``r`` sampled on ``T`` angles.
+Two classes (``classes = 2``, the MRI study's benchmark): class 0 ("regular"): ellipses with random
+aspect ratio and rotation; class 1 ("irregular"): lobulated blobs (a few low harmonics of the
+radius) or spiculated blobs (Gaussian spikes on a near-circular core). Each lesion is a
+star-shaped region ``rho <= s * r(theta)`` around its centre, with ``r`` sampled on ``T`` angles.
+
+``classes = K >= 3`` (the drift study's multi-class variant): label k is the k-th of ellipse,
+lobulated, spiculated, ring (an ellipse with a concentric hole of 0.45..0.6 of its outer radius)
+and multifocal (2..4 small ellipses close together, at least two pixels apart); see
+:class:`ShapeSpec` and :func:`shape_spec`.
 
 Size does not give the label away: each lesion first draws a target area ``A`` (log-uniform in
-``[lesion_area_min, lesion_area_max] * size^2``, same law for both classes), the unit-area shape is
-scaled by ``s = sqrt(A)`` (area of a star domain: ``1/2 * integral r(theta)^2 dtheta``), and ``s``
-is then corrected twice by ``sqrt(A / pixel_count)`` so the rasterised area hits ``A``.
+``[lesion_area_min, lesion_area_max] * size^2``, same law for every class), the unit-area shape is
+scaled by ``s = sqrt(A)`` (area of a star domain: ``1/2 * integral r(theta)^2 dtheta``; an annulus
+``(1 - h^2)`` of its outer domain; a union of disjoint parts the sum), and ``s`` is then corrected
+twice by ``sqrt(A / pixel_count)`` so the rasterised area hits ``A``.
 
 Soft edges: intensity profile ``p = smoothstep((d - 1/2) / w)`` with ``d`` the Euclidean distance
 (pixels) to the nearest outside pixel (``d >= 1`` inside, so ``p > 0`` on every lesion pixel) and
@@ -36,9 +42,10 @@ def _wrap(angle: np.ndarray) -> np.ndarray:
     return (angle + np.pi) % (2 * np.pi) - np.pi
 
 
-def radial_profiles(rng: np.random.Generator, labels: np.ndarray, params: GeneratorParams) -> np.ndarray:
-    """Unit-area radius functions ``r(theta)``, shape ``(L, N_ANGLES)``, one per lesion label."""
-    n = len(labels)
+def _star_profiles(rng: np.random.Generator, n: int,
+                   params: GeneratorParams) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Ellipse, lobulated and spiculated radius functions ``(n, N_ANGLES)`` (not area-normalised),
+    drawn for every lesion (the draws do not depend on the labels)."""
     theta = np.linspace(0, 2 * np.pi, N_ANGLES, endpoint=False)[None, :]
     # regular: ellipse with semi-axes sqrt(q), 1/sqrt(q) rotated by phi
     q = rng.uniform(1.0, params.max_aspect, (n, 1))
@@ -62,12 +69,108 @@ def radial_profiles(rng: np.random.Generator, labels: np.ndarray, params: Genera
     spikes = (height * np.exp(-0.5 * (_wrap(theta[:, None, :] - centres) / width) ** 2)).sum(axis=1)
     wobble = rng.uniform(0.03, 0.08, (n, 1)) * np.cos(3 * theta + rng.uniform(0, 2 * np.pi, (n, 1)))
     spiculated = 1 + wobble + spikes
+    return ellipse, lobulated, spiculated
+
+
+def _unit_area(r: np.ndarray) -> np.ndarray:
+    """Scale radius functions (last axis: angles) to enclose unit area: ``pi * mean(r^2) = 1``."""
+    return r / np.sqrt(np.pi * (r**2).mean(axis=-1, keepdims=True))
+
+
+def radial_profiles(rng: np.random.Generator, labels: np.ndarray, params: GeneratorParams) -> np.ndarray:
+    """Two-class unit-area radius functions ``r(theta)``, shape ``(L, N_ANGLES)``, one per lesion
+    label (0 ellipse; 1 lobulated or spiculated as ``irregular_style`` says)."""
+    n = len(labels)
+    ellipse, lobulated, spiculated = _star_profiles(rng, n, params)
     style = {"lobulated": np.ones(n, bool), "spiculated": np.zeros(n, bool)}.get(
         params.irregular_style, rng.random(n) < 0.5
     )
     irregular = np.where(style[:, None], lobulated, spiculated)
     r = np.where(labels[:, None] == 0, ellipse, irregular)
-    return r / np.sqrt(np.pi * (r**2).mean(axis=1, keepdims=True))
+    return _unit_area(r)
+
+
+MAX_PARTS = 4  # multifocal lesions have 2..4 parts
+RING_HOLE = (0.45, 0.60)  # hole radius as a fraction of the ring's outer radius
+FOCI_GAP_PX = 1.75  # smallest free space (pixels) between two parts of a multifocal lesion (> sqrt(2): no 8-contact)
+
+
+@dataclass(frozen=True)
+class ShapeSpec:
+    """Unit-area lesion shapes: the union of up to :data:`MAX_PARTS` star-shaped parts, minus a hole.
+
+    Part ``j`` of lesion ``l`` is ``|x - centre[l, j]| <= r[l, j](theta)`` (``theta`` around its
+    centre, ``(dy, dx)`` in units of ``sqrt(A)``); ``hole[l] > 0`` removes ``rho <= hole * r[l, 0]``
+    (a concentric, homothetic hole in part 0). The parts of one lesion do not overlap, so the unit
+    area is the sum of the parts' areas minus the hole's."""
+
+    r: np.ndarray  # (L, P, N_ANGLES)
+    centre: np.ndarray  # (L, P, 2)
+    active: np.ndarray  # (L, P) bool
+    hole: np.ndarray  # (L,) 0 = none
+
+    @property
+    def extent(self) -> np.ndarray:
+        """``(L,)`` largest distance of the shape's boundary from the lesion centre (unit scale)."""
+        far = np.hypot(self.centre[..., 0], self.centre[..., 1]) + self.r.max(axis=-1)
+        return np.where(self.active, far, 0.0).max(axis=1)
+
+
+def _single(r: np.ndarray) -> ShapeSpec:
+    """One centred part per lesion, no hole (ellipse, lobulated, spiculated)."""
+    n = len(r)
+    return ShapeSpec(r[:, None, :], np.zeros((n, 1, 2)), np.ones((n, 1), bool), np.zeros(n))
+
+
+def _foci(rng: np.random.Generator, n: int, area: np.ndarray, max_aspect: float) -> ShapeSpec:
+    """Multifocal shapes: 2..4 small ellipses (aspect <= 1.3, areas within 0.7..1.3 of each other,
+    total 1) on a circle around the lesion centre, each pair at least FOCI_GAP_PX apart (and 0.12
+    of sqrt(A)), the circle only 0..10 % wider than that needs (close together)."""
+    theta = np.linspace(0, 2 * np.pi, N_ANGLES, endpoint=False)
+    m = rng.integers(2, MAX_PARTS + 1, n)
+    active = np.arange(MAX_PARTS)[None, :] < m[:, None]
+    weight = rng.uniform(0.7, 1.3, (n, MAX_PARTS)) * active
+    part_area = weight / weight.sum(axis=1, keepdims=True)
+    q = rng.uniform(1.0, min(1.3, max_aspect), (n, MAX_PARTS, 1))
+    phi = rng.uniform(0, np.pi, (n, MAX_PARTS, 1))
+    a, b = np.sqrt(q), 1 / np.sqrt(q)
+    ell = a * b / np.sqrt((b * np.cos(theta - phi)) ** 2 + (a * np.sin(theta - phi)) ** 2)
+    r = _unit_area(ell) * np.sqrt(part_area)[..., None]
+    # angles: evenly spaced with a random rotation and a jitter of up to 1/6 of the spacing
+    spacing = 2 * np.pi / m[:, None]
+    alpha = (rng.uniform(0, 2 * np.pi, (n, 1)) + spacing * np.arange(MAX_PARTS)[None, :]
+             + rng.uniform(-1 / 6, 1 / 6, (n, MAX_PARTS)) * spacing)
+    # radius of the circle: every active pair (i, j) apart by at least r_i + r_j + gap
+    reach = r.max(axis=-1)
+    gap = np.maximum(FOCI_GAP_PX / np.sqrt(area), 0.12)[:, None, None]
+    chord = 2 * np.abs(np.sin((alpha[:, :, None] - alpha[:, None, :]) / 2))
+    pair = active[:, :, None] & active[:, None, :] & ~np.eye(MAX_PARTS, dtype=bool)[None]
+    need = np.where(pair, (reach[:, :, None] + reach[:, None, :] + gap) / np.maximum(chord, 1e-9), 0.0)
+    radius = need.max(axis=(1, 2)) * rng.uniform(1.0, 1.1, n)
+    centre = radius[:, None, None] * np.stack([np.sin(alpha), np.cos(alpha)], axis=-1)
+    return ShapeSpec(r, np.where(active[..., None], centre, 0.0), active, np.zeros(n))
+
+
+def shape_spec(rng: np.random.Generator, labels: np.ndarray, area: np.ndarray,
+               params: GeneratorParams) -> ShapeSpec:
+    """Unit-area shapes for ``labels``: the two-class benchmark (:func:`radial_profiles`) when
+    ``classes == 2``, else label k is ``SHAPE_CLASSES[k]``: ellipse, lobulated, spiculated, ring
+    (the ellipse law with a hole of 0.45..0.6 of its outer radius), multifocal (:func:`_foci`).
+    ``area (L,)`` the target areas (pixels; the multifocal gap is given in pixels)."""
+    if params.classes == 2:
+        return _single(radial_profiles(rng, labels, params))
+    n = len(labels)
+    ellipse, lobulated, spiculated = (_unit_area(r) for r in _star_profiles(rng, n, params))
+    hole = rng.uniform(*RING_HOLE, n)
+    foci = _foci(rng, n, area, params.max_aspect)
+    ring = ellipse / np.sqrt(1 - hole[:, None] ** 2)  # annulus (1 - h^2) * outer area = 1
+    lab = labels[:, None]
+    star = np.select([lab == 0, lab == 1, lab == 2], [ellipse, lobulated, spiculated], ring)
+    multi = labels == 4
+    r = np.where(multi[:, None, None], foci.r, np.pad(star[:, None, :], ((0, 0), (0, MAX_PARTS - 1), (0, 0))))
+    centre = np.where(multi[:, None, None], foci.centre, 0.0)
+    active = np.where(multi[:, None], foci.active, np.arange(MAX_PARTS)[None, :] == 0)
+    return ShapeSpec(r, centre, active, np.where(labels == 3, hole, 0.0))
 
 
 def _raster(r: np.ndarray, scale: np.ndarray, offset: np.ndarray, half: int) -> tuple[np.ndarray, np.ndarray]:
@@ -107,6 +210,23 @@ class LesionShapes:
         return self.profile.shape[-1] // 2
 
 
+def _raster_spec(spec: ShapeSpec, scale: np.ndarray, offset: np.ndarray,
+                 half: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_raster` of every part (part ``j`` centred at ``offset + scale * centre_j``; parts
+    after the first only for the lesions that have them), united, minus the holes."""
+    inside, dist_c = _raster(spec.r[:, 0], scale, offset + scale[:, None] * spec.centre[:, 0], half)
+    for j in range(1, spec.r.shape[1]):
+        idx = np.nonzero(spec.active[:, j])[0]
+        if len(idx):
+            part, _ = _raster(spec.r[idx, j], scale[idx], offset[idx] + scale[idx, None] * spec.centre[idx, j], half)
+            inside[idx] |= part
+    idx = np.nonzero(spec.hole > 0)[0]
+    if len(idx):
+        hole, _ = _raster(spec.r[idx, 0], scale[idx] * spec.hole[idx], offset[idx], half)
+        inside[idx] &= ~hole
+    return inside, dist_c
+
+
 def make_shapes(rng: np.random.Generator, labels: np.ndarray, params: GeneratorParams) -> LesionShapes:
     """Area-matched rasterised lesion shapes with soft-edge profiles, one per entry of ``labels``."""
     size2 = params.size**2
@@ -114,16 +234,20 @@ def make_shapes(rng: np.random.Generator, labels: np.ndarray, params: GeneratorP
     lo = max(params.lesion_area_min * size2, MIN_AREA_PX)  # tiny test images: at least MIN_AREA_PX
     hi = max(params.lesion_area_max * size2, lo)
     area = np.exp(rng.uniform(np.log(lo), np.log(hi), n))
-    r = radial_profiles(rng, labels, params)
+    spec = shape_spec(rng, labels, area, params)
     offset = rng.uniform(-0.5, 0.5, (n, 2))
     scale = np.sqrt(area)
-    half = int(np.ceil(np.sqrt(area.max()) * r.max() * 1.25)) + 2
+    half = int(np.ceil(np.sqrt(area.max()) * spec.extent.max() * 1.25)) + 2
     for _ in range(2):  # correct the scale for the pixel grid: s <- s * sqrt(A / count)
-        inside, _ = _raster(r, scale, offset, half)
+        inside, _ = _raster_spec(spec, scale, offset, half)
         count = np.maximum(inside.sum(axis=(1, 2)), 1)
         scale = scale * np.sqrt(area / count)
-    inside, dist_c = _raster(r, scale, offset, half)
-    inside[:, half, half] = True  # the centre pixel always belongs to its lesion
+    inside, dist_c = _raster_spec(spec, scale, offset, half)
+    # the pixel nearest each part's centre belongs to its lesion (not in a ring's hole): no part
+    # vanishes on the pixel grid; for a centred part it is the canvas centre (half, half)
+    les, part = np.nonzero(spec.active & (spec.hole == 0)[:, None])
+    at = half + np.round(offset[les] + scale[les, None] * spec.centre[les, part]).astype(np.int64)
+    inside[les, at[:, 0], at[:, 1]] = True
     # distance to the nearest outside pixel, per canvas (axis 0 made "far" => slice-wise 2D EDT)
     depth = ndi.distance_transform_edt(inside, sampling=(_FAR, 1.0, 1.0)) if n else inside.astype(float)
     width = params.edge_width * params.size

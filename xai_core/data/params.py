@@ -19,6 +19,9 @@ from xai_core.errors import ConfigError, InputFileError
 
 CONTRAST_SIGNS = ("both", "bright", "dark")
 IRREGULAR_STYLES = ("mixed", "lobulated", "spiculated")
+TWO_CLASS_NAMES = ("regular", "irregular")  # the MRI study's benchmark (classes = 2)
+SHAPE_CLASSES = ("ellipse", "lobulated", "spiculated", "ring", "multifocal")  # classes = K >= 3: the first K
+MAX_CLASSES = len(SHAPE_CLASSES)
 
 
 @dataclass(frozen=True)
@@ -28,6 +31,7 @@ class GeneratorParams:
     n: int = 2000
     size: int = 128
     seed: int = 0
+    classes: int = 2  # 2: regular vs irregular (the MRI study); 3..5: the first K of SHAPE_CLASSES
     anatomy: str | None = None  # folder of T1 volumes; None = nilearn's MNI152 template
     # slices: axial slices whose brain area is at least this fraction of the largest slice's
     min_brain_fraction: float = 0.6
@@ -71,7 +75,13 @@ def _check(cond: bool, message: str) -> None:
 def validate(p: GeneratorParams) -> GeneratorParams:
     """Raise ConfigError with a one-line reason when a knob is out of its range."""
     _check(isinstance(p.n, int) and p.n >= 6, f"n must be an integer >= 6 (got {p.n!r})")
-    _check(p.n % 2 == 0, f"n must be even so both classes get exactly n/2 samples (got {p.n})")
+    _check(isinstance(p.classes, int) and 2 <= p.classes <= MAX_CLASSES,
+           f"classes must be an integer 2..{MAX_CLASSES} (got {p.classes!r})")
+    if p.classes == 2:
+        _check(p.n % 2 == 0, f"n must be even so both classes get exactly n/2 samples (got {p.n})")
+    else:
+        _check(p.n % p.classes == 0, f"n must be a multiple of classes={p.classes} so each class gets exactly "
+                                     f"n/{p.classes} samples (got n={p.n})")
     _check(isinstance(p.size, int) and 16 <= p.size <= 1024, f"size must be 16..1024 (got {p.size!r})")
     _check(isinstance(p.seed, int) and p.seed >= 0, f"seed must be a non-negative integer (got {p.seed!r})")
     _check(0.05 <= p.min_brain_fraction <= 1.0, "min_brain_fraction must be in [0.05, 1]")
@@ -86,6 +96,8 @@ def validate(p: GeneratorParams) -> GeneratorParams:
     )
     _check(1.0 <= p.max_aspect <= 4.0, "max_aspect must be in [1, 4]")
     _check(p.irregular_style in IRREGULAR_STYLES, f"irregular_style must be one of {', '.join(IRREGULAR_STYLES)}")
+    _check(p.classes == 2 or p.irregular_style == "mixed",
+           "irregular_style applies to the two-class benchmark only; drop it or use classes=2")
     _check(0 < p.contrast_min <= p.contrast_max <= 2.0, "need 0 < contrast_min <= contrast_max <= 2")
     _check(p.contrast_sign in CONTRAST_SIGNS, f"contrast_sign must be one of {', '.join(CONTRAST_SIGNS)}")
     _check(0 <= p.edge_width <= 0.1, "edge_width must be in [0, 0.1] (fraction of the image side)")
@@ -150,10 +162,17 @@ def make_params(config: str | Path | None = None, **overrides: Any) -> Generator
     return validate(GeneratorParams(**coerced))
 
 
+def class_names(p: GeneratorParams) -> list[str]:
+    """The benchmark's class names by label: regular/irregular for two classes, else the first
+    ``classes`` of :data:`SHAPE_CLASSES`."""
+    return list(TWO_CLASS_NAMES) if p.classes == 2 else list(SHAPE_CLASSES[: p.classes])
+
+
 KNOB_HELP: dict[str, str] = {
-    "n": "number of images over all splits (even; n/2 per class)",
+    "n": "number of images over all splits (a multiple of classes; n/classes per class)",
     "size": "output image side in pixels (128; 224 for the paper's setting)",
     "seed": "random seed (same seed and knobs give byte-identical files)",
+    "classes": "2 = regular vs irregular; 3..5 = the first K of ellipse, lobulated, spiculated, ring, multifocal",
     "anatomy": "folder of T1 volumes; default the MNI152 template",
     "min_brain_fraction": "axial slices with brain area >= this fraction of the largest slice's",
     "rotate_deg": "max random rotation (degrees)",
@@ -169,7 +188,7 @@ KNOB_HELP: dict[str, str] = {
     "lesion_area_min": "smallest lesion area (fraction of the image area)",
     "lesion_area_max": "largest lesion area (fraction of the image area)",
     "max_aspect": "largest axis ratio of regular (elliptic) lesions",
-    "irregular_style": "irregular lesions: mixed | lobulated | spiculated",
+    "irregular_style": "irregular lesions (classes=2 only): mixed | lobulated | spiculated",
     "contrast_min": "smallest lesion contrast (added intensity)",
     "contrast_max": "largest lesion contrast",
     "contrast_sign": "lesion contrast: both | bright | dark",

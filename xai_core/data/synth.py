@@ -136,9 +136,10 @@ def generate_chunk(bank: SliceBank, params: GeneratorParams, labels: np.ndarray,
 
 
 def labels_and_splits(params: GeneratorParams) -> tuple[np.ndarray, np.ndarray]:
-    """Exactly n/2 samples per class in seeded random order, and their stratified split."""
+    """Exactly n/classes samples per class in seeded random order, and their stratified split."""
     rng = np.random.default_rng(np.random.SeedSequence(params.seed, spawn_key=(10**6,)))
-    labels = np.repeat(np.arange(2, dtype=np.int64), params.n // 2)[rng.permutation(params.n)]
+    k = params.classes
+    labels = np.repeat(np.arange(k, dtype=np.int64), params.n // k)[rng.permutation(params.n)]
     return labels, stratified_split(labels, params.seed, params.train_frac, params.val_frac)
 
 
