@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export XAUDIT_HOME ?= $(CURDIR)/workspace
 
-.PHONY: setup demo test bench docker-check clean
+.PHONY: setup demo test bench bench-gpu docker-check clean
 
 $(BIN)/xaudit: requirements.txt pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -23,7 +23,11 @@ test: setup
 	$(BIN)/python -m pytest -q
 
 bench: setup
-	for f in bench/*.py; do $(BIN)/python $$f || exit 1; done
+	for f in $(filter-out bench/gpu.py,$(wildcard bench/*.py)); do $(BIN)/python $$f || exit 1; done
+
+# The paper-size figures on one CUDA GPU (< 10 min), appended to bench/RESULTS.md; GPU_ARGS=--tiny: CPU check
+bench-gpu: setup
+	$(BIN)/python bench/gpu.py $(GPU_ARGS)
 
 # Build the Docker image with buildah and run it (no Docker engine needed; root): scripts/docker_check.sh
 docker-check: setup
