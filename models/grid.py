@@ -125,13 +125,16 @@ def train(
     in_chans: int | None = None,
     config: TrainConfig | None = None,
     pretrain_kwargs: dict[str, Any] | None = None,
+    ft_epochs: int | None = None,
     progress: Progress = silent,
 ) -> list[Any]:
     """Fine-tune ``arch`` on ``dataset`` from the ``pretrain`` source at ``degree``.
 
     ``protocol="single"``: one run, checkpoint phase ``tl`` (degree tl) or ``ft``, parent = the
     pre-training checkpoint. ``protocol="tl-ft"`` (Elangovan & Ting): a TL run (head only), then
-    full fine-tuning (``all``) continued from it; parent(FT) = TL, parent(TL) = pre-training.
+    full fine-tuning (``all``) continued from it; parent(FT) = TL, parent(TL) = pre-training;
+    ``ft_epochs`` (default: the same as TL) sets the FT run's epochs apart (a head-only TL epoch on
+    cached frozen features costs a fraction of a full FT epoch).
     Missing ``natural``/``mri`` pre-training checkpoints are created first. ``in_chans``: the
     network's input channels, default the source's (ImageNet weights take 3: grey images are
     replicated and normalised as the weights expect; otherwise 1). Returns the saved
@@ -141,8 +144,9 @@ def train(
     _check_choice(degree, DEGREES, "fine-tuning degree")
     _check_choice(protocol, PROTOCOLS, "protocol")
     _check_choice(pretrain, list_pretraining_sources(), "pre-training source")
-    if epochs is not None and epochs < 1:
-        raise ConfigError(f"--epochs must be at least 1 (got {epochs})")
+    for flag, value in (("--epochs", epochs), ("--ft-epochs", ft_epochs)):
+        if value is not None and value < 1:
+            raise ConfigError(f"{flag} must be at least 1 (got {value})")
     if lr is not None and not lr > 0:
         raise ConfigError(f"--lr must be positive (got {lr})")
     cfg = config or TrainConfig()
@@ -161,7 +165,8 @@ def train(
         return [_fit_and_save(model, splits, name=base, degree=degree, phase=phase, parent_id=parent, **common)]
     tl = _fit_and_save(model, splits, name=f"{base}-tl", degree="tl", phase="tl", parent_id=parent, **common)
     ft = _fit_and_save(model, splits, name=f"{base}-ft", degree="all", phase="ft", parent_id=tl.id,
-                       **{**common, "config": replace(cfg, lr=cfg.lr * FT_LR_FACTOR)})
+                       **{**common, "config": replace(cfg, lr=cfg.lr * FT_LR_FACTOR, epochs=ft_epochs or cfg.epochs,
+                                                      min_epochs=min(cfg.min_epochs, ft_epochs or cfg.epochs))})
     return [tl, ft]
 
 

@@ -20,7 +20,7 @@ report both show these findings.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -531,6 +531,24 @@ def headline_findings(n_boot: int = N_BOOT) -> list[Finding]:
         findings += [_pretraining_finding(gt, health, n_boot), _degree_finding(gt, health, n_boot),
                      _methods_finding(gt, health, n_boot), _baseline_finding(gt, baselines, health, n_boot)]
     drift = drift_frame()  # the final TL→FT pairs only (no epoch, no same-checkpoint cross-method rows)
-    findings += [_phases_finding(phase_accuracy_table()), _drift_finding(drift, health, n_boot),
-                 _architecture_finding(drift, health, n_boot), _reversal_finding(drift, health, n_boot)]
-    return findings
+    dataset = study_dataset(drift)
+    several = drift["dataset"].nunique() > 1 if not drift.empty else False
+    phases = phase_accuracy_table()
+    if dataset is not None:
+        drift = drift[drift["dataset"] == dataset]
+        phases = phases[phases["ft_checkpoint"].isin(drift["checkpoint_b"])]
+    cxr = [_phases_finding(phases), _drift_finding(drift, health, n_boot),
+           _architecture_finding(drift, health, n_boot), _reversal_finding(drift, health, n_boot)]
+    if several:
+        cxr = [replace(f, evidence=f"On dataset {dataset} (the one whose TL→FT pairs cover the most architectures): "
+                       + f.evidence) for f in cxr]
+    return findings + cxr
+
+
+def study_dataset(drift: pd.DataFrame) -> str | None:
+    """The dataset the drift study's findings read: the one whose TL→FT pairs cover the most
+    architectures (then the most rows); architectures are compared on one task only."""
+    if drift.empty:
+        return None
+    per = drift.groupby("dataset").agg(archs=("arch", "nunique"), rows=("arch", "size"))
+    return str(per.sort_values(["archs", "rows"], ascending=False).index[0])

@@ -130,7 +130,7 @@ def _kind_where(kind: str) -> list[Any]:
 
 def drift_frame(selection: str | None = None, methods: list[str] | None = None,
                 metrics: list[str] | None = None, kind: str = "tl-ft") -> pd.DataFrame:
-    """Per-pair drift rows with both checkpoints' names, B's architecture/pre-training, both
+    """Per-pair drift rows with the samples' ``dataset``, both checkpoints' names, B's architecture/pre-training, both
     sides' phase and degree and B's epoch (``phase_a, degree_a, phase_b, degree_b, epoch_b``), the
     row's ``kind`` (:data:`DRIFT_KINDS`), the comparison's label ``method`` (``m`` or ``m_a:m_b``,
     see :func:`comparison_label`; what ``methods`` filters on) next to both sides' method and
@@ -148,7 +148,7 @@ def drift_frame(selection: str | None = None, methods: list[str] | None = None,
     stmt = (
         select(
             d.c.checkpoint_a_id, ca.c.name.label("checkpoint_a"), d.c.checkpoint_b_id, cb.c.name.label("checkpoint_b"),
-            cb.c.arch.label("arch"), cb.c.pretrain.label("pretrain"), ca.c.phase.label("phase_a"),
+            Dataset.name.label("dataset"), cb.c.arch.label("arch"), cb.c.pretrain.label("pretrain"), ca.c.phase.label("phase_a"),
             ca.c.degree.label("degree_a"), cb.c.phase.label("phase_b"), cb.c.degree.label("degree_b"),
             cb.c.epoch.label("epoch_b"), d.c.method_a, d.c.params_hash_a, d.c.method_b,
             d.c.params_hash_b, d.c.sample_pk, Sample.sample_id, Sample.label, d.c.selection, *[d.c[k] for k in names],
@@ -156,6 +156,7 @@ def drift_frame(selection: str | None = None, methods: list[str] | None = None,
         .join(ca, ca.c.id == d.c.checkpoint_a_id)
         .join(cb, cb.c.id == d.c.checkpoint_b_id)
         .join(Sample, Sample.id == d.c.sample_pk)
+        .join(Dataset, Dataset.id == Sample.dataset_id)
         .order_by(*[d.c[c] for c in DRIFT_KEY])
     )
     df = _frame(stmt).astype({k: float for k in names})
@@ -190,10 +191,12 @@ def checkpoint_accuracy() -> pd.DataFrame:
 
 
 def checkpoint_info() -> pd.DataFrame:
-    """Per checkpoint: ``checkpoint_id, checkpoint`` (name), ``arch, pretrain, degree, num_classes``
-    and its test ``accuracy`` / ``n_predictions`` (:func:`checkpoint_accuracy`; NaN / 0 without)."""
+    """Per checkpoint: ``checkpoint_id, checkpoint`` (name), ``arch, pretrain, degree, num_classes``,
+    its ``dataset`` (None for a checkpoint of no registered dataset) and its test ``accuracy`` /
+    ``n_predictions`` (:func:`checkpoint_accuracy`; NaN / 0 without)."""
     info = _frame(select(Checkpoint.id.label("checkpoint_id"), Checkpoint.name.label("checkpoint"), Checkpoint.arch,
-                         Checkpoint.pretrain, Checkpoint.degree, Checkpoint.num_classes))
+                         Checkpoint.pretrain, Checkpoint.degree, Checkpoint.num_classes, Dataset.name.label("dataset"))
+                  .outerjoin(Dataset, Dataset.id == Checkpoint.dataset_id))
     out = info.merge(checkpoint_accuracy(), on="checkpoint_id", how="left")
     out["n_predictions"] = out["n_predictions"].fillna(0).astype(int)
     return out
@@ -261,12 +264,12 @@ def _auc(metrics: dict[str, Any] | None) -> float:
     return float("nan") if value is None else float(value)
 
 
-PHASE_COLUMNS = ["arch", "pretrain", "degree", "tl_checkpoint", "ft_checkpoint", "num_classes", "chance",
+PHASE_COLUMNS = ["dataset", "arch", "pretrain", "degree", "tl_checkpoint", "ft_checkpoint", "num_classes", "chance",
                  "tl_accuracy", "ft_accuracy", "tl_auc", "ft_auc", "tl_working", "ft_working", "both_working"]
 
 
 def phase_accuracy_table(margin: float = NEAR_CHANCE_MARGIN) -> pd.DataFrame:
-    """Per TL→FT pair (``phase='ft'`` child of a ``phase='tl'`` checkpoint): architecture,
+    """Per TL→FT pair (``phase='ft'`` child of a ``phase='tl'`` checkpoint): dataset, architecture,
     pre-training, FT degree, both checkpoints' names, test accuracy (from their stored test
     predictions, :func:`checkpoint_info`; else ``metrics['accuracy']``) and ROC-AUC (macro
     one-vs-rest with more than two classes, :func:`_auc`), chance ``1/K`` and whether each phase
@@ -292,12 +295,12 @@ def phase_accuracy_table(margin: float = NEAR_CHANCE_MARGIN) -> pd.DataFrame:
         k = int(info.at[ft, "num_classes"])
         tl_acc, ft_acc = accuracy(tl), accuracy(ft)
         tl_ok, ft_ok = (not bool(near_chance(a, k, margin)) for a in (tl_acc, ft_acc))
-        out.append({"arch": info.at[ft, "arch"], "pretrain": info.at[ft, "pretrain"], "degree": info.at[ft, "degree"],
+        out.append({"dataset": info.at[ft, "dataset"], "arch": info.at[ft, "arch"], "pretrain": info.at[ft, "pretrain"], "degree": info.at[ft, "degree"],
                     "tl_checkpoint": info.at[tl, "checkpoint"], "ft_checkpoint": info.at[ft, "checkpoint"],
                     "num_classes": k, "chance": 1.0 / max(k, 2), "tl_accuracy": tl_acc, "ft_accuracy": ft_acc,
                     "tl_auc": _auc(stored[tl].metrics), "ft_auc": _auc(stored[ft].metrics),
                     "tl_working": tl_ok, "ft_working": ft_ok, "both_working": tl_ok and ft_ok})
-    return sort_by_degree(pd.DataFrame(out, columns=PHASE_COLUMNS), ["arch", "pretrain", "degree"])
+    return sort_by_degree(pd.DataFrame(out, columns=PHASE_COLUMNS), ["dataset", "arch", "pretrain", "degree"])
 
 
 CROSS_METRICS = ["iou_top20", "pearson", "com_displacement"]
