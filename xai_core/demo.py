@@ -1,5 +1,7 @@
-"""The embedded demo workspace, built stage by stage: data → pre-training → grid → maps →
-ground-truth metrics → drift → reader study → report. Its accounts (an admin and two reviewers,
+"""The embedded demo workspace, built stage by stage: the MRI study (data → pre-training → grid →
+maps → ground-truth metrics), then the drift study (five-class data → three architectures trained
+TL then FT with epoch checkpoints → LayerCAM and Grad-CAM++ maps), then drift of both → reader
+study → report. Its accounts (an admin and two reviewers,
 random passwords) are made right after the data, before the dashboard starts.
 
 Every stage calls the same job function the CLI exposes, so a second run skips what is stored.
@@ -19,7 +21,7 @@ from sqlalchemy import func, select
 
 import models
 from db import Checkpoint, Dataset, Prediction, Sample, get_engine, session_scope
-from models import train_grid
+from models import train, train_grid
 from models.finetune import TrainConfig
 from models.pretraining import ensure_pretrained
 from xai_core.attribution import capabilities, explain_checkpoint, list_methods
@@ -46,6 +48,41 @@ STUDY_CATCH_TRIALS = 2
 
 
 @dataclass(frozen=True)
+class DriftStudy:
+    """Sizes of the demo's drift study (Elangovan & Ting's design at CPU size): a five-class benchmark,
+    the three families' compact networks pre-trained on the formula-driven stand-in for ImageNet,
+    each trained TL (head only) then FT (all layers) with an epoch checkpoint per FT epoch."""
+
+    n_images: int
+    size: int
+    archs: tuple[str, ...]
+    width: float
+    pretrain_steps: int
+    pretrain_size: int
+    tl_epochs: int
+    ft_epochs: int
+    maps_per_checkpoint: int
+    classes: int = 5
+    lesion_area: tuple[float, float] = (0.015, 0.035)  # larger than the MRI study's: shapes readable at 64 px
+    max_lesions: int = 1
+    pretrain: str = "procedural"
+    methods: tuple[str, ...] = ("layercam", "gradcam_plus_plus")
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "dataset": f"{DRIFT_DATASET}: {self.n_images} images of {self.size}×{self.size} px, {self.classes} lesion "
+                       f"classes, area {self.lesion_area[0]:g}–{self.lesion_area[1]:g} of the image",
+            "models": f"{', '.join(self.archs)} width {self.width:g}, pre-training {self.pretrain} "
+                      f"({self.pretrain_steps} steps at {self.pretrain_size} px), TL {self.tl_epochs} epochs then "
+                      f"FT {self.ft_epochs} epochs with an epoch checkpoint each",
+            "maps": f"{', '.join(self.methods)} on {self.maps_per_checkpoint} test images per checkpoint",
+        }
+
+
+DRIFT_DATASET = "five-lesions"
+
+
+@dataclass(frozen=True)
 class DemoSettings:
     """Sizes of the demo build; ``FULL`` is what ``make demo`` builds, ``QUICK`` the tests' version."""
 
@@ -59,6 +96,7 @@ class DemoSettings:
     epochs: int | None  # None = the training defaults
     maps_per_checkpoint: int  # test images explained per checkpoint and method
     drift_selection: str  # samples compared between TL and FT (the study: true positives of both)
+    drift_study: DriftStudy
     method_params: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def describe(self) -> dict[str, Any]:
@@ -71,6 +109,7 @@ class DemoSettings:
             "test images explained per checkpoint": self.maps_per_checkpoint,
             "drift samples": self.drift_selection,
             "method settings": self.method_params,
+            "drift study": self.drift_study.describe(),
         }
 
 
@@ -86,10 +125,15 @@ FULL = DemoSettings(
     degrees=("tl", "1conv", "2conv", "3conv", "4conv", "all"),
     pretrain_steps=250, pretrain_size=64, epochs=None, maps_per_checkpoint=40, drift_selection="true_positive",
     method_params=_DEMO_METHOD_PARAMS,
+    drift_study=DriftStudy(n_images=1500, size=64, archs=("densenet_mini", "inception_mini", "resnetv2_mini"),
+                           width=0.25, pretrain_steps=1500, pretrain_size=32, tl_epochs=20, ft_epochs=20,
+                           maps_per_checkpoint=60),
 )
 QUICK = DemoSettings(
     preset="quick", n_images=160, size=64, width=0.125, degrees=("tl", "all"),
     pretrain_steps=12, pretrain_size=64, epochs=3, maps_per_checkpoint=8, drift_selection="all",
+    drift_study=DriftStudy(n_images=100, size=32, archs=("densenet_mini", "resnetv2_mini"), width=0.125,
+                           pretrain_steps=4, pretrain_size=32, tl_epochs=1, ft_epochs=2, maps_per_checkpoint=6),
     method_params={"integrated_gradients": {"n_steps": 8}, "gradient_shap": {"n_samples": 4},
                    "smoothgrad": {"n_samples": 4}, "occlusion": {"window": 16, "stride": 16}},
 )
@@ -159,6 +203,66 @@ def stage_explain(s: DemoSettings, progress: Progress) -> str:
             computed += result.computed
     progress(total, total, "done")
     return f"{len(methods)} methods × {len(checkpoints)} checkpoints ({computed} new maps)"
+
+
+def stage_drift_data(s: DemoSettings, progress: Progress) -> str:
+    d = s.drift_study
+    if dataset_exists(DRIFT_DATASET):
+        return "already built"
+    build_dataset(DRIFT_DATASET, n=d.n_images, size=d.size, seed=0, classes=d.classes, max_lesions=d.max_lesions,
+                  lesion_area_min=d.lesion_area[0], lesion_area_max=d.lesion_area[1], progress=progress)
+    return f"{d.n_images} images, {d.classes} classes"
+
+
+def drift_study_pairs() -> dict[str, tuple[int, int]]:
+    """Architecture → (TL, FT) checkpoint ids of the drift study's stored pairs."""
+    with session_scope() as session:
+        rows = session.execute(
+            select(Checkpoint.arch, Checkpoint.id, Checkpoint.parent_id).join(Dataset, Checkpoint.dataset_id == Dataset.id)
+            .where(Dataset.name == DRIFT_DATASET, Checkpoint.phase == "ft")).all()
+    return {str(arch): (int(parent), int(ft)) for arch, ft, parent in rows if parent is not None}
+
+
+def stage_drift_train(s: DemoSettings, progress: Progress) -> str:
+    """Each architecture: formula-driven pre-training, TL (head only), FT (all layers) with an epoch
+    checkpoint per FT epoch; an architecture whose pair exists is skipped."""
+    d = s.drift_study
+    done = drift_study_pairs()
+    for i, arch in enumerate(d.archs):
+        if arch in done:
+            continue
+        progress(i, len(d.archs), f"{arch}: pre-training, TL then FT")
+        train(DRIFT_DATASET, arch=arch, pretrain=d.pretrain, protocol="tl-ft", width=d.width, save_every=1,
+              config=TrainConfig(augment=True, epochs=d.tl_epochs, min_epochs=d.tl_epochs), ft_epochs=d.ft_epochs,
+              pretrain_kwargs={"steps": d.pretrain_steps, "size": d.pretrain_size})
+    progress(len(d.archs), len(d.archs), "done")
+    with session_scope() as session:
+        acc = {ck: (session.get(Checkpoint, ck).metrics or {}).get("accuracy") for pair in drift_study_pairs().values()
+               for ck in pair}
+    return "; ".join(f"{arch} TL {acc[tl]:.2f} → FT {acc[ft]:.2f}" for arch, (tl, ft) in sorted(drift_study_pairs().items()))
+
+
+def drift_study_checkpoints() -> list[int]:
+    """The drift study's TL and FT checkpoints and the FT run's epoch checkpoints (children of TL)."""
+    pairs = drift_study_pairs()
+    tls = [tl for tl, _ in pairs.values()]
+    with session_scope() as session:
+        epochs = session.scalars(select(Checkpoint.id).where(Checkpoint.phase == "epoch",
+                                                               Checkpoint.parent_id.in_(tls))).all()
+    return sorted([ck for pair in pairs.values() for ck in pair] + [int(e) for e in epochs])
+
+
+def stage_drift_explain(s: DemoSettings, progress: Progress) -> str:
+    d = s.drift_study
+    checkpoints = drift_study_checkpoints()
+    total, computed = len(checkpoints) * len(d.methods), 0
+    for i, ckpt in enumerate(checkpoints):
+        model, _ = models.load(ckpt)
+        for j, method in enumerate(d.methods):
+            progress(i * len(d.methods) + j, total, f"{method} on checkpoint {ckpt}")
+            computed += explain_checkpoint(ckpt, method, split="test", limit=d.maps_per_checkpoint, model=model).computed
+    progress(total, total, "done")
+    return f"{len(d.methods)} methods × {len(checkpoints)} checkpoints ({computed} new maps)"
 
 
 def stage_evaluate(s: DemoSettings, progress: Progress) -> str:
@@ -254,7 +358,10 @@ STAGES: list[tuple[str, str, Stage]] = [
     ("train", "Fine-tuning grid", stage_train),
     ("explain", "Attribution maps", stage_explain),
     ("evaluate", "Ground-truth metrics", stage_evaluate),
-    ("drift", "TL→FT drift", stage_drift),
+    ("drift-data", "Drift study: five-class data", stage_drift_data),
+    ("drift-train", "Drift study: three architectures, TL then FT", stage_drift_train),
+    ("drift-explain", "Drift study: LayerCAM and Grad-CAM++ maps", stage_drift_explain),
+    ("drift", "TL→FT drift (both studies, along FT epochs)", stage_drift),
     ("review", "Reader study", stage_review),
     ("report", "Report", stage_report),
 ]
