@@ -33,6 +33,21 @@ from xai_core.errors import UnknownNameError
 
 MODEL_MODES = ("cascading", "independent")
 MODES = (*MODEL_MODES, "data")
+SELECTION = "sanity"  # DriftMetric.selection of every stored sanity value
+DATA_STEP = "labels"  # the one step of the data-randomisation test
+
+
+def randomisation_key(mode: str, step: str, seed: int) -> str:
+    """``params_hash_b`` of a stored sanity value: ``sanity:<mode>:<step>:s<seed>``."""
+    return f"sanity:{mode}:{step}:s{int(seed)}"
+
+
+def parse_randomisation_key(key: str) -> tuple[str, str, int] | None:
+    """``(mode, step, seed)`` of a :func:`randomisation_key`, None for anything else."""
+    parts = str(key).split(":")
+    if len(parts) != 4 or parts[0] != "sanity" or not parts[3].startswith("s") or not parts[3][1:].isdigit():
+        return None
+    return parts[1], parts[2], int(parts[3][1:])
 
 
 def layer_names(arch: str) -> list[str]:
