@@ -42,9 +42,10 @@ def sanity_cmd(
     # lazy: only this command's stack is imported (xaudit --help and other commands stay fast)
     from xai_core.attribution.registry import list_methods
     from xai_core.cli.attribution import parse_params
-    from xai_core.metrics.sanity_job import sanity
+    from xai_core.metrics.sanity_job import check_request, sanity
     from xai_core.metrics.sanity_results import FAIL_SPEARMAN
 
+    check_request(checkpoint, mode, _csv(layers) or None, shuffled)  # bad names fail before the progress bar
     names = _csv(methods)
     registered = [m for m in names if m in set(list_methods())]
     per_method = parse_params(param or [], registered) if param else {}

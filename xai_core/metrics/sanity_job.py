@@ -166,6 +166,21 @@ def _plan(a: int, b: int, methods: list[_Method], step_list: list[Step], mode: s
     return todo
 
 
+def check_request(checkpoint: int | str, mode: str, layers: Sequence[str] | None = None,
+                  shuffled: int | str | None = None) -> tuple[Any, list[Step]]:
+    """The checkpoint row and the steps of a sanity run; a bad mode, layer or option combination
+    raises a one-line :class:`~xai_core.errors.XAuditError` (nothing is computed or stored)."""
+    check_mode(mode)
+    row = models.resolve_checkpoint(checkpoint)
+    if mode == "data":
+        if layers:
+            raise ConfigError("--layers applies to the cascading and independent modes; the data test has one step")
+        return row, [Step(DATA_STEP, ())]
+    if shuffled is not None:
+        raise ConfigError("--shuffled applies to --mode data")
+    return row, steps(row.arch, mode, layers)
+
+
 def sanity(
     checkpoint: int | str,
     methods: Sequence[str],
@@ -189,20 +204,11 @@ def sanity(
     modes) or the label permutation (data), ``params`` holds each method's parameters
     (``{method: {name: value}}``, defaults otherwise), ``shuffled`` names an existing shuffled-label
     checkpoint for the data test instead of training one."""
-    check_mode(mode)
     if target not in TARGETS:
         raise InvalidValueError(f"target must be one of {', '.join(TARGETS)} (got {target!r})")
     if limit is not None and limit < 1:
         raise InvalidValueError(f"--limit must be >= 1 (got {limit})")
-    row = models.resolve_checkpoint(checkpoint)
-    if mode == "data":
-        if layers:
-            raise ConfigError("--layers applies to the cascading and independent modes; the data test has one step")
-        step_list = [Step(DATA_STEP, ())]
-    else:
-        if shuffled is not None:
-            raise ConfigError("--shuffled applies to --mode data")
-        step_list = steps(row.arch, mode, layers)
+    row, step_list = check_request(checkpoint, mode, layers, shuffled)
     dataset = _dataset_name(None, int(row.id), None)
     checked = _methods(methods, row.arch, params, dataset, target)
     names = list_sanity_similarities()
