@@ -10,13 +10,10 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from db import DriftMetric
+from tests.sanity_seed import STEPS, add_sanity_rows
 from tests.seed import add_checkpoint, add_dataset_rows, add_gt_rows
-from xai_core.metrics.sanity_randomise import randomisation_key
-from xai_core.metrics.stored import insert_rows
 
 PAGE = str(Path(__file__).resolve().parents[2] / "ui" / "views" / "benchmark.py")
-STEPS = ["head", "block5", "block4", "block3", "block2", "block1"]
 
 
 def _seed() -> dict[str, list[float]]:
@@ -29,16 +26,8 @@ def _seed() -> dict[str, list[float]]:
     ck = add_checkpoint("vgg-mri-all", "vgg16", "mri", "all", "ft", pks, [0, 1, 0, 1], [0, 1, 0, 1])
     add_gt_rows(ck, "saliency", pks, np.random.default_rng(0).random((n, h, h)).astype(np.float32), masks, [True] * n)
     medians = {"saliency": [0.9, 0.7, 0.5, 0.3, 0.2, 0.1], "baseline_sobel": [1.0] * 6}
-    rows = []
     for method, values in medians.items():
-        for step, median in zip(STEPS, values, strict=True):
-            for pk, offset in zip(pks, (-0.02, -0.01, 0.01, 0.02), strict=True):
-                for metric in ("sanity_spearman", "sanity_ssim", "sanity_hog"):
-                    rows.append({"checkpoint_a_id": ck, "checkpoint_b_id": ck, "method_a": method, "params_hash_a": "p",
-                                 "method_b": method, "params_hash_b": randomisation_key("cascading", step, 0),
-                                 "sample_pk": pk, "metric": metric, "value": min(1.0, median + offset),
-                                 "selection": "sanity"})
-    insert_rows(DriftMetric, rows)
+        add_sanity_rows(ck, method, pks, values)
     return medians
 
 

@@ -14,6 +14,7 @@ randomised model, over the images, stays above :data:`FAIL_SPEARMAN` (0.5):
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
@@ -55,8 +56,8 @@ def sanity_frame(methods: list[str] | None = None) -> pd.DataFrame:
     )
     df = _frame(stmt)
     keys = [parse_randomisation_key(k) for k in df["params_hash_b"]]
-    keep = [k is not None for k in keys]
-    df = df[keep].reset_index(drop=True)
+    keep = np.asarray([k is not None for k in keys], dtype=bool)
+    df = df.loc[keep].reset_index(drop=True)
     parsed = [k for k in keys if k is not None]
     df["mode"] = [k[0] for k in parsed]
     df["step"] = [k[1] for k in parsed]
