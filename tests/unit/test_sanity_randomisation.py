@@ -132,3 +132,18 @@ def test_randomising_a_bias_block_leaves_saliency_and_block1_changes_it(toy: str
     np.testing.assert_allclose(rho, [spearmanr(o.ravel(), c.ravel())[0] for o, c in zip(original, changed)],
                                rtol=1e-12)
     assert rho.max() < 0.9  # a fresh N(0,1) scale: the map changed (|W_head| still shared, so not 0)
+
+
+def test_shuffled_labels_permute_train_and_val_only() -> None:
+    from models.grid import shuffled_labels
+    from models.splits import DataSplits
+
+    y = np.array([0] * 6 + [1] * 4)
+    x = np.zeros((10, 4, 4), np.float32)
+    splits = DataSplits("d", (x, y), (x[:6], y[:6].copy()), (x, y.copy()), ["a", "b"])
+    one, two = shuffled_labels(splits, 3), shuffled_labels(splits, 3)
+    np.testing.assert_array_equal(one.train[1], two.train[1])  # seeded
+    np.testing.assert_array_equal(one.train[1], np.random.default_rng(3).permutation(y))
+    assert sorted(one.train[1].tolist()) == sorted(y.tolist()) and not np.array_equal(one.train[1], y)
+    assert one.test[1] is splits.test[1] and one.train[0] is x  # images and the test split untouched
+    np.testing.assert_array_equal(splits.train[1], [0] * 6 + [1] * 4)  # the original is not changed
