@@ -46,6 +46,8 @@ def test_sanity_checks_store_resume_and_flag(workspace: Path, capsys: pytest.Cap
         "(the head, then the five conv blocks from the last to the first)")
     bad = xaudit("sanity", info.name, "--mode", "shuffle")
     assert bad.code == 2 and "choose one of cascading, independent, data" in bad.err and "Traceback" not in bad.err
+    bad = xaudit("sanity", info.name, "--methods", "saliency,nope")
+    assert bad.code == 2 and len(bad.err.strip().splitlines()) == 1 and "'nope'" in bad.err
     assert _count() == 0
 
     out = xaudit("sanity", info.name, "--methods", "saliency,baseline_sobel", "--limit", "4")

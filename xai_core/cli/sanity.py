@@ -45,8 +45,8 @@ def sanity_cmd(
     from xai_core.metrics.sanity_job import check_request, sanity
     from xai_core.metrics.sanity_results import FAIL_SPEARMAN
 
-    check_request(checkpoint, mode, _csv(layers) or None, shuffled)  # bad names fail before the progress bar
     names = _csv(methods)
+    check_request(checkpoint, mode, _csv(layers) or None, shuffled, names)  # bad names fail before the progress bar
     registered = [m for m in names if m in set(list_methods())]
     per_method = parse_params(param or [], registered) if param else {}
     bar = TqdmProgress(f"sanity {mode}")

@@ -81,20 +81,27 @@ class _Method:
     phash: str
 
 
-def _methods(names: Sequence[str], arch: str, params: dict[str, dict[str, Any]] | None, dataset: str,
-             target: str) -> list[_Method]:
-    """Validate ``names`` (registered methods supported on ``arch``, or chance maps) and resolve
-    their parameters as the explain job does."""
+def check_methods(names: Sequence[str], arch: str) -> list[str]:
+    """``names`` without repeats when each is a registered method supported on ``arch`` or a chance
+    map; otherwise a one-line :class:`~xai_core.errors.XAuditError`."""
     if not names:
         raise ConfigError("name at least one method (--methods saliency,...), or a chance map "
                           f"({', '.join(CHANCE_MAPS)})")
+    for name in names:
+        if name not in CHANCE_MAPS:
+            check_supported(name, arch)  # unknown names raise UnknownNameError listing the methods
+    return list(dict.fromkeys(names))
+
+
+def _methods(names: Sequence[str], arch: str, params: dict[str, dict[str, Any]] | None, dataset: str,
+             target: str) -> list[_Method]:
+    """Validate ``names`` (:func:`check_methods`) and resolve their parameters as the explain job does."""
     out = []
-    for name in dict.fromkeys(names):
+    for name in check_methods(names, arch):
         if name in CHANCE_MAPS:
             out.append(_Method(name, {}, CHANCE_MAPS[name].params_hash))
             continue
         spec = get_method(name)
-        check_supported(name, arch)
         resolved = spec.resolve(dict((params or {}).get(name) or {}))
         if resolved.get("baseline") == "mean" and resolved.get("baseline_value") is None:
             resolved["baseline_value"] = dataset_mean(dataset)
@@ -167,11 +174,14 @@ def _plan(a: int, b: int, methods: list[_Method], step_list: list[Step], mode: s
 
 
 def check_request(checkpoint: int | str, mode: str, layers: Sequence[str] | None = None,
-                  shuffled: int | str | None = None) -> tuple[Any, list[Step]]:
-    """The checkpoint row and the steps of a sanity run; a bad mode, layer or option combination
-    raises a one-line :class:`~xai_core.errors.XAuditError` (nothing is computed or stored)."""
+                  shuffled: int | str | None = None, methods: Sequence[str] | None = None) -> tuple[Any, list[Step]]:
+    """The checkpoint row and the steps of a sanity run; a bad mode, layer, method (when given) or
+    option combination raises a one-line :class:`~xai_core.errors.XAuditError` (nothing is
+    computed or stored)."""
     check_mode(mode)
     row = models.resolve_checkpoint(checkpoint)
+    if methods is not None:
+        check_methods(methods, row.arch)
     if mode == "data":
         if layers:
             raise ConfigError("--layers applies to the cascading and independent modes; the data test has one step")
