@@ -30,6 +30,7 @@ from collections.abc import Callable
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
+from scipy import ndimage
 from scipy.stats import rankdata
 
 from xai_core.errors import ShapeError
@@ -111,10 +112,10 @@ def spearman_abs(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def _box_mean(x: np.ndarray, win: int) -> np.ndarray:
-    """Mean of every ``win × win`` window fully inside each image (valid mode), via cumulative sums."""
-    c = np.cumsum(np.cumsum(np.pad(x, ((0, 0), (1, 0), (1, 0))), axis=1), axis=2)
-    s = c[:, win:, win:] - c[:, :-win, win:] - c[:, win:, :-win] + c[:, :-win, :-win]
-    return s / float(win * win)
+    """Mean of every ``win × win`` window fully inside each image (valid mode): the batch's uniform
+    filter (one call, image axes only) cropped by ``win // 2`` on every side."""
+    pad = win // 2
+    return ndimage.uniform_filter(x, size=(1, win, win))[:, pad:x.shape[1] - pad, pad:x.shape[2] - pad]
 
 
 @register_sanity_similarity("sanity_ssim", label="SSIM of |map| (scaled to its maximum)", value_range=(-1.0, 1.0),
@@ -170,8 +171,13 @@ def hog_features(maps: np.ndarray, orientations: int = HOG_ORIENTATIONS, cell: i
     bins = (angle[..., None] >= edges).sum(axis=-1)
     mag = magnitude[:, : rows * cell, : cols * cell]
     idx = bins[:, : rows * cell, : cols * cell]
-    onehot = (idx[..., None] == np.arange(orientations)) * mag[..., None]
-    hist = onehot.reshape(n, rows, cell, cols, cell, orientations).sum(axis=(2, 4)) / (cell * cell)
+    # one histogram bin per (image, cell row, cell column, orientation), summed in one bincount
+    cell_r = (np.arange(rows * cell) // cell)[None, :, None]
+    cell_c = (np.arange(cols * cell) // cell)[None, None, :]
+    image = np.arange(n)[:, None, None]
+    flat = ((image * rows + cell_r) * cols + cell_c) * orientations + idx
+    hist = np.bincount(flat.ravel(), weights=mag.ravel(), minlength=n * rows * cols * orientations)
+    hist = hist.reshape(n, rows, cols, orientations) / (cell * cell)
     blocks = sliding_window_view(hist, (block, block), axis=(1, 2))  # (N, br, bc, O, b, b)
     blocks = np.moveaxis(blocks, 3, -1)  # (N, br, bc, b, b, O): skimage's layout
     flat = blocks.reshape(*blocks.shape[:3], -1)
