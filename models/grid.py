@@ -58,6 +58,17 @@ def init_from(model: nn.Module, arch: str, source: nn.Module) -> nn.Module:
     return set_preprocess(model, preprocess_name(source))
 
 
+def shuffled_labels(splits: DataSplits, seed: int) -> DataSplits:
+    """A copy of ``splits`` whose train and validation labels are permuted (seeded; class counts
+    kept), the test split untouched: the data-randomisation test of Adebayo et al. (2018) trains on
+    it, and its test metrics then show the model learnt nothing that transfers (chance level)."""
+    rng = np.random.default_rng(int(seed))
+    train_x, train_y = splits.train
+    val_x, val_y = splits.val
+    return replace(splits, train=(train_x, rng.permutation(np.asarray(train_y))),
+                   val=(val_x, rng.permutation(np.asarray(val_y))))
+
+
 def _start_model(arch: str, splits: DataSplits, width: float, pretrain: str, in_chans: int | None,
                  pretrain_kwargs: dict[str, Any], progress: Progress) -> tuple[nn.Module, int | None]:
     """Fresh model initialised from the ``pretrain`` source; returns (model, pretrain checkpoint id).
@@ -126,6 +137,7 @@ def train(
     config: TrainConfig | None = None,
     pretrain_kwargs: dict[str, Any] | None = None,
     ft_epochs: int | None = None,
+    shuffle_labels: int | None = None,
     progress: Progress = silent,
 ) -> list[Any]:
     """Fine-tune ``arch`` on ``dataset`` from the ``pretrain`` source at ``degree``.
@@ -139,6 +151,9 @@ def train(
     network's input channels, default the source's (ImageNet weights take 3: grey images are
     replicated and normalised as the weights expect; otherwise 1). Returns the saved
     :class:`models.checkpoints.CheckpointInfo` (TL then FT for ``tl-ft``).
+    ``shuffle_labels`` (a seed): train on the dataset's train/val splits with their labels permuted
+    (:func:`shuffled_labels`; no new dataset files), recorded as ``metrics["shuffle_labels"]`` and
+    in the default name (``...-shuffled{seed}``).
     """
     get_architecture(arch)
     _check_choice(degree, DEGREES, "fine-tuning degree")
@@ -154,12 +169,17 @@ def train(
                                     ("save_every", save_every)) if v is not None}
     cfg = replace(cfg, seed=seed, **overrides)
     splits = load_splits(dataset)
+    extra: dict[str, Any] = {}
+    if shuffle_labels is not None:
+        splits = shuffled_labels(splits, shuffle_labels)
+        extra = {"shuffle_labels": int(shuffle_labels)}
     spec = get_architecture(arch)
     if splits.input_size < spec.min_input_size:
         raise ConfigError(f"{arch} needs inputs of at least {spec.min_input_size} px; dataset has {splits.input_size} px")
     model, parent = _start_model(arch, splits, width, pretrain, in_chans, pretrain_kwargs or {}, progress)
-    base = name or cell_name(splits.name, arch, width, pretrain, degree if protocol == "single" else "tlft", seed)
-    common = dict(arch=arch, width=width, pretrain=pretrain, config=cfg, progress=progress)
+    base = name or cell_name(splits.name, arch, width, pretrain, degree if protocol == "single" else "tlft", seed,
+                             f"-shuffled{int(shuffle_labels)}" if shuffle_labels is not None else "")
+    common = dict(arch=arch, width=width, pretrain=pretrain, config=cfg, progress=progress, extra_metrics=extra)
     if protocol == "single":
         phase = "tl" if degree == "tl" else "ft"
         return [_fit_and_save(model, splits, name=base, degree=degree, phase=phase, parent_id=parent, **common)]

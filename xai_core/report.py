@@ -146,6 +146,42 @@ def build_sections(tables: dict[str, pd.DataFrame]) -> list[str]:
         parts.append(_table_html(ranking) + _table_html(agreement))
     parts += drift_study_sections(tables)
     parts += reader_study_sections(tables)
+    parts += sanity_sections(tables, first)
+    return parts
+
+
+def sanity_sections(tables: dict[str, pd.DataFrame], first: list[bool]) -> list[str]:
+    """Adebayo et al.'s sanity checks: which methods fail (their maps barely change when the
+    model's weights or training labels are randomised), the rule, and the similarity curves by
+    randomised layer. Fills ``tables`` with ``sanity-summary`` and ``sanity-verdicts``."""
+    # lazy: read only when a report is written
+    from xai_core.metrics.sanity_results import (
+        FAIL_RULE,
+        failing_methods,
+        sanity_figure,
+        sanity_frame,
+        sanity_summary,
+        sanity_verdicts,
+    )
+    from xai_core.metrics.sanity_similarity import SANITY_SIMILARITIES
+
+    parts = ["<h2>Sanity checks (Adebayo et al. 2018)</h2>"]
+    summary = sanity_summary(sanity_frame())
+    if summary.empty:
+        return parts + ["<p>No sanity checks yet: run <code>xaudit sanity CHECKPOINT --methods "
+                        "saliency,baseline_sobel --mode cascading</code> (or independent, data).</p>"]
+    verdicts = sanity_verdicts(summary)
+    tables["sanity-summary"], tables["sanity-verdicts"] = summary, verdicts
+    failing = failing_methods(verdicts)
+    said = (f"Fails: {', '.join(failing)}." if failing else "No checked method fails.")
+    parts.append(f"<p><b>{html.escape(said)}</b> {html.escape(FAIL_RULE)} The Sobel edge map (baseline_sobel) never "
+                 "looks at the model: it is the control that must fail.</p>")
+    shown = verdicts.rename(columns={"mode": "test", "step": "deciding step", "spearman": "median Spearman"})
+    parts.append(_table_html(shown) + "<h3>Similarity measures</h3>" + _table_html(metrics_table(SANITY_SIMILARITIES)))
+    for mode in dict.fromkeys(summary["mode"]):
+        fig = sanity_figure(summary, mode)
+        fig.update_layout(title=f"{mode}: median Spearman of |map|, trained vs randomised model")
+        parts.append(_figure_html(fig, first))
     return parts
 
 

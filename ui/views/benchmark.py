@@ -14,6 +14,8 @@ from xai_core.metrics.registry import GROUND_TRUTH_METRICS
 from xai_core.attribution import equivalence_column
 from xai_core.metrics.figures import accuracy_scatter, degree_lines, metric_box, qualitative_grid
 from xai_core.metrics.qualitative import Grid, grid_samples, load_grid, stored_map_index
+from xai_core.metrics.sanity_results import FAIL_RULE, sanity_figure, sanity_frame, sanity_summary, sanity_verdicts
+from xai_core.metrics.sanity_similarity import SANITY_SIMILARITIES
 from xai_core.metrics.statistics import ci_table, summarise
 from xai_core.stamp import change_stamp
 
@@ -25,6 +27,7 @@ xaudit evaluate                                 # ground-truth metrics + chance 
 
 TABLES = ("gt_metrics", "checkpoints", "samples", "predictions")  # what the cached reads below read
 MAP_TABLES = ("attribution_maps", "checkpoints", "samples")  # what the qualitative grid reads
+SANITY_TABLES = ("drift_metrics", "checkpoints", "samples")  # what the sanity-check section reads
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
@@ -108,6 +111,33 @@ def _grid_figure(sample_pk: int, arch: str, map_stamp: tuple) -> go.Figure:
     return qualitative_grid(_grid(sample_pk, arch, map_stamp))
 
 
+@st.cache_data(show_spinner=False, max_entries=4)
+def _sanity(sanity_stamp: tuple) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Sanity-check medians per layer and verdicts; keyed on :func:`change_stamp` of :data:`SANITY_TABLES`."""
+    summary = sanity_summary(sanity_frame())
+    return summary, sanity_verdicts(summary)
+
+
+def sanity_checks() -> None:
+    """Adebayo et al.'s sanity checks: per method × architecture the similarity of the trained
+    model's maps to a randomised model's, by randomised layer, and which methods fail."""
+    summary, verdicts = _sanity(change_stamp(*SANITY_TABLES))
+    if summary.empty:
+        st.caption("No sanity checks yet; run `xaudit sanity CHECKPOINT --methods saliency,baseline_sobel "
+                   "--mode cascading` (or independent, data).")
+        return
+    c1, c2 = st.columns(2)
+    modes = list(dict.fromkeys(summary["mode"]))
+    mode = c1.radio("Test", modes, horizontal=True, key="sanity_mode")
+    measure = c2.selectbox("Similarity", SANITY_SIMILARITIES.list(), key="sanity_measure",
+                           format_func=lambda k: SANITY_SIMILARITIES.get(k).label)
+    st.plotly_chart(sanity_figure(summary, mode, measure), width="stretch")
+    shown = verdicts[verdicts["mode"] == mode].assign(flag=lambda v: np.where(v["verdict"] == "fails", "⚠ fails", "passes"))
+    st.table(shown[["arch", "method", "flag", "step", "spearman", "steps"]].round(3))
+    st.caption(FAIL_RULE + " Medians over the images, pooled over the checkpoints of an architecture; the Sobel edge "
+               "map (baseline_sobel) never looks at the model and is the control that must fail.")
+
+
 def one_sample_grid() -> None:
     """The MRI study's qualitative figure: a test sample with stored maps (fullest first), its maps
     across pre-training × degree (rows) and method (columns) over the image and lesion contour."""
@@ -155,7 +185,7 @@ def inspect_sample(df: pd.DataFrame, methods: list[str], metric: str, stored: li
 
 
 VIEWS = ("Reading the table", "Long table", "Against the degree", "Per-image distribution", "Accuracy vs explanation",
-         "Inspect a sample", "One sample across the grid")
+         "Inspect a sample", "One sample across the grid", "Sanity checks")
 
 
 with user_errors():
@@ -241,3 +271,7 @@ with user_errors():
     if views["One sample across the grid"].open:
         with views["One sample across the grid"]:
             one_sample_grid()
+
+    if views["Sanity checks"].open:
+        with views["Sanity checks"]:
+            sanity_checks()
