@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 
 from db import AttributionMap, Checkpoint, Dataset, DriftMetric, GroundTruthMetric, Sample, session_scope
+from xai_core.metrics.sanity_randomise import SELECTION as SANITY_SELECTION
 
 
 @dataclass(frozen=True)
@@ -29,7 +30,8 @@ def inventory() -> list[Part]:
         phases = dict(s.execute(select(Checkpoint.phase, func.count()).group_by(Checkpoint.phase)).all())
         methods = dict(s.execute(select(AttributionMap.method, func.count()).group_by(AttributionMap.method)).all())
         n_gt, k_gt = s.execute(select(func.count(), func.count(GroundTruthMetric.metric.distinct()))).one()
-        n_drift, k_drift = s.execute(select(func.count(), func.count(DriftMetric.metric.distinct()))).one()
+        n_drift, k_drift = s.execute(select(func.count(), func.count(DriftMetric.metric.distinct()))
+                                     .where(DriftMetric.selection != SANITY_SELECTION)).one()
     n_ckpt = sum(v for k, v in phases.items() if k != "epoch")
     return [
         Part("Datasets", len(datasets), f"{', '.join(datasets)} ({n_samples} images)" if datasets else "",

@@ -53,11 +53,12 @@ def pretrain_cmd(
 def train_cmd(
     dataset: str = typer.Option(..., "--dataset", help="dataset name (see `xaudit data list`)"),
     arch: str = typer.Option("vgg16", "--arch"),
-    pretrain: str = typer.Option("natural", "--pretrain", help="imagenet | natural | mri | none"),
+    pretrain: str = typer.Option("natural", "--pretrain", help="imagenet | natural | procedural | mri | none"),
     degree: str = typer.Option("all", "--degree", help="tl | 1conv | 2conv | 3conv | 4conv | all"),
     protocol: str = typer.Option("single", "--protocol", help="single | tl-ft (TL then full fine-tuning)"),
     width: float = typer.Option(1.0, "--width"),
     epochs: Optional[int] = typer.Option(None, "--epochs"),
+    ft_epochs: Optional[int] = typer.Option(None, "--ft-epochs", help="tl-ft: the FT run's epochs (default --epochs)"),
     lr: Optional[float] = typer.Option(None, "--lr"),
     batch_size: Optional[int] = typer.Option(None, "--batch-size"),
     seed: int = typer.Option(0, "--seed"),
@@ -76,7 +77,7 @@ def train_cmd(
     try:
         infos = train(dataset, arch=arch, pretrain=pretrain, degree=degree, protocol=protocol, width=width,
                       epochs=epochs, lr=lr, batch_size=batch_size, seed=seed, save_every=save_every, name=name,
-                      config=TrainConfig(augment=augment), progress=bar)
+                      config=TrainConfig(augment=augment), ft_epochs=ft_epochs, progress=bar)
     finally:
         bar.close()
     for info in infos:
