@@ -219,3 +219,19 @@ def mean_curves(key: str = "deletion_auc", selection: str = "correct") -> pd.Dat
     if not rows:
         return pd.DataFrame(columns=["method", "x", "score"])
     return pd.concat(rows).groupby(["method", "x"], as_index=False)["score"].mean()
+
+
+def faithfulness_wide(selection: str = "correct", n_boot: int = 1000) -> pd.DataFrame:
+    """The Benchmark page's and the report's table: one row per method, one column per stored
+    faithfulness metric (default parameters) headed ``name (direction)``, cells ``mean [95% CI]``;
+    empty when nothing is stored."""
+    from xai_core.metrics.statistics import ci_text
+
+    table = faithfulness_table(selection, n_boot=n_boot)
+    if table.empty:
+        return pd.DataFrame()
+    table = table.assign(cell=[ci_text(m, lo, hi) for m, lo, hi in zip(table["mean"], table["ci_low"],
+                                                                       table["ci_high"], strict=True)],
+                         column=[f"{k} ({get_faithfulness_metric(k).direction})" for k in table["metric"]])
+    order = [c for c in dict.fromkeys(table["column"])]
+    return table.pivot_table(index="method", columns="column", values="cell", aggfunc="first")[order]
