@@ -408,16 +408,41 @@ def road_scores(forward: Forward, images: Any, maps: Any, targets: Any, *, order
 # ------------------------------------------------------------------------------------------
 # faithfulness correlation
 # ------------------------------------------------------------------------------------------
+def _all_pixel_subsets(n_pixels: int, subset: int, base: torch.Tensor) -> torch.Tensor:
+    """Subsets from a hashed key per pixel: the ``subset`` smallest keys (``O(P)`` per run)."""
+    pix = torch.arange(n_pixels, device=base.device)
+    key = (_mix(base ^ pix.view(1, 1, -1)) << 21) | pix.view(1, 1, -1)  # unique keys: ties impossible
+    return torch.topk(key, subset, dim=2, largest=False, sorted=False).indices
+
+
 def random_subsets(n_pixels: int, subset: int, runs: int, sample_keys: torch.Tensor, seed: int = 0) -> torch.Tensor:
     """``(N, runs, subset)`` pixel indices drawn without replacement, a pure function of (seed,
-    sample key, run): the ``subset`` pixels with the smallest hashed keys."""
+    sample key, run).
+
+    For ``subset <= P / 4``: ``2 · subset`` hashed draws per run, duplicates dropped (the first
+    occurrence kept), the first ``subset`` distinct ones taken — ``O(subset)`` per run; a row that
+    (improbably) has fewer distinct draws, and larger subsets, take the ``subset`` pixels with the
+    smallest hashed keys (``O(P)``)."""
     if not 1 <= subset <= n_pixels:
         raise InvalidValueError(f"subset={subset} must be between 1 and the {n_pixels} pixels of the image")
     dev = sample_keys.device
-    pix = torch.arange(n_pixels, device=dev)
-    h = hashed(seed, sample_keys.view(-1, 1, 1), torch.arange(runs, device=dev).view(1, -1, 1), pix.view(1, 1, -1))
-    key = (h << 21) | pix.view(1, 1, -1)  # unique keys: ties impossible
-    return torch.topk(key, subset, dim=2, largest=False, sorted=False).indices
+    base = hashed(seed, sample_keys.view(-1, 1, 1), torch.arange(runs, device=dev).view(1, -1, 1))
+    if 4 * subset > n_pixels:
+        return _all_pixel_subsets(n_pixels, subset, base)
+    draws = 2 * subset
+    pos = torch.arange(draws, device=dev)
+    cand = _mix(_mix(base ^ (pos.view(1, 1, -1) + 0x9E37)) ^ 0x79B9) % n_pixels  # (N, R, 2k)
+    srt, order = torch.sort(cand, dim=2, stable=True)  # equal values: earliest draw first
+    first = torch.ones_like(srt, dtype=torch.bool)
+    first[..., 1:] = srt[..., 1:] != srt[..., :-1]
+    keep = torch.empty_like(first).scatter_(2, order, first)  # back in draw order
+    rank = torch.where(keep, pos.view(1, 1, -1), draws + pos.view(1, 1, -1))
+    take = torch.topk(rank, subset, dim=2, largest=False, sorted=True).indices
+    out = cand.gather(2, take)
+    short = keep.sum(dim=2) < subset
+    if bool(short.any()):
+        out[short] = _all_pixel_subsets(n_pixels, subset, base.expand(-1, runs, -1)[short][:, None])[:, 0]
+    return out
 
 
 def faithfulness_correlation(forward: Forward, images: Any, maps: Any, targets: Any, *, runs: int = 100,
