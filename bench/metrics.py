@@ -4,7 +4,12 @@ Targets (2-core CPU): precision + mass accuracy + pointing game for 10,000 maps 
 < 2 s together; every metric Quantus also has >= 20x faster than Quantus per map (Quantus is
 timed on a subset and scaled per map); drift metrics for 10,000 pairs in < 30 s.
 
-Run: ``python bench/metrics.py [--n 10000] [--quantus-n 200] [--size 128]``.
+Faithfulness (issue 15): deletion curves + AUC and faithfulness correlation vs Quantus 0.6.0
+(``PixelFlipping``, ``FaithfulnessCorrelation``) and ROAD MoRF vs pytorch-grad-cam 1.5.7
+(``ROADMostRelevantFirstAverage``) on the same maps, images and model (a small CNN, so the
+metrics' own work is what is timed, not a big network's forward passes); goal >= 10x.
+
+Run: ``python bench/metrics.py [--n 10000] [--quantus-n 200] [--size 128] [--faith-n 64] [--faith-size 64]``.
 """
 
 from __future__ import annotations
@@ -68,14 +73,64 @@ def quantus_per_map(metric_cls: type, maps: np.ndarray, masks: np.ndarray) -> fl
     return (time.perf_counter() - tic) / len(maps)
 
 
+def faithfulness_bench(n: int, size: int, road_n: int = 4) -> None:
+    """Ours vs Quantus / pytorch-grad-cam on the same maps: seconds per map and the speed ratio."""
+    from pytorch_grad_cam.metrics.road import ROADMostRelevantFirstAverage
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputSoftmaxTarget
+
+    from xai_core.metrics.faithfulness import faithfulness_correlation, model_forward, perturbation_curves, road_scores
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 8, 3, padding=1, stride=2), torch.nn.ReLU(), torch.nn.Conv2d(8, 16, 3, padding=1, stride=2),
+        torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(16, 2)).eval()
+    maps, _ = make_batch(n, size, seed=2)
+    maps = (maps - maps.min(axis=(1, 2), keepdims=True)) / np.ptp(maps, axis=(1, 2), keepdims=True)  # grad-cam: [0, 1]
+    images = np.random.default_rng(3).random((n, 1, size, size), dtype=np.float32)
+    y = np.zeros(n, int)
+    fwd = model_forward(model, "cpu")
+    steps, runs, subset = 16, 100, 224
+    rows = []
+    t_ours = timed(lambda: perturbation_curves(fwd, images, maps, y, steps=steps)) / n
+    q = quantus.PixelFlipping(features_in_step=size * size // steps, perturb_baseline=0.0, abs=False, normalise=False,
+                              disable_warnings=True, display_progressbar=False)
+    t_q = timed(lambda: q(model=model, x_batch=images, y_batch=y, a_batch=maps[:, None], device="cpu",
+                          batch_size=n)) / n
+    rows.append(("deletion curve+AUC", t_ours, t_q, f"Quantus PixelFlipping, {steps} steps"))
+    t_ours = timed(lambda: faithfulness_correlation(fwd, images, maps, y, runs=runs, subset=subset)) / n
+    q = quantus.FaithfulnessCorrelation(nr_runs=runs, subset_size=subset, perturb_baseline=0.0, abs=False,
+                                        normalise=False, return_aggregate=False, disable_warnings=True)
+    t_q = timed(lambda: q(model=model, x_batch=images, y_batch=y, a_batch=maps[:, None], device="cpu",
+                          batch_size=n)) / n
+    rows.append(("faithfulness corr.", t_ours, t_q, f"Quantus FaithfulnessCorrelation, {runs} runs x {subset} px"))
+    pct = [10, 20, 30, 40, 50, 60, 70, 80, 90]
+    t_ours = timed(lambda: road_scores(fwd, images, maps, y, percentiles=pct)) / n
+    k = min(road_n, n)
+    ref = ROADMostRelevantFirstAverage(pct)
+    t_g = timed(lambda: ref(torch.from_numpy(images[:k]), maps[:k], [ClassifierOutputSoftmaxTarget(0)] * k, model)) / k
+    rows.append(("ROAD MoRF (9 pct)", t_ours, t_g, f"grad-cam ROADMostRelevantFirstAverage on {k} maps"))
+    print(f"\nfaithfulness, {n} maps {size}x{size} (small CNN, CPU):")
+    print(f"{'metric':<22}{'ours ms/map':>12}{'ref ms/map':>12}{'speed-up':>10}  reference (goal >= 10x)")
+    for name, ours, theirs, what in rows:
+        print(f"{name:<22}{ours * 1e3:>12.2f}{theirs * 1e3:>12.2f}{theirs / ours:>10.1f}  {what}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--n", type=int, default=10_000)
     parser.add_argument("--quantus-n", type=int, default=200)
     parser.add_argument("--size", type=int, default=128)
+    parser.add_argument("--faith-n", type=int, default=64)
+    parser.add_argument("--faith-size", type=int, default=64)
+    parser.add_argument("--faith-only", action="store_true", help="only the faithfulness comparison")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     n, size = args.n, args.size
+    if args.faith_only:
+        print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch threads "
+              f"{torch.get_num_threads()}, load avg {os.getloadavg()[0]:.1f}")
+        faithfulness_bench(args.faith_n, args.faith_size)
+        return
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch threads {torch.get_num_threads()}, "
           f"load avg {os.getloadavg()[0]:.1f}")
     maps, masks = make_batch(n, size)
@@ -112,6 +167,7 @@ def main() -> None:
     print(f"drift metrics, {n} pairs: {t_drift:.2f} s wall, {cpu_drift:.2f} s CPU (target < 30 s)")
     print(f"(Quantus timed on {qn} maps and scaled per map; EMD on {n_emd} maps; best of 1-2 runs; "
           f"load avg at end {os.getloadavg()[0]:.1f})")
+    faithfulness_bench(args.faith_n, args.faith_size)
 
 
 if __name__ == "__main__":

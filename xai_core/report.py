@@ -145,6 +145,7 @@ def build_sections(tables: dict[str, pd.DataFrame]) -> list[str]:
         parts.append("<h3>Ranking reversal check (architectures ranked by top-20% IoU)</h3>")
         parts.append(_table_html(ranking) + _table_html(agreement))
     parts += drift_study_sections(tables)
+    parts += faithfulness_sections(tables)
     parts += reader_study_sections(tables)
     parts += sanity_sections(tables, first)
     return parts
@@ -277,6 +278,50 @@ def agreement_verdict(agreement: pd.DataFrame) -> str:
                 "conclusions from the mean ratings.")
     return (f"{said}: the CI includes values below {ALPHA_TENTATIVE:.3f}, so it is not shown that the readers agree "
             "enough to draw conclusions; more ratings narrow it.")
+
+
+def faithfulness_verdict(table: pd.DataFrame, method: str, metric: str, reference: str = "baseline_random") -> str:
+    """One line: ``method``'s ``metric`` against the random map's — better or worse than chance when
+    the 95% CIs do not overlap (in the metric's better direction), else not distinguishable."""
+    from xai_core.metrics.registry import get_faithfulness_metric
+
+    rows = table[table["metric"] == metric].set_index("method")
+    if method not in rows.index or reference not in rows.index:
+        return ""
+    spec = get_faithfulness_metric(metric)
+    m, r = rows.loc[method], rows.loc[reference]
+    text = f"{method}: {metric} {m['mean']:.3f} [{m['ci_low']:.3f}, {m['ci_high']:.3f}] vs random maps {r['mean']:.3f}"
+    lower_wins = spec.better == "lower"
+    if (m["ci_high"] < r["ci_low"]) if lower_wins else (m["ci_low"] > r["ci_high"]):
+        return text + " — more faithful than chance"
+    if (m["ci_low"] > r["ci_high"]) if lower_wins else (m["ci_high"] < r["ci_low"]):
+        return text + " — less faithful than chance"
+    return text + " — not distinguishable from chance"
+
+
+def faithfulness_sections(tables: dict[str, pd.DataFrame]) -> list[str]:
+    """Beyond the studies: faithfulness of each method's maps to the model (deletion/insertion AUC,
+    ROAD, faithfulness correlation, :mod:`xai_core.metrics.faithfulness`) with a verdict against
+    the random map per method; fills ``tables['faithfulness']``."""
+    from xai_core.metrics.faithfulness_job import faithfulness_table, faithfulness_wide
+
+    parts = ["<h2>Beyond the studies: faithfulness</h2>"]
+    table = faithfulness_table("correct")
+    if table.empty:
+        return parts + ["<p>No faithfulness metrics yet: run <code>xaudit faithfulness</code> (it runs each "
+                        "checkpoint on its stored maps).</p>"]
+    tables["faithfulness"] = table
+    parts.append("<p>Is the map faithful to the model, whether or not it is right? Removing the pixels a faithful "
+                 "map ranks highest makes the target score fall fast (low deletion AUC, negative ROAD MoRF) and "
+                 "restoring them first makes it rise fast (high insertion AUC). Mean on correctly classified test "
+                 "images, 95% bootstrap CI; the random map is chance.</p>")
+    parts.append(_table_html(faithfulness_wide("correct").reset_index()))
+    verdicts = [faithfulness_verdict(table, method, metric) for method in sorted(set(table["method"]) - set(CHANCE_METHODS))
+                for metric in ("deletion_auc", "insertion_auc", "road_morf")]
+    verdicts = [v for v in verdicts if v]
+    if verdicts:
+        parts.append("<ul>" + "".join(f"<li>{html.escape(v)}</li>" for v in verdicts) + "</ul>")
+    return parts
 
 
 def reader_study_sections(tables: dict[str, pd.DataFrame]) -> list[str]:

@@ -189,3 +189,24 @@ def test_one_sample_across_the_grid(workspace: Path) -> None:
     expected = np.abs(stored[("mri", "tl", "gradcam")][1])
     assert np.allclose(_array(cells[0]["z"]), expected / expected.max(), atol=2e-3)
     assert np.allclose(_array(fig["data"][0]["z"]), ds.images[test[1]])
+
+
+def test_faithfulness_tab_shows_mean_and_ci_per_method(workspace: Path) -> None:
+    from xai_core.metrics.stored import insert_rows, long_rows
+    from db import GroundTruthMetric
+
+    means = _seed()
+    assert means
+    at = open_view(AppTest.from_file(PAGE, default_timeout=60).run(), "Faithfulness")
+    assert any("No faithfulness metrics yet" in c.value for c in at.caption)
+    pks = list(range(1, 9))
+    for method, values in {"saliency": np.linspace(0.1, 0.3, 8), "baseline_random": np.full(8, 0.5)}.items():
+        fixed = {"checkpoint_id": 1, "method": method, "params_hash": "seeded", "selection": "correct",
+                 "correct": True, "constant_map": False}
+        insert_rows(GroundTruthMetric, long_rows(fixed, pks, {"deletion_auc": values}, {}))
+    at = open_view(AppTest.from_file(PAGE, default_timeout=60).run(), "Faithfulness")
+    table = at.table[-1].value
+    assert list(table.index) == ["baseline_random", "saliency"]
+    assert list(table.columns) == ["deletion_auc (lower is better)"]
+    assert table.loc["baseline_random"].iloc[0] == "0.500 [0.500, 0.500]"
+    assert table.loc["saliency"].iloc[0].startswith("0.200 [")

@@ -185,7 +185,15 @@ def inspect_sample(df: pd.DataFrame, methods: list[str], metric: str, stored: li
 
 
 VIEWS = ("Reading the table", "Long table", "Against the degree", "Per-image distribution", "Accuracy vs explanation",
-         "Inspect a sample", "One sample across the grid", "Sanity checks")
+         "Inspect a sample", "One sample across the grid", "Sanity checks", "Faithfulness")
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def _faithfulness(selection: str, stamp: tuple) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(faithfulness per method, mean deletion curve per method) of the stored values."""
+    from xai_core.metrics.faithfulness_job import faithfulness_wide, mean_curves
+
+    return faithfulness_wide(selection), mean_curves("deletion_auc", selection)
 
 
 with user_errors():
@@ -275,3 +283,18 @@ with user_errors():
     if views["Sanity checks"].open:
         with views["Sanity checks"]:
             sanity_checks()
+
+    if views["Faithfulness"].open:
+        with views["Faithfulness"]:
+            faith, curve = _faithfulness(selection, stamp)
+            if faith.empty:
+                st.caption("No faithfulness metrics yet; run `xaudit faithfulness` (it runs the checkpoints).")
+            else:
+                st.caption("Is the map faithful to the model? Deletion/insertion AUC, ROAD and faithfulness "
+                           f"correlation per method on the {selection} samples, mean [95% bootstrap CI]; "
+                           "see `xaudit metrics` for each metric's meaning.")
+                st.table(faith)
+                if not curve.empty:
+                    st.caption("Mean deletion curve: target score against the share of pixels removed, most "
+                               "relevant first (a faithful map falls fast).")
+                    st.line_chart(curve.pivot(index="x", columns="method", values="score"))

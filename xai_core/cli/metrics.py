@@ -1,9 +1,9 @@
-"""``xaudit evaluate``, ``xaudit drift``, ``xaudit metrics`` and ``xaudit export``: metric jobs, the
-metric registries and table export."""
+"""``xaudit evaluate``, ``xaudit faithfulness``, ``xaudit drift``, ``xaudit metrics`` and ``xaudit export``:
+metric jobs, the metric registries and table export."""
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 
@@ -47,6 +47,62 @@ def evaluate(
             continue
         typer.echo(f"checkpoint {r.checkpoint_id}  {r.method:<18} computed {r.computed:>6}  already stored {r.skipped:>6}")
     typer.echo(f"evaluated {computed} maps ({skipped} already stored), selection={selection}")
+
+
+def parse_metric_params(pairs: list[str], metrics: list[str] | None) -> dict[str, dict[str, Any]]:
+    """``["steps=32", "road_morf.percentiles=20,80"]`` -> ``{metric: {param: value}}``: ``key=value``
+    goes to every selected faithfulness metric that has the parameter, ``metric.key=value`` to one."""
+    from xai_core.metrics.registry import get_faithfulness_metric, list_faithfulness_metrics
+
+    names = [get_faithfulness_metric(m).name for m in metrics] if metrics else list_faithfulness_metrics()
+    out: dict[str, dict[str, Any]] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--param expects key=value or metric.key=value (got {pair!r}), e.g. --param steps=32")
+        metric, dot, name = key.strip().rpartition(".")
+        owners = [metric] if dot else [m for m in names if name in get_faithfulness_metric(m).param_names]
+        if dot and metric not in names:
+            raise ConfigError(f"--param {pair!r} names {metric!r}, which is not computed; choose one of {', '.join(names)}")
+        if not owners:
+            raise ConfigError(f"{name!r} is not a parameter of {', '.join(names)}; see `xaudit metrics --params`")
+        for m in owners:
+            out.setdefault(m, {})[name] = get_faithfulness_metric(m).resolve({name: value})[name]
+    return out
+
+
+@app.command(name="faithfulness")
+def faithfulness_cmd(
+    checkpoint: Optional[list[str]] = typer.Option(None, "--checkpoint", "-c", help="Checkpoint id or name (repeatable; default: all with stored maps)."),
+    methods: Optional[list[str]] = typer.Option(None, "--methods", "-m", help="Attribution methods (comma-separated or repeated; default: all stored)."),
+    selection: str = typer.Option("correct", help="Samples: correct | all | incorrect (stored with the results)."),
+    baselines: bool = typer.Option(True, "--baselines/--no-baselines", help="Also score random and Sobel edge maps (chance-level maps)."),
+    metrics: Optional[list[str]] = typer.Option(None, "--metrics", help="Faithfulness metrics (default: all registered, see `xaudit metrics`)."),
+    param: Optional[list[str]] = typer.Option(None, "--param", "-p", help="Metric parameter key=value or metric.key=value (repeatable), e.g. steps=32, road_morf.percentiles=20,50,80."),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="At most N maps per checkpoint and method in this run."),
+    chunk_size: int = typer.Option(64, min=1, help="Maps per chunk (one DB transaction each)."),
+    device: Optional[str] = typer.Option(None, "--device", help="cpu | cuda | mps (default: auto)."),
+) -> None:
+    """The registered faithfulness metrics (deletion/insertion AUC, ROAD, faithfulness correlation) of stored maps,
+    running the checkpoint on the device; values already stored are kept."""
+    # lazy: only this command's stack is imported (xaudit --help and other commands stay fast)
+    from xai_core.metrics.faithfulness_job import faithfulness as run
+
+    names = _split(metrics)
+    per_metric = parse_metric_params(param or [], names)
+    bar = TqdmProgress("faithfulness")
+    try:
+        results = run(_split(checkpoint), _split(methods), selection, baselines, bar, metrics=names, params=per_metric,
+                      chunk_size=chunk_size, limit=limit, device=device)
+    finally:
+        bar.close()
+    for r in results:
+        if r.note:
+            typer.echo(f"checkpoint {r.checkpoint_id}  {r.note}")
+            continue
+        typer.echo(f"checkpoint {r.checkpoint_id}  {r.method:<18} computed {r.computed:>6}  already stored {r.skipped:>6}")
+    typer.echo(f"faithfulness: {sum(r.computed for r in results)} maps computed "
+               f"({sum(r.skipped for r in results)} already stored), selection={selection}")
 
 
 @app.command()
@@ -93,16 +149,21 @@ def drift(
 
 
 @app.command(name="metrics")
-def list_metrics() -> None:
-    """The registered ground-truth and drift metrics: name, meaning, which direction is better, range."""
+def list_metrics(
+    params: bool = typer.Option(False, "--params", help="Also list each faithfulness metric's parameters and defaults."),
+) -> None:
+    """The registered ground-truth, drift and faithfulness metrics: name, meaning, which direction is better, range."""
     # lazy: only this command's stack is imported (xaudit --help and other commands stay fast)
-    from xai_core.metrics.registry import DRIFT_METRICS, GROUND_TRUTH_METRICS
+    import xai_core.metrics.faithfulness  # noqa: F401  (registers the faithfulness metrics)
+    from xai_core.metrics.registry import DRIFT_METRICS, FAITHFULNESS_METRICS, GROUND_TRUTH_METRICS
 
-    for registry in (GROUND_TRUTH_METRICS, DRIFT_METRICS):
+    for registry in (GROUND_TRUTH_METRICS, DRIFT_METRICS, FAITHFULNESS_METRICS):
         typer.echo(f"{registry.kind}s:")
         width = max(len(name) for name in registry.list())
         for spec in registry.entries():
             typer.echo(f"  {spec.name:<{width}}  {spec.describe()}")
+            for p in getattr(spec, "params", ()) if params else ():
+                typer.echo(f"      {p.name}={p.default}  {p.doc}")
 
 
 @app.command()

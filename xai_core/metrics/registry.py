@@ -1,5 +1,6 @@
-"""The two metric registries: ground-truth metrics (a map against its lesion mask) and drift metrics
-(two maps of the same sample), on the shared :class:`xai_core.registry.Registry`.
+"""The metric registries: ground-truth metrics (a map against its lesion mask), drift metrics
+(two maps of the same sample) and faithfulness metrics (a map against the model's own output), on
+the shared :class:`xai_core.registry.Registry`.
 
 A metric is one decorated function over a whole batch; its metadata (label, help, paper, which
 direction is better, value range) is what the CLI, the pages, the report and the export show::
@@ -13,17 +14,25 @@ Ground-truth metrics receive a :class:`xai_core.metrics.ground_truth.MapBatch`, 
 :class:`xai_core.metrics.drift_measures.PairBatch`. Values are stored long-form (one row per
 sample and metric), so a new metric needs no schema change: ``xaudit evaluate`` / ``xaudit drift``
 fill it in for the maps already evaluated.
+
+Faithfulness metrics (:mod:`xai_core.metrics.faithfulness`) also take typed parameters
+(:class:`~xai_core.attribution.registry.Param`, e.g. the removal value and step count) and receive
+a ``FaithBatch`` holding the model: ``fn(batch, params) -> FaithfulnessOutput``. Their values are
+stored long-form in the ground-truth table under :meth:`FaithfulnessSpec.key` (the name for the
+default parameters, ``name[k=v,…]`` otherwise), so two parameter settings never collide.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from xai_core.attribution.registry import Param
 from xai_core.errors import ConfigError
 from xai_core.registry import Registry
 
@@ -115,3 +124,82 @@ def list_drift_metrics() -> list[str]:
 def get_drift_metric(name: str) -> MetricSpec:
     """The :class:`MetricSpec` of ``name``; unknown names raise :class:`UnknownNameError`."""
     return DRIFT_METRICS.get(name)
+
+
+@dataclass(frozen=True)
+class FaithfulnessOutput:
+    """What a faithfulness metric returns for a chunk: ``(N,)`` values and, where the metric is the
+    summary of a curve, the ``(N, L)`` curves sampled at ``curve_x`` ``(L,)``."""
+
+    values: np.ndarray
+    curves: np.ndarray | None = None
+    curve_x: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class FaithfulnessSpec(MetricSpec):
+    """A registered faithfulness metric: ``fn(batch, params) -> FaithfulnessOutput`` with typed
+    ``params`` (defaults, ranges, choices) and the meaning of its curve's x-axis."""
+
+    params: tuple[Param, ...] = ()
+    curve_x: str = ""
+
+    @property
+    def param_names(self) -> list[str]:
+        return [p.name for p in self.params]
+
+    def defaults(self) -> dict[str, Any]:
+        """The default value of every parameter."""
+        return {p.name: p.default for p in self.params}
+
+    def resolve(self, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Defaults filled in, values coerced and checked; an unknown name raises :class:`ConfigError`."""
+        out = self.defaults()
+        for key, value in (params or {}).items():
+            match = [p for p in self.params if p.name == key]
+            if not match:
+                raise ConfigError(f"{self.name} has no parameter {key!r}; its parameters are "
+                                  f"{', '.join(self.param_names) or '(none)'} (see `xaudit metrics --params`)")
+            out[key] = match[0].coerce(self.name, value)
+        return out
+
+    def key(self, params: Mapping[str, Any] | None = None) -> str:
+        """The stored metric name: ``name`` for the defaults, else ``name[k=v,…]`` of the parameters
+        that differ (``name#<hash>`` when that exceeds the 50-character column)."""
+        resolved = self.resolve(params)
+        changed = [(p.name, resolved[p.name]) for p in self.params if resolved[p.name] != p.default]
+        if not changed:
+            return self.name
+        text = f"{self.name}[{','.join(f'{k}={v:g}' if isinstance(v, float) else f'{k}={v}' for k, v in changed)}]"
+        if len(text) <= 50:
+            return text
+        return f"{self.name}#{hashlib.sha256(text.encode()).hexdigest()[:49 - len(self.name)]}"
+
+
+FAITHFULNESS_METRICS: Registry[FaithfulnessSpec] = Registry("faithfulness metric")
+
+
+def register_faithfulness_metric(name: str, *, label: str, better: str, value_range: tuple[float, float],
+                                 params: tuple[Param, ...] = (), curve_x: str = "", help: str = "",
+                                 paper: str = "") -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Decorator: register ``fn(batch: FaithBatch, params: dict) -> FaithfulnessOutput`` as faithfulness
+    metric ``name`` with typed ``params`` (``help`` defaults to the docstring)."""
+    build = _spec_builder(name, label, help, better, value_range, paper)
+
+    def make(fn: Callable[..., Any]) -> FaithfulnessSpec:
+        base = build(fn)
+        return FaithfulnessSpec(name=base.name, fn=fn, label=base.label, help=base.help, better=base.better,
+                                value_range=base.value_range, paper=base.paper, params=tuple(params), curve_x=curve_x)
+
+    return FAITHFULNESS_METRICS.register(make)
+
+
+def list_faithfulness_metrics() -> list[str]:
+    """Registered faithfulness metric names, in registration order."""
+    return FAITHFULNESS_METRICS.list()
+
+
+def get_faithfulness_metric(name: str) -> FaithfulnessSpec:
+    """The :class:`FaithfulnessSpec` of ``name`` (a stored key ``name[...]`` resolves to its metric);
+    unknown names raise :class:`UnknownNameError`."""
+    return FAITHFULNESS_METRICS.get(re.split(r"[\[#]", name, maxsplit=1)[0])
