@@ -32,43 +32,52 @@ def _uniform(n: int, lo: float, hi: float, gen: torch.Generator) -> torch.Tensor
     return torch.empty(n, 1, 1).uniform_(lo, hi, generator=gen)
 
 
-def _family_masks(dy: torch.Tensor, dx: torch.Tensor, radius: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    """``(F, n, H, W)`` masks of every family for figures of ``radius (n,1,1)`` (pixels) centred
-    where ``dy, dx (n,H,W)`` are zero; each family's random parameters drawn per figure."""
+def _family_mask(family: str, dy: torch.Tensor, dx: torch.Tensor, r: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """``(n, H, W)`` masks of ``family`` for figures of radius ``r (n,1,1)`` (pixels) centred where
+    ``dy, dx (n,H,W)`` are zero; the family's random parameters drawn per figure."""
     n = dy.shape[0]
     rot = _uniform(n, 0, 2 * math.pi, gen)
     y = dx * torch.sin(rot) + dy * torch.cos(rot)
     x = dx * torch.cos(rot) - dy * torch.sin(rot)
     rho, theta = torch.hypot(x, y), torch.atan2(y, x)
-    r = radius
-    aspect = _uniform(n, 1.0, 2.2, gen)
-    ellipse = (x / (r * aspect.sqrt())) ** 2 + (y * aspect.sqrt() / r) ** 2 <= 1
-    k = torch.randint(3, 9, (n, 1, 1), generator=gen).float()
-    sector = 2 * math.pi / k
-    polygon = rho * torch.cos((theta % sector) - sector / 2) <= r * torch.cos(math.pi / k)
-    spikes = torch.randint(4, 10, (n, 1, 1), generator=gen).float()
-    star = rho <= r * (0.45 + 0.55 * torch.cos(spikes * theta / 2).abs() ** 6)
-    ring = (rho <= r) & (rho >= r * _uniform(n, 0.45, 0.7, gen))
-    # dots: 3..6 small disks on a circle of radius 0.6 r
-    dots = torch.zeros_like(ring)
-    count = torch.randint(3, 7, (n, 1, 1), generator=gen)
-    for j in range(6):
-        angle = 2 * math.pi * j / count.float() + rot
-        cy, cx = 0.6 * r * torch.sin(angle), 0.6 * r * torch.cos(angle)
-        dots |= (torch.hypot(dy - cy, dx - cx) <= 0.28 * r) & (j < count)
-    bars = (y.abs() <= 0.14 * r) & (x.abs() <= r) | (((y - 0.55 * r).abs() <= 0.14 * r) & (x.abs() <= 0.8 * r))
-    cross = ((y.abs() <= 0.2 * r) & (x.abs() <= r)) | ((x.abs() <= 0.2 * r) & (y.abs() <= r))
-    harmonics = torch.randint(2, 6, (n, 1, 1), generator=gen).float()
-    wavy = rho <= r * (0.8 + 0.2 * torch.cos(harmonics * theta + rot))
-    freq = _uniform(n, 0.25, 0.5, gen) * (2 * math.pi / r.clamp(min=1))
     disk = rho <= r
-    checker = disk & (torch.sin(freq * x * 2) * torch.sin(freq * y * 2) > 0)
-    stripes = disk & (torch.sin(freq * x * 2) > 0)
-    shift = _uniform(n, 0.35, 0.6, gen) * r
-    crescent = disk & (torch.hypot(x - shift, y) > r * 0.85)
-    speckle = torch.rand(dy.shape, generator=gen) < 0.5
-    speckled = disk & speckle
-    return torch.stack([ellipse, polygon, star, ring, dots, bars, cross, wavy, checker, stripes, crescent, speckled])
+    if family == "ellipse":  # semi-axes r·√q and r/√q: area π r² whatever the aspect q
+        q = _uniform(n, 1.0, 2.2, gen).sqrt()
+        return (x / (r * q)) ** 2 + (y * q / r) ** 2 <= 1
+    if family == "polygon":  # regular k-gon with circumradius r
+        k = torch.randint(3, 9, (n, 1, 1), generator=gen).float()
+        sector = 2 * math.pi / k
+        return rho * torch.cos((theta % sector) - sector / 2) <= r * torch.cos(math.pi / k)
+    if family == "star":
+        spikes = torch.randint(4, 10, (n, 1, 1), generator=gen).float()
+        return rho <= r * (0.45 + 0.55 * torch.cos(spikes * theta / 2).abs() ** 6)
+    if family == "ring":
+        return disk & (rho >= r * _uniform(n, 0.45, 0.7, gen))
+    if family == "dots":  # 3..6 small disks on a circle of radius 0.6 r
+        count = torch.randint(3, 7, (n, 1, 1), generator=gen)
+        dots = torch.zeros_like(disk)
+        for j in range(6):
+            angle = 2 * math.pi * j / count.float() + rot
+            cy, cx = 0.6 * r * torch.sin(angle), 0.6 * r * torch.cos(angle)
+            dots |= (torch.hypot(dy - cy, dx - cx) <= 0.28 * r) & (j < count)
+        return dots
+    if family == "bars":
+        return ((y.abs() <= 0.14 * r) & (x.abs() <= r)) | (((y - 0.55 * r).abs() <= 0.14 * r) & (x.abs() <= 0.8 * r))
+    if family == "cross":
+        return ((y.abs() <= 0.2 * r) & (x.abs() <= r)) | ((x.abs() <= 0.2 * r) & (y.abs() <= r))
+    if family == "wavy_blob":
+        harmonics = torch.randint(2, 6, (n, 1, 1), generator=gen).float()
+        return rho <= r * (0.8 + 0.2 * torch.cos(harmonics * theta + rot))
+    if family in ("checker", "stripes"):
+        freq = _uniform(n, 0.5, 1.0, gen) * (2 * math.pi / r.clamp(min=1))
+        wave = torch.sin(freq * x) * (torch.sin(freq * y) if family == "checker" else 1.0)
+        return disk & (wave > 0)
+    if family == "crescent":
+        shift = _uniform(n, 0.35, 0.6, gen) * r
+        return disk & (torch.hypot(x - shift, y) > r * 0.85)
+    if family == "speckled":
+        return disk & (torch.rand(dy.shape, generator=gen) < 0.5)
+    raise ValueError(f"unknown figure family {family!r}")
 
 
 def draw_figures(crops: torch.Tensor, gen: torch.Generator, max_figures: int = 3) -> tuple[torch.Tensor, torch.Tensor]:
@@ -85,11 +94,14 @@ def draw_figures(crops: torch.Tensor, gen: torch.Generator, max_figures: int = 3
         radius = _uniform(n, 0.06, 0.22, gen) * size
         cy = torch.empty(n, 1, 1).uniform_(0, 1, generator=gen) * (size - 2 * radius) + radius
         cx = torch.empty(n, 1, 1).uniform_(0, 1, generator=gen) * (size - 2 * radius) + radius
-        dy = grid[None, :, None] - cy
-        dx = grid[None, None, :] - cx
-        masks = _family_masks(dy.expand(n, size, size), dx.expand(n, size, size), radius, gen)
-        chosen = masks[labels, torch.arange(n)].float()
-        figure = torch.maximum(figure, chosen * (f < figures).float()[:, None, None])
+        dy = (grid[None, :, None] - cy).expand(n, size, size)
+        dx = (grid[None, None, :] - cx).expand(n, size, size)
+        drawn = (f < figures)
+        for k, family in enumerate(FAMILIES):  # each image draws only its own family
+            idx = torch.nonzero((labels == k) & drawn).flatten()
+            if len(idx):
+                mask = _family_mask(family, dy[idx], dx[idx], radius[idx], gen).float()
+                figure[idx] = torch.maximum(figure[idx], mask)
     figure = F.avg_pool2d(figure[:, None], 3, stride=1, padding=1, count_include_pad=False)
     contrast = torch.empty(n, 1, 1, 1).uniform_(0.3, 0.7, generator=gen)
     sign = torch.where(torch.rand(n, 1, 1, 1, generator=gen) < 0.5, -1.0, 1.0)

@@ -7,14 +7,16 @@ import math
 import torch
 
 from models.pretraining import get_pretraining_source
-from models.procedural import FAMILIES, _family_masks, draw_figures
+from models.procedural import FAMILIES, _family_mask, draw_figures
 
 
 def _masks(n: int = 64, size: int = 101, radius: float = 30.0, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     grid = torch.arange(size, dtype=torch.float32) - size // 2
     dy = grid[None, :, None].expand(n, size, size)
     dx = grid[None, None, :].expand(n, size, size)
-    return _family_masks(dy, dx, torch.full((n, 1, 1), radius), torch.Generator().manual_seed(seed)), grid
+    gen = torch.Generator().manual_seed(seed)
+    r = torch.full((n, 1, 1), radius)
+    return torch.stack([_family_mask(f, dy, dx, r, gen) for f in FAMILIES]), grid
 
 
 def test_family_shapes_match_their_formulas() -> None:
