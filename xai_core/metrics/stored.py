@@ -125,6 +125,19 @@ def masks_and_images(sample_pks: Sequence[int], need_images: bool,
     return masks, images
 
 
+def regions_of(sample_pks: Sequence[int], dataset: Any = None) -> np.ndarray | None:
+    """``(N, H, W)`` bool second masks (suppressor / confounder region) of ``sample_pks``, or None
+    when their dataset has none (a dataset without a variant, or one given without ``regions``)."""
+    if not len(sample_pks):
+        return None
+    with session_scope() as session:
+        ds, pos = _dataset_arrays(session, sample_pks, dataset)
+    regions = getattr(ds, "regions", None)
+    if regions is None:
+        return None
+    return np.asarray(regions)[np.asarray([pos[int(p)] for p in sample_pks], dtype=np.int64)].astype(bool)
+
+
 def insert_rows(model: Any, rows: list[dict[str, Any]]) -> None:
     """Bulk-insert ``rows`` of ``model`` in one transaction."""
     if rows:
