@@ -303,6 +303,8 @@ def place_lesions(rng: np.random.Generator, labels: np.ndarray, brain: np.ndarra
     half = shapes.half
     for j in range(k):  # k <= 10 slots; every slot is vectorised over the batch
         sel = np.nonzero(slot_index == j)[0]
+        if len(sel) == 0:  # no image of this chunk has a (j+1)-th lesion (a small last chunk)
+            continue
         samples = slot_sample[sel]
         reach = shapes.reach[sel]
         ok = dist[samples] > reach[:, None, None] + GAP
