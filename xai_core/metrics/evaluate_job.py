@@ -35,6 +35,7 @@ from xai_core.metrics.ground_truth import constant_maps, ground_truth_metrics
 from xai_core.metrics.registry import get_ground_truth_metric, list_ground_truth_metrics, list_region_metrics
 from xai_core.metrics.stored import (
     CHUNK,
+    any_regions,
     insert_rows,
     long_rows,
     map_groups,
@@ -121,9 +122,11 @@ def _todo(chosen: list[int], stored: dict[int, set[str]], metrics: Sequence[str]
     regional = [k for k in metrics if k in set(list_region_metrics())]
     if not regional or not chosen:
         return missing(chosen, stored, metrics)
+    base = [k for k in metrics if k not in regional]
+    if not any_regions(chosen, dataset):  # the default benchmark: no second masks to load
+        return missing(chosen, stored, base)
     regions = regions_of(chosen, dataset)
     has = np.zeros(len(chosen), bool) if regions is None else regions.reshape(len(chosen), -1).any(axis=1)
-    base = [k for k in metrics if k not in regional]
     with_region = missing([p for p, h in zip(chosen, has.tolist()) if h], stored, metrics)
     return sorted(with_region + missing([p for p, h in zip(chosen, has.tolist()) if not h], stored, base))
 
