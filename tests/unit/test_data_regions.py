@@ -34,7 +34,8 @@ def test_variant_none_is_the_benchmark_of_before(bank) -> None:  # type: ignore[
         np.testing.assert_array_equal(getattr(default, key), getattr(none, key))
     assert default.regions is None and none.regions is None
     assert set(make_params().to_dict()) == set(KNOBS) - set(VARIANT_KNOBS)
-    assert make_params(variant="confounder").to_dict()["variant"] == "confounder"
+    conf = make_params(variant="confounder").to_dict()
+    assert conf["variant"] == "confounder" and conf["confounder_strength"] == 0.9 and "suppressor_amplitude" not in conf
 
 
 def test_suppressor_region_is_the_same_whatever_the_labels(bank) -> None:  # type: ignore[no-untyped-def]

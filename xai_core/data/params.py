@@ -68,12 +68,13 @@ class GeneratorParams:
     region_area: float = 0.006  # suppressor disc / confounder square area (fraction of the image area)
 
     def to_dict(self) -> dict[str, Any]:
-        """``asdict``; the variant knobs only for a variant (``none`` stores what it stored before
+        """``asdict`` less the variant knobs that do not apply (``none`` stores what it stored before
         they existed, so the default benchmark's ``params.yaml`` is byte-identical)."""
         out = dataclasses.asdict(self)
-        if self.variant == "none":
-            for key in VARIANT_KNOBS:
-                out.pop(key)
+        unused = {"none": VARIANT_KNOBS, "suppressor": ("confounder_strength",),
+                  "confounder": ("suppressor_amplitude",)}.get(self.variant, ())
+        for key in unused:
+            out.pop(key)
         return out
 
 
