@@ -37,7 +37,7 @@ from xai_core.metrics.queries import (
     reversal_table,
     write_frame,
 )
-from xai_core.metrics.registry import DRIFT_METRICS, GROUND_TRUTH_METRICS, MetricSpec
+from xai_core.metrics.registry import DRIFT_METRICS, GROUND_TRUTH_METRICS, MetricSpec, list_ground_truth_metrics
 from xai_core.progress import Progress, silent
 from xai_core.registry import Registry
 
@@ -105,7 +105,7 @@ def build_sections(tables: dict[str, pd.DataFrame]) -> list[str]:
         parts.append("<p>No ground-truth metrics yet: run <code>xaudit explain</code> then "
                      "<code>xaudit evaluate</code>.</p>")
     else:
-        summary = summarise(gt, ["method", "pretrain", "degree"], GROUND_TRUTH_METRICS.list(), n_boot=1000)
+        summary = summarise(gt, ["method", "pretrain", "degree"], list_ground_truth_metrics(), n_boot=1000)
         tables["benchmark"] = summary
         precision = summary[summary["metric"] == "precision"]
         parts.append("<p>Mean explanation precision on correctly classified test images, 95% "

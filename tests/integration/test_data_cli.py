@@ -85,6 +85,12 @@ def test_build_k_classes_stores_the_class_names(workspace: Path, tmp_path: Path,
     (["data", "build", "--name", "x", "--classes", "1"], "error: classes must be an integer 2..5 (got 1)"),
     (["data", "build", "--name", "x", "--classes", "6"], "error: classes must be an integer 2..5 (got 6)"),
     (["data", "build", "--name", "x", "--n", "12", "--classes", "5"], "error: n must be a multiple of classes=5"),
+    (["data", "build", "--name", "x", "--variant", "wavy"],
+     "error: variant must be one of none, suppressor, confounder (got 'wavy')"),
+    (["data", "build", "--name", "x", "--variant", "confounder", "--confounder-strength", "1.2"],
+     "error: confounder_strength must be in [0, 1] (got 1.2)"),
+    (["data", "build", "--name", "x", "--variant", "confounder", "--confounder-strength", "-0.5"],
+     "error: confounder_strength must be in [0, 1] (got -0.5)"),
 ])
 def test_user_errors_are_one_line_exit_2(args, message, workspace: Path, monkeypatch, capsys) -> None:
     code, out, err = run_cli(monkeypatch, capsys, *args)

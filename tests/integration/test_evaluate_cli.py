@@ -51,7 +51,7 @@ def test_drift_export_and_user_errors(workspace: Path, tmp_path: Path, monkeypat
     bad = _xaudit("evaluate", "--metrics", "precision,nope", home=workspace)
     assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1] == (
         "error: unknown ground-truth metric 'nope'; choose one of precision, mass_accuracy, pointing_game, roc_auc, "
-        "average_precision, emd_score")
+        "average_precision, emd_score, region_share")
     bad = _xaudit("evaluate", "--selection", "sometimes", home=workspace)
     assert bad.returncode == 2 and "selection must be one of correct, all, incorrect" in bad.stderr
     assert "Traceback" not in bad.stderr

@@ -210,3 +210,32 @@ def test_faithfulness_tab_shows_mean_and_ci_per_method(workspace: Path) -> None:
     assert list(table.columns) == ["deletion_auc (lower is better)"]
     assert table.loc["baseline_random"].iloc[0] == "0.500 [0.500, 0.500]"
     assert table.loc["saliency"].iloc[0].startswith("0.200 [")
+
+
+def test_region_section_shows_which_methods_put_mass_on_the_second_region(workspace: Path) -> None:
+    """A confounder benchmark evaluated: a section with per-method share [CI], chance and verdict;
+    maps built on the marker are named as putting mass there, the random baseline is not."""
+    from xai_core.metrics import evaluate
+    from xai_core.metrics.statistics import ci_text
+    from xai_core.metrics.regions import region_frame, region_summary
+
+    st.cache_data.clear()
+    build_dataset("conf", n=24, size=32, seed=3, variant="confounder", confounder_strength=0.5)
+    data = load_dataset("conf")
+    pks, labels = data.sample_pks.tolist(), data.labels.tolist()
+    ck = add_checkpoint("vgg-conf", "vgg16", "imagenet", "all", "all", pks, labels, labels)
+    maps = (data.regions * 4.0 + np.random.default_rng(0).random(data.masks.shape)).astype(np.float32)
+    add_maps(ck, "saliency", pks, maps)
+    evaluate([ck])
+    at = AppTest.from_file(PAGE, default_timeout=60).run()
+    assert not at.exception, at.exception
+    assert "Suppressor and confounder regions: attribution off the lesion" in [s.value for s in at.subheader]
+    table = at.table[1].value
+    expected = region_summary(region_frame("correct"), n_boot=1000).set_index("method")
+    row = table.loc[("conf", "saliency")]
+    sal = expected.loc["saliency"]
+    assert row["share [95% CI]"] == ci_text(sal["mean"], sal["ci_low"], sal["ci_high"])
+    assert row["verdict"] == "above chance" and int(row["n"]) == int(data.regions.any(axis=(1, 2)).sum())
+    assert table.loc[("conf", "baseline_random"), "verdict"] != "above chance"
+    assert any(c.value == "conf (confounder): methods that put mass on the confounder region: saliency"
+               for c in at.caption)

@@ -131,3 +131,19 @@ def test_examples_of_every_class_of_a_five_class_benchmark(workspace: Path) -> N
     val = load_dataset("k5", "val")  # 4 per class: round(2.8) = 3 train, round(0.6) = 1 val, 0 test
     assert [row.captions for row in at.get("image")] == [
         [s for s, lab in zip(val.sample_ids, val.labels) if lab == k] for k in range(5)]
+
+
+def test_second_region_is_outlined(workspace: Path) -> None:
+    """A suppressor benchmark: the sample figure outlines the second mask (orange contour named
+    after the variant) next to the lesion, and the caption gives its size."""
+    build_dataset("sup", n=8, size=32, seed=2, variant="suppressor")
+    data = load_dataset("sup")
+    at = AppTest.from_file(PAGE, default_timeout=120).run()
+    assert not at.exception, at.exception
+    traces = {t["name"]: t for t in _figures(at)[0]["data"]}
+    assert {"image", "lesion mask", "suppressor region"} <= set(traces)
+    assert traces["suppressor region"]["line"]["color"] == "orange"
+    np.testing.assert_array_equal(_array(traces["suppressor region"]["z"]), data.regions[0].astype(np.uint8))
+    region_px = int(data.regions[0].sum())
+    assert any(f"suppressor region (orange) {region_px} px" in c.value for c in at.caption)
+    assert any("suppressor region in orange" in c.value for c in at.caption)

@@ -204,3 +204,15 @@ def test_bad_class_settings(knobs: dict, message: str) -> None:
     with pytest.raises(ConfigError) as info:
         make_params(**knobs)
     assert str(info.value) == message
+
+
+def test_a_last_chunk_where_no_image_has_a_second_lesion() -> None:
+    """n = 70, seed 7 at 40 px: the last chunk's six images all drew one lesion, so the second
+    lesion slot is empty (it used to fail reshaping an empty score array)."""
+    from xai_core.data.anatomy import load_anatomy, slice_bank
+    from xai_core.data.synth import generate_chunk, labels_and_splits
+
+    params = make_params(n=70, size=40, seed=7)
+    labels, _ = labels_and_splits(params)
+    chunk = generate_chunk(slice_bank(load_anatomy(None), 40, 0.6), params, labels[64:], 1)
+    assert chunk.n_lesions.tolist() == [1] * 6 and chunk.masks.any(axis=(1, 2)).all()

@@ -18,6 +18,8 @@ from xai_core.metrics.registry import (
     DRIFT_METRICS,
     GROUND_TRUTH_METRICS,
     get_drift_metric,
+    list_ground_truth_metrics,
+    list_region_metrics,
     register_drift_metric,
     register_ground_truth_metric,
 )
@@ -88,7 +90,10 @@ def test_every_registry_is_the_shared_type_with_metadata() -> None:
 
 def test_metric_metadata_from_the_registry() -> None:
     assert GROUND_TRUTH_METRICS.list() == ["precision", "mass_accuracy", "pointing_game", "roc_auc",
-                                           "average_precision", "emd_score"]
+                                           "average_precision", "emd_score", "region_share"]
+    # region_share reads the second mask of a suppressor/confounder dataset: listed apart
+    assert list_ground_truth_metrics() == GROUND_TRUTH_METRICS.list()[:-1]
+    assert list_region_metrics() == ["region_share"] and GROUND_TRUTH_METRICS.get("region_share").sign == -1
     assert DRIFT_METRICS.list() == ["com_displacement", "peak_displacement", "iou_top10", "iou_top20", "pearson",
                                     "spearman", "gini_change", "entropy_change"]
     assert {m: get_drift_metric(m).sign for m in DRIFT_METRICS.list()} == {

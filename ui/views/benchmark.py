@@ -1,4 +1,5 @@
-"""Benchmark: ground-truth explanation metrics by method x pre-training x degree, with chance baselines."""
+"""Benchmark: ground-truth explanation metrics by method x pre-training x degree, with chance baselines;
+the share of attribution on suppressor/confounder regions where such benchmarks are evaluated."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ from xai_core.metrics.figures import accuracy_scatter, degree_lines, metric_box,
 from xai_core.metrics.qualitative import Grid, grid_samples, load_grid, stored_map_index
 from xai_core.metrics.sanity_results import FAIL_RULE, sanity_figure, sanity_frame, sanity_summary, sanity_verdicts
 from xai_core.metrics.sanity_similarity import SANITY_SIMILARITIES
-from xai_core.metrics.statistics import ci_table, summarise
+from xai_core.metrics.regions import region_frame, region_summary
+from xai_core.metrics.statistics import ci_table, ci_text, summarise
 from xai_core.stamp import change_stamp
 
 FILL_COMMANDS = """xaudit demo --quick --no-serve                  # data, checkpoints, maps and metrics in one go
@@ -184,6 +186,36 @@ def inspect_sample(df: pd.DataFrame, methods: list[str], metric: str, stored: li
     st.caption(f"Explain page link: ?checkpoint={params['checkpoint']}&sample={params['sample']}&method={method}")
 
 
+@st.cache_data(show_spinner=False, max_entries=8)
+def _region_summary(selection: str, stamp: tuple) -> pd.DataFrame:
+    """:func:`region_summary` of the stored ``region_share`` values; keyed on :func:`change_stamp` of :data:`TABLES`."""
+    return region_summary(region_frame(selection), n_boot=1000)
+
+
+def region_section(selection: str, stamp: tuple) -> None:
+    """Suppressor and confounder benchmarks (``xaudit data build --variant``): per dataset and method
+    the share of attribution on the second region with its 95% CI against a uniform map's share,
+    and which methods put mass there. Draws nothing when no such values are stored."""
+    summary = _region_summary(selection, stamp)
+    if summary.empty:
+        return
+    st.subheader("Suppressor and confounder regions: attribution off the lesion")
+    table = summary.assign(**{"share [95% CI]": [ci_text(m, lo, hi) for m, lo, hi in
+                                                 zip(summary["mean"], summary["ci_low"], summary["ci_high"], strict=True)]})
+    st.table(table[["dataset", "variant", "method", "n", "share [95% CI]", "chance", "ratio", "verdict"]]
+             .round({"chance": 3, "ratio": 2}).set_index(["dataset", "method"]))
+    for (name, variant), rows in summary.groupby(["dataset", "variant"], sort=True):
+        real = rows[~rows["method"].isin(CHANCE_METHODS)]
+        above = real.loc[real["verdict"] == "above chance", "method"].tolist()
+        st.caption(f"{name} ({variant}): " + (f"methods that put mass on the {variant} region: {', '.join(above)}"
+                                               if above else f"no method puts more mass on the {variant} region "
+                                                             "than a uniform map"))
+    st.caption("share: mean share of |attribution| on the second region (lower is better; a suppressor carries no "
+               "class information, a confounder marker only goes with the class) over the samples that have one; "
+               "chance: the region's share of the image (a uniform map); ratio = share / chance; verdict: the 95% "
+               "bootstrap CI above, below or around chance.")
+
+
 VIEWS = ("Reading the table", "Long table", "Against the degree", "Per-image distribution", "Accuracy vs explanation",
          "Inspect a sample", "One sample across the grid", "Sanity checks", "Faithfulness")
 
@@ -298,3 +330,5 @@ with user_errors():
                     st.caption("Mean deletion curve: target score against the share of pixels removed, most "
                                "relevant first (a faithful map falls fast).")
                     st.line_chart(curve.pivot(index="x", columns="method", values="score"))
+
+    region_section(selection, stamp)  # suppressor / confounder benchmarks (drawn only when stored)

@@ -1,5 +1,6 @@
-"""Data: browse a dataset (image with its lesion-mask contour, class counts and lesion-area
-histograms, a few examples of every class) and the slices of a NIfTI anatomy volume (the MNI152
+"""Data: browse a dataset (image with its lesion-mask contour and, for a suppressor/confounder
+variant, its second-region contour; class counts and lesion-area histograms, a few examples of
+every class) and the slices of a NIfTI anatomy volume (the MNI152
 template or an uploaded file)."""
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from plotly.subplots import make_subplots
 
 from ui.common import lazy_tabs, page_start, user_errors
 from xai_core.catalog import sample_frame
-from xai_core.data import list_datasets, sample_arrays
+from xai_core.data import list_datasets, sample_arrays, sample_region
 from xai_core.data.anatomy import mni152_path, read_canonical, read_uploaded
 
 AXES = {"axial": 2, "coronal": 1, "sagittal": 0}
@@ -23,6 +24,7 @@ BINS = 30  # lesion-area histogram bins
 EXAMPLES = 4  # example images per class
 EXAMPLE_PX = 160  # examples are enlarged (nearest neighbour) to at least this many pixels
 LIME = np.array([0, 255, 0], np.uint8)
+ORANGE = np.array([255, 140, 0], np.uint8)  # the second region (suppressor / confounder)
 
 
 @st.cache_data(show_spinner=False, max_entries=4)
@@ -56,12 +58,14 @@ def _image_figure(stamp: tuple, name: str, sample_pk: int, title: str) -> go.Fig
     float32 payload) on top; the arrays come from the process's dataset cache
     (:func:`sample_arrays`), not a per-run copy of the dataset."""
     image, mask = sample_arrays(name, sample_pk)
+    region, kind = sample_region(name, sample_pk)
     fig = go.Figure(go.Heatmap(z=image, colorscale="gray", showscale=False, name="image",
                                hovertemplate="x %{x}, y %{y}: %{z:.3f}<extra></extra>"))
-    if mask.any():
-        fig.add_trace(go.Contour(z=mask.astype(np.uint8), showscale=False, name="lesion mask", hoverinfo="skip",
-                                 contours={"start": 0.5, "end": 0.5, "size": 1, "coloring": "none"},
-                                 line={"color": "lime", "width": 2}))
+    for outline, label, colour in ((mask, "lesion mask", "lime"), (region, f"{kind} region", "orange")):
+        if outline is not None and outline.any():
+            fig.add_trace(go.Contour(z=outline.astype(np.uint8), showscale=False, name=label, hoverinfo="skip",
+                                     contours={"start": 0.5, "end": 0.5, "size": 1, "coloring": "none"},
+                                     line={"color": colour, "width": 2}))
     fig.update_layout(title=title, height=420, margin={"l": 0, "r": 0, "t": 30, "b": 0},
                       xaxis={"visible": False, "constrain": "domain"},
                       yaxis={"visible": False, "autorange": "reversed", "scaleanchor": "x"})
@@ -96,15 +100,21 @@ def _distribution_figure(stamp: tuple, name: str, split: str, label: int | None,
     return fig
 
 
-def _outlined(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+def _boundary(mask: np.ndarray) -> np.ndarray:
+    """The mask's pixels with a 4-neighbour outside it."""
+    padded = np.pad(mask, 1)
+    return mask & ~(padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:])
+
+
+def _outlined(image: np.ndarray, mask: np.ndarray, region: np.ndarray | None = None) -> np.ndarray:
     """RGB uint8 of a grey image (clipped to [0, 1], the benchmark's tissue range, so every example
-    shares one grey scale) with the mask's boundary pixels in lime, enlarged by a whole factor to at
-    least :data:`EXAMPLE_PX` pixels (sharp pixels in the browser)."""
+    shares one grey scale) with the mask's boundary pixels in lime (the second region's, if any, in
+    orange), enlarged by a whole factor to at least :data:`EXAMPLE_PX` pixels (sharp pixels in the browser)."""
     grey = np.round(255 * np.clip(image, 0.0, 1.0)).astype(np.uint8)
     rgb = np.repeat(grey[..., None], 3, axis=2)
-    padded = np.pad(mask, 1)
-    interior = padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:]
-    rgb[mask & ~interior] = LIME
+    if region is not None:
+        rgb[_boundary(region)] = ORANGE
+    rgb[_boundary(mask)] = LIME
     factor = max(1, -(-EXAMPLE_PX // image.shape[0]))
     return np.repeat(np.repeat(rgb, factor, axis=0), factor, axis=1)
 
@@ -118,7 +128,7 @@ def _class_examples(stamp: tuple, name: str, split: str,
     out = []
     for k, cls in enumerate(class_names):
         rows = frame[frame["label"] == k].head(EXAMPLES)
-        images = [_outlined(*sample_arrays(name, int(pk))) for pk in rows["pk"]]
+        images = [_outlined(*sample_arrays(name, int(pk)), sample_region(name, int(pk))[0]) for pk in rows["pk"]]
         out.append((cls, images, rows["sample_id"].tolist()))
     return out
 
@@ -165,15 +175,18 @@ def samples_view(stamp: tuple, datasets: list[dict]) -> None:
                                key="sample", help="position within the filtered samples")
     row = shown.iloc[int(number) - 1]
     left.plotly_chart(_image_figure(stamp, name, int(row["pk"]), row["sample_id"]), width="stretch")
+    region, kind = sample_region(name, int(row["pk"]))
     left.caption(f"Sample {row['sample_id']} · label {class_names[int(row['label'])]} · split {row['split']} · "
-                 f"lesion area {int(row['lesion_area'])} px")
+                 f"lesion area {int(row['lesion_area'])} px"
+                 + ("" if region is None else f" · {kind} region (orange) {int(region.sum())} px"))
     right.plotly_chart(_distribution_figure(stamp, name, split, label, class_names), width="stretch")
     st.subheader("Examples of every class")
     for cls, images, ids in _class_examples(stamp, name, split, class_names):
         st.markdown(f"**{cls}**" + ("" if images else ": no images in this split"))
         if images:
             st.image(images, caption=ids, width=EXAMPLE_PX, output_format="PNG")  # lossless: sharp outlines
-    st.caption("The first images of each class in the chosen split, lesion boundary in green.")
+    st.caption("The first images of each class in the chosen split, lesion boundary in green"
+               + (f", {kind} region in orange (xaudit data build --variant {kind})." if region is not None else "."))
 
 
 def anatomy_view() -> None:

@@ -62,6 +62,12 @@ def build(
     edge_width: Optional[float] = typer.Option(None, help="Soft-edge width, fraction of the side [0.015]."),
     train_frac: Optional[float] = typer.Option(None, help="Train fraction per class [0.7]."),
     val_frac: Optional[float] = typer.Option(None, help="Validation fraction per class [0.15]; test gets the rest."),
+    variant: Optional[str] = typer.Option(None, "--variant", help="none [default] | suppressor (a region without class "
+                                          "information tied to a nuisance on the lesion) | confounder (a marker outside "
+                                          "the lesion that goes with the class); the second region gets its own mask."),
+    suppressor_amplitude: Optional[float] = typer.Option(None, help="Suppressor: nuisance amplitude, uniform in [-a, a] [0.3]."),
+    confounder_strength: Optional[float] = typer.Option(None, help="Confounder: P(marker present agrees with the class), 0..1 [0.9]."),
+    region_area: Optional[float] = typer.Option(None, help="Suppressor disc / confounder square area, fraction of the image [0.006]."),
 ) -> None:
     """Generate the MRI lesion benchmark (artificial lesions with exact masks on real anatomy)."""
     knobs = {k: v for k, v in locals().items() if k not in ("name", "config", "overwrite", "workers")}

@@ -2,7 +2,8 @@
 
 ``build_dataset(name, n=..., size=..., seed=...)``, ``import_dataset(folder, name)``,
 ``load_dataset(name, split=None) -> LoadedDataset`` (``cached_dataset``: the same, kept for the process),
-``sample_arrays(name, sample_pk)`` (one image and mask), ``list_datasets()``, ``synthesize(params)``.
+``sample_arrays(name, sample_pk)`` (one image and mask; ``sample_region``: its second mask),
+``list_datasets()``, ``synthesize(params)``.
 """
 
 from xai_core.data.dataset import (
@@ -14,6 +15,7 @@ from xai_core.data.dataset import (
     list_datasets,
     load_dataset,
     sample_arrays,
+    sample_region,
 )
 from xai_core.data.importer import import_dataset
 from xai_core.data.params import GeneratorParams, make_params
@@ -32,5 +34,6 @@ __all__ = [
     "load_dataset",
     "make_params",
     "sample_arrays",
+    "sample_region",
     "synthesize",
 ]

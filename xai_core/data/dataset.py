@@ -3,7 +3,10 @@
 Layout of ``$XAUDIT_HOME/datasets/<name>/``: ``images/<sample_id>.nii.gz``,
 ``masks/<sample_id>.nii.gz``, ``manifest.csv``, ``params.yaml`` and ``cache/`` (stacked
 ``images.npy``/``masks.npy`` in manifest order, a fast copy; the NIfTI files remain the truth and
-the cache is rebuilt from them when it is missing or stale). A dataset is assembled in a hidden
+the cache is rebuilt from them when it is missing or stale). A ``suppressor``/``confounder``
+variant (xai_core.data.regions) also has ``regions/<sample_id>.nii.gz`` (the second mask; manifest
+column ``region_path``) and ``cache/regions.npy``; its ``params.yaml`` names the variant. A
+dataset is assembled in a hidden
 temp folder and renamed into place inside the DB transaction that adds its rows, so an error leaves
 neither files nor rows. DB paths (``Dataset.root``, ``Sample.image_path``/``mask_path``) are
 relative to the workspace.
@@ -54,6 +57,8 @@ class LoadedDataset:
     splits: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=str))  # (N,) train/val/test
     lesion_area: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     name: str = ""
+    regions: np.ndarray | None = None  # (N, H, W) bool second mask of a variant; None without one
+    region_kind: str = ""  # "suppressor" | "confounder" | "" (xai_core.data.regions)
 
     def __iter__(self) -> Iterator[Any]:
         return iter((self.images, self.masks, self.labels, self.sample_ids))
@@ -179,7 +184,10 @@ def _chunk_job(args: tuple[GeneratorParams, Any, np.ndarray, int, str]) -> dict[
         sid = ids[chunk.start + i]
         (root / "images" / f"{sid}.nii.gz").write_bytes(nifti_bytes(chunk.images[i], bank.pixel_mm))
         (root / "masks" / f"{sid}.nii.gz").write_bytes(nifti_bytes(chunk.masks[i].astype(np.uint8), bank.pixel_mm))
-    return dict(start=chunk.start, images=chunk.images, masks=chunk.masks,
+        if chunk.regions is not None:
+            (root / "regions" / f"{sid}.nii.gz").write_bytes(nifti_bytes(chunk.regions[i].astype(np.uint8),
+                                                                          bank.pixel_mm))
+    return dict(start=chunk.start, images=chunk.images, masks=chunk.masks, regions=chunk.regions,
                 n_lesions=chunk.n_lesions, clipped=chunk.clipped)
 
 
@@ -202,6 +210,11 @@ def build_dataset(name: str, params: GeneratorParams | None = None, *, config: s
                                            (params.n, params.size, params.size))
         masks = np.lib.format.open_memmap(stage.tmp / "cache" / "masks.npy", "w+", np.bool_,
                                           (params.n, params.size, params.size))
+        variant = params.variant != "none"
+        if variant:
+            (stage.tmp / "regions").mkdir()
+            regions = np.lib.format.open_memmap(stage.tmp / "cache" / "regions.npy", "w+", np.bool_,
+                                                (params.n, params.size, params.size))
         n_les = np.zeros(params.n, np.int64)
         jobs = [(params, bank, labels[c * CHUNK:(c + 1) * CHUNK], c, str(stage.tmp))
                 for c in range((params.n + CHUNK - 1) // CHUNK)]
@@ -209,6 +222,8 @@ def build_dataset(name: str, params: GeneratorParams | None = None, *, config: s
         for res in _run_jobs(jobs, workers):
             sl = slice(res["start"], res["start"] + len(res["images"]))
             images[sl], masks[sl], n_les[sl] = res["images"], res["masks"], res["n_lesions"]
+            if variant:
+                regions[sl] = res["regions"]
             clipped += res["clipped"]
             done += len(res["images"])
             progress(done, params.n, "generating")
@@ -216,9 +231,14 @@ def build_dataset(name: str, params: GeneratorParams | None = None, *, config: s
         masks.flush()
         area = masks.reshape(params.n, -1).sum(axis=1)
         del images, masks
+        if variant:
+            regions.flush()
+            del regions
         rows = [dict(sample_id=sid, split=str(splits[i]), label=int(labels[i]),
                      image_path=f"images/{sid}.nii.gz", mask_path=f"masks/{sid}.nii.gz",
-                     lesion_area=int(area[i]), n_lesions=int(n_les[i])) for i, sid in enumerate(sample_ids(params.n))]
+                     lesion_area=int(area[i]), n_lesions=int(n_les[i]),
+                     **({"region_path": f"regions/{sid}.nii.gz"} if variant else {}))
+                for i, sid in enumerate(sample_ids(params.n))]
         stored = params.to_dict() | {"pixel_mm": bank.pixel_mm, "volumes": bank.volume_names,
                                      "clipped_lesions": clipped}
         progress(params.n, params.n, "writing database")
@@ -308,6 +328,32 @@ def _rebuild_cache(root: Path, ws: Path, image_paths: list[str], mask_paths: lis
     return imgs, msks
 
 
+def _region_cache(root: Path, ids: list[str], shape: tuple[int, ...]) -> np.ndarray:
+    """``(N, H, W)`` bool second masks: ``cache/regions.npy`` when it matches ``ids`` and
+    ``shape``, else read from ``regions/<id>.nii.gz`` (the truth) and cached again."""
+    path = root / "cache" / "regions.npy"
+    try:
+        cached = (root / "cache" / "sample_ids.txt").read_text().split()
+        arr = np.load(path, mmap_mode="r")
+        if cached == ids and arr.shape == shape:
+            return arr
+    except (OSError, ValueError):
+        pass
+    files = [root / "regions" / f"{sid}.nii.gz" for sid in ids]
+    if not all(f.is_file() for f in files):
+        raise WorkspaceError(f"second-region masks of dataset {root.name!r} are missing ({root / 'regions'}); "
+                             "rebuild it with --overwrite")
+    arr = np.stack([read_nifti(f, ndim=2)[0] > 0 for f in files]) if ids else np.zeros(shape, bool)
+    try:
+        tmp = path.parent / f".regions.npy.tmp{os.getpid()}"
+        with open(tmp, "wb") as fh:
+            np.save(fh, arr)
+        os.replace(tmp, path)
+    except OSError:
+        pass
+    return arr
+
+
 def load_dataset(name: str, split: str | None = None) -> LoadedDataset:
     """Images ``(N,H,W)`` float32, masks ``(N,H,W)`` bool, labels ``(N,)`` int64, sample ids,
     Sample primary keys and class names of dataset ``name`` (all splits, or one of train/val/test)."""
@@ -324,6 +370,7 @@ def load_dataset(name: str, split: str | None = None) -> LoadedDataset:
                    Sample.mask_path, Sample.lesion_area).where(Sample.dataset_id == ds.id).order_by(Sample.id)
         ).all()
         class_names, root_rel = list(ds.class_names), ds.root
+        kind = str((ds.params or {}).get("variant", "none"))
     ws = home()
     root = ws / root_rel
     if not root.is_dir():
@@ -335,6 +382,7 @@ def load_dataset(name: str, split: str | None = None) -> LoadedDataset:
     sel = np.array([i for i, r in enumerate(rows) if split is None or r.split == split], dtype=np.int64)
     images, masks = arrays
     pick = (lambda a: np.asarray(a[sel])) if len(sel) else (lambda a: np.asarray(a[:0]))
+    regions = None if kind == "none" else pick(_region_cache(root, ids, tuple(masks.shape))).astype(bool)
     return LoadedDataset(
         images=pick(images).astype(np.float32, copy=False),
         masks=pick(masks).astype(bool, copy=False),
@@ -345,6 +393,8 @@ def load_dataset(name: str, split: str | None = None) -> LoadedDataset:
         splits=np.array([rows[i].split for i in sel], dtype=str),
         lesion_area=np.array([rows[i].lesion_area for i in sel], dtype=np.int64),
         name=name,
+        regions=regions,
+        region_kind="" if kind == "none" else kind,
     )
 
 
@@ -374,3 +424,15 @@ def sample_arrays(name: str, sample_pk: int) -> tuple[np.ndarray, np.ndarray]:
     if len(where) == 0:
         raise UnknownNameError(f"sample {sample_pk} is not in dataset {name!r}; pick one of its samples")
     return ds.images[where[0]], ds.masks[where[0]]
+
+
+def sample_region(name: str, sample_pk: int) -> tuple[np.ndarray | None, str]:
+    """The second mask ``(H, W)`` bool of one sample of a suppressor/confounder dataset and the
+    variant's name, or ``(None, "")`` for a dataset without one (:func:`cached_dataset`; a view)."""
+    ds = cached_dataset(name)
+    if ds.regions is None:
+        return None, ""
+    where = np.flatnonzero(ds.sample_pks == int(sample_pk))
+    if len(where) == 0:
+        raise UnknownNameError(f"sample {sample_pk} is not in dataset {name!r}; pick one of its samples")
+    return ds.regions[where[0]], ds.region_kind

@@ -260,12 +260,15 @@ def make_shapes(rng: np.random.Generator, labels: np.ndarray, params: GeneratorP
 @dataclass(frozen=True)
 class LesionBatch:
     """``delta (B,S,S)`` to add to the images, ``n_lesions (B,)``, ``clipped`` count of lesions
-    that found no room and were cut to the free brain area, ``centres (B,k,2)`` (-1 = none)."""
+    that found no room and were cut to the free brain area, ``centres (B,k,2)`` (-1 = none),
+    ``profile (B,S,S)`` the soft-edge profiles in (0, 1] without contrast (``delta = amp * profile``
+    lesion by lesion; the suppressor variant adds its distractor with it)."""
 
     delta: np.ndarray
     n_lesions: np.ndarray
     clipped: int
     centres: np.ndarray
+    profile: np.ndarray
 
 
 def brain_distance(brain: np.ndarray) -> np.ndarray:
@@ -293,12 +296,15 @@ def place_lesions(rng: np.random.Generator, labels: np.ndarray, brain: np.ndarra
     centres = np.full((bsz, k, 2), -1, dtype=np.int64)
     reach_of = np.zeros((bsz, k))
     delta = np.zeros((bsz, size, size), np.float32)
+    unit = np.zeros((bsz, size, size), np.float32)
     occupied = np.zeros_like(brain)
     placed = np.zeros((bsz, k), bool)
     clipped = 0
     half = shapes.half
     for j in range(k):  # k <= 10 slots; every slot is vectorised over the batch
         sel = np.nonzero(slot_index == j)[0]
+        if len(sel) == 0:  # no image of this chunk has a (j+1)-th lesion (a small last chunk)
+            continue
         samples = slot_sample[sel]
         reach = shapes.reach[sel]
         ok = dist[samples] > reach[:, None, None] + GAP
@@ -325,6 +331,7 @@ def place_lesions(rng: np.random.Generator, labels: np.ndarray, brain: np.ndarra
         free = brain[b, ty, tx] & ~occupied[b, ty, tx]
         li, py, px, ty, tx, b = li[free], py[free], px[free], ty[free], tx[free], b[free]
         delta[b, ty, tx] = (amp[sel][li] * prof[li, py, px]).astype(np.float32)
+        unit[b, ty, tx] = prof[li, py, px]
         occupied[b, ty, tx] = True
         placed[samples, j] = np.bincount(li, minlength=len(sel)) > 0
-    return LesionBatch(delta, placed.sum(axis=1), clipped, centres)
+    return LesionBatch(delta, placed.sum(axis=1), clipped, centres, unit)

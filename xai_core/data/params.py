@@ -22,6 +22,8 @@ IRREGULAR_STYLES = ("mixed", "lobulated", "spiculated")
 TWO_CLASS_NAMES = ("regular", "irregular")  # the MRI study's benchmark (classes = 2)
 SHAPE_CLASSES = ("ellipse", "lobulated", "spiculated", "ring", "multifocal")  # classes = K >= 3: the first K
 MAX_CLASSES = len(SHAPE_CLASSES)
+VARIANTS = ("none", "suppressor", "confounder")  # xai_core.data.regions: the second region of an image
+VARIANT_KNOBS = ("variant", "suppressor_amplitude", "confounder_strength", "region_area")
 
 
 @dataclass(frozen=True)
@@ -59,9 +61,21 @@ class GeneratorParams:
     # split fractions (test gets the rest), stratified by class
     train_frac: float = 0.70
     val_frac: float = 0.15
+    # benchmark variant (xai_core.data.regions): none | suppressor | confounder
+    variant: str = "none"
+    suppressor_amplitude: float = 0.3  # the distractor amplitude is uniform in [-a, a]
+    confounder_strength: float = 0.9  # P(marker present == class is marked)
+    region_area: float = 0.006  # suppressor disc / confounder square area (fraction of the image area)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """``asdict`` less the variant knobs that do not apply (``none`` stores what it stored before
+        they existed, so the default benchmark's ``params.yaml`` is byte-identical)."""
+        out = dataclasses.asdict(self)
+        unused = {"none": VARIANT_KNOBS, "suppressor": ("confounder_strength",),
+                  "confounder": ("suppressor_amplitude",)}.get(self.variant, ())
+        for key in unused:
+            out.pop(key)
+        return out
 
 
 KNOBS: tuple[str, ...] = tuple(f.name for f in fields(GeneratorParams))
@@ -105,6 +119,17 @@ def validate(p: GeneratorParams) -> GeneratorParams:
         0 < p.train_frac < 1 and 0 <= p.val_frac < 1 and p.train_frac + p.val_frac < 1,
         "need 0 < train_frac, 0 <= val_frac and train_frac + val_frac < 1 (test gets the rest)",
     )
+    _check(p.variant in VARIANTS, f"variant must be one of {', '.join(VARIANTS)} (got {p.variant!r})")
+    _check(0 <= p.confounder_strength <= 1,
+           f"confounder_strength must be in [0, 1] (got {p.confounder_strength!r}); 0.5 = no association")
+    _check(0 <= p.suppressor_amplitude <= 1, f"suppressor_amplitude must be in [0, 1] (got {p.suppressor_amplitude!r})")
+    _check(0 < p.region_area <= 0.05, f"region_area must be in (0, 0.05] (fraction of the image area; got {p.region_area!r})")
+    defaults = GeneratorParams()
+    for key, needs in (("suppressor_amplitude", "suppressor"), ("confounder_strength", "confounder")):
+        _check(getattr(p, key) == getattr(defaults, key) or p.variant == needs,
+               f"{key} applies to --variant {needs} only; drop it or pass --variant {needs}")
+    _check(p.region_area == defaults.region_area or p.variant != "none",
+           "region_area applies to --variant suppressor|confounder only; drop it or choose a variant")
     return p
 
 
@@ -195,4 +220,9 @@ KNOB_HELP: dict[str, str] = {
     "edge_width": "soft-edge width (fraction of the image side; 0 = hard edges)",
     "train_frac": "training fraction per class",
     "val_frac": "validation fraction per class (test gets the rest)",
+    "variant": "none | suppressor (a region with no class information the model may use to cancel a "
+               "nuisance) | confounder (a marker outside the lesion that goes with the class)",
+    "suppressor_amplitude": "suppressor: the shared nuisance amplitude is uniform in [-a, a]",
+    "confounder_strength": "confounder: probability that the marker's presence agrees with the class (0.5 = none)",
+    "region_area": "area of the suppressor disc / confounder square (fraction of the image area)",
 }

@@ -9,7 +9,9 @@ Per sample: an axial slice of a random volume (uniform over volumes, then over i
 ``Rand2DElastic`` (rotation, scaling, shear, translation and elastic deformation in one
 resampling, applied to the image and its brain mask together), ``RandBiasField``,
 ``RandScaleIntensity`` and ``RandGaussianNoise`` (MONAI), then the lesions (xai_core.data.lesions)
-are added; the mask is ``image_with_lesions != image_without``.
+are added; the mask is ``image_with_lesions != image_without``. A ``suppressor`` or ``confounder``
+variant (xai_core.data.regions) first places its second region, puts the lesions in the rest of
+the brain, and adds its term after the mask is taken; ``none`` draws exactly what it drew before.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import torch
 from xai_core.data.anatomy import SliceBank, load_anatomy, slice_bank
 from xai_core.data.lesions import place_lesions
 from xai_core.data.params import GeneratorParams
+from xai_core.data.regions import draw_regions, region_rng
 from xai_core.data.splits import stratified_split
 
 CHUNK = 64
@@ -43,6 +46,7 @@ class Chunk:
     volume: np.ndarray
     z: np.ndarray
     clipped: int
+    regions: np.ndarray | None = None  # (B,S,S) bool second mask of a variant; None for "none"
 
 
 @contextmanager
@@ -120,18 +124,27 @@ def generate_chunk(bank: SliceBank, params: GeneratorParams, labels: np.ndarray,
     seeds = rng.integers(0, 2**31 - 1, b)
     with _quiet_torch():
         base, brain = _augment(bank.images[rows], bank.brain[rows], seeds, params)
-    lesions = place_lesions(rng, labels, brain, params)
-    images = base + lesions.delta
+    if params.variant == "none":
+        lesions = place_lesions(rng, labels, brain, params)
+        images = base + lesions.delta
+        masks, second = images != base, None
+    else:
+        regions = draw_regions(region_rng(params.seed, chunk_index), labels, brain, params)
+        lesions = place_lesions(rng, labels, regions.room(brain), params)
+        with_lesions = base + lesions.delta
+        masks, second = with_lesions != base, regions.mask
+        images = regions.add(with_lesions, lesions)
     return Chunk(
         start=chunk_index * CHUNK,
         images=images,
         base=base,
-        masks=images != base,
+        masks=masks,
         brain=brain,
         n_lesions=lesions.n_lesions,
         volume=bank.volume[rows],
         z=bank.z[rows],
         clipped=lesions.clipped,
+        regions=second,
     )
 
 
@@ -155,6 +168,7 @@ class Synthesis:
     labels: np.ndarray
     splits: np.ndarray
     n_lesions: np.ndarray
+    regions: np.ndarray | None = None  # the variant's second mask (xai_core.data.regions); None for "none"
 
     @property
     def lesion_area(self) -> np.ndarray:
@@ -168,4 +182,5 @@ def synthesize(params: GeneratorParams, bank: SliceBank | None = None) -> Synthe
     labels, splits = labels_and_splits(params)
     chunks = [generate_chunk(bank, params, labels[c:c + CHUNK], c // CHUNK) for c in range(0, params.n, CHUNK)]
     cat = lambda key: np.concatenate([getattr(ch, key) for ch in chunks])  # noqa: E731
-    return Synthesis(cat("images"), cat("base"), cat("masks"), cat("brain"), labels, splits, cat("n_lesions"))
+    regions = None if params.variant == "none" else cat("regions")
+    return Synthesis(cat("images"), cat("base"), cat("masks"), cat("brain"), labels, splits, cat("n_lesions"), regions)

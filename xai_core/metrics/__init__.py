@@ -42,6 +42,7 @@ from xai_core.metrics.statistics import (
     stability_ranking,
     summarise,
 )
+from xai_core.metrics.regions import region_share  # registers region_share (after queries: it reads them)
 
 __all__ = [
     "CHANCE_METHODS",
@@ -77,6 +78,7 @@ __all__ = [
     "ranking_agreement",
     "register_drift_metric",
     "register_ground_truth_metric",
+    "region_share",
     "roc_auc",
     "sobel_maps",
     "stability_ranking",

@@ -9,7 +9,9 @@ maps evaluated before. Progress goes through a ``(done, total, message)`` callba
 Sample selection (stored with every row): ``correct`` (default; the MRI study evaluates correctly
 classified test images), ``incorrect`` or ``all`` — read from the checkpoint's ``Prediction``
 rows; samples without a lesion mask (or a mask covering the whole image) are left out because
-the metrics are undefined there.
+the metrics are undefined there. The second-region metrics (``region_share``, registered with
+``needs_region``) are computed only for samples of a suppressor/confounder dataset whose second
+mask is not empty; no value is stored for the others (it would be undefined).
 
 Chance-level maps (:mod:`xai_core.metrics.chance_maps`): with ``baselines`` the same samples of
 every evaluated checkpoint are also scored with a random map (``baseline_random``) and a Sobel
@@ -30,9 +32,10 @@ from models.checkpoints import resolve_checkpoint
 from xai_core.errors import ConfigError, ShapeError, WorkspaceError
 from xai_core.metrics.chance_maps import CHANCE_MAPS
 from xai_core.metrics.ground_truth import constant_maps, ground_truth_metrics
-from xai_core.metrics.registry import get_ground_truth_metric, list_ground_truth_metrics
+from xai_core.metrics.registry import get_ground_truth_metric, list_ground_truth_metrics, list_region_metrics
 from xai_core.metrics.stored import (
     CHUNK,
+    any_regions,
     insert_rows,
     long_rows,
     map_groups,
@@ -42,6 +45,7 @@ from xai_core.metrics.stored import (
     needed,
     predictions,
     read_stored_maps,
+    regions_of,
     stored_metrics,
 )
 from xai_core.progress import Progress, silent
@@ -94,23 +98,41 @@ def select_samples(preds: dict[int, tuple[int, bool]], pks: Iterable[int], selec
 
 def gt_rows(checkpoint_id: int, method: str, phash: str, selection: str, pks: Sequence[int],
             preds: dict[int, tuple[int, bool]], maps: np.ndarray, masks: np.ndarray, metrics: Sequence[str],
-            stored: dict[int, set[str]] | None = None, n_directions: int = 8) -> list[dict[str, Any]]:
-    """``GroundTruthMetric`` rows of ``maps`` against ``masks``: one per (sample, metric of
-    ``metrics``) not in ``stored`` (``{sample pk: metrics}``)."""
+            stored: dict[int, set[str]] | None = None, n_directions: int = 8,
+            regions: np.ndarray | None = None) -> list[dict[str, Any]]:
+    """``GroundTruthMetric`` rows of ``maps`` against ``masks`` (and the second masks ``regions``):
+    one per (sample, metric of ``metrics``) not in ``stored`` (``{sample pk: metrics}``) whose
+    value is defined (a region metric is NaN for a sample without a region: no row)."""
     if maps.shape != masks.shape:
         raise ShapeError(
             f"{method} maps of checkpoint {checkpoint_id} are {maps.shape[1:]} but the lesion masks are {masks.shape[1:]}; "
             "explain at the dataset's image size"
         )
     stored = stored or {}
-    values = ground_truth_metrics(maps, masks, n_directions=n_directions, metrics=needed(pks, stored, metrics))
+    values = ground_truth_metrics(maps, masks, n_directions=n_directions, metrics=needed(pks, stored, metrics),
+                                  regions=regions)
     fixed = {"checkpoint_id": checkpoint_id, "method": method, "params_hash": phash, "selection": selection}
     per_sample = {"correct": [preds[int(p)][1] for p in pks], "constant_map": constant_maps(maps).tolist()}
-    return long_rows(fixed, pks, values, stored, per_sample)
+    return [r for r in long_rows(fixed, pks, values, stored, per_sample) if np.isfinite(r["value"])]
+
+
+def _todo(chosen: list[int], stored: dict[int, set[str]], metrics: Sequence[str], dataset: Any) -> list[int]:
+    """The samples of ``chosen`` lacking a metric: the lesion metrics for every sample, the region
+    metrics only for samples with a non-empty second mask."""
+    regional = [k for k in metrics if k in set(list_region_metrics())]
+    if not regional or not chosen:
+        return missing(chosen, stored, metrics)
+    base = [k for k in metrics if k not in regional]
+    if not any_regions(chosen, dataset):  # the default benchmark: no second masks to load
+        return missing(chosen, stored, base)
+    regions = regions_of(chosen, dataset)
+    has = np.zeros(len(chosen), bool) if regions is None else regions.reshape(len(chosen), -1).any(axis=1)
+    with_region = missing([p for p, h in zip(chosen, has.tolist()) if h], stored, metrics)
+    return sorted(with_region + missing([p for p, h in zip(chosen, has.tolist()) if not h], stored, base))
 
 
 def _plans(checkpoints: Sequence[int | str] | None, methods: Sequence[str] | None, selection: str, baselines: bool,
-           metrics: Sequence[str]) -> tuple[list[_Plan], list[EvaluateResult]]:
+           metrics: Sequence[str], dataset: Any = None) -> tuple[list[_Plan], list[EvaluateResult]]:
     """What to compute per (checkpoint, method, params hash), and notes on checkpoints skipped."""
     plans: list[_Plan] = []
     notes: list[EvaluateResult] = []
@@ -144,7 +166,7 @@ def _plans(checkpoints: Sequence[int | str] | None, methods: Sequence[str] | Non
                                                                         selection)
                 union.update(chosen)
                 stored = stored_metrics(session, GroundTruthMetric, checkpoint_id=ck.id, method=method, params_hash=phash)
-                todo = missing(chosen, stored, metrics)
+                todo = _todo(chosen, stored, metrics, dataset)
                 if chosen or not is_chance:
                     plans.append(_Plan(ck.id, method, phash, todo, len(chosen) - len(todo), preds, stored))
     if not plans and problems:
@@ -188,8 +210,10 @@ def evaluate(
     """
     if selection not in GT_SELECTIONS:
         raise ConfigError(f"selection must be one of {', '.join(GT_SELECTIONS)} (got {selection!r})")
-    names = [get_ground_truth_metric(k).name for k in metrics] if metrics else list_ground_truth_metrics()
-    plans, notes = _plans(checkpoints, methods, selection, baselines, names)
+    names = ([get_ground_truth_metric(k).name for k in metrics] if metrics
+             else list_ground_truth_metrics() + list_region_metrics())
+    regional = any(get_ground_truth_metric(k).needs_region for k in names)
+    plans, notes = _plans(checkpoints, methods, selection, baselines, names, dataset)
     total = sum(len(p.todo) for p in plans)
     done_n = 0
     progress(0, total, "evaluate")
@@ -200,6 +224,7 @@ def evaluate(
         for start in range(0, len(plan.todo), chunk_size):
             pks = plan.todo[start : start + chunk_size]
             masks, images = masks_and_images(pks, chance is not None and chance.needs_images, dataset)
+            regions = regions_of(pks, dataset) if regional else None
             area = masks.reshape(len(pks), -1).sum(axis=1)
             keep = (area > 0) & (area < masks[0].size)  # metrics are undefined without lesion / background
             done_n += len(pks) - int(keep.sum())
@@ -207,10 +232,11 @@ def evaluate(
                 pks = [p for p, k in zip(pks, keep.tolist()) if k]
                 masks = masks[keep]
                 images = None if images is None else images[keep]
+                regions = None if regions is None else regions[keep]
             if pks:
                 insert_rows(GroundTruthMetric, gt_rows(plan.checkpoint_id, plan.method, plan.params_hash, selection,
                                                        pks, plan.preds, _maps(plan, pks, masks, images), masks, names,
-                                                       plan.stored, n_directions))
+                                                       plan.stored, n_directions, regions))
                 written += len(pks)
                 done_n += len(pks)
             progress(done_n, total, f"checkpoint {plan.checkpoint_id} {plan.method}")

@@ -41,7 +41,12 @@ import numpy as np
 import torch
 
 from xai_core.metrics._arrays import as_maps, as_masks, check_finite, diagonal, sort_rows
-from xai_core.metrics.registry import get_ground_truth_metric, list_ground_truth_metrics, register_ground_truth_metric
+from xai_core.metrics.registry import (
+    get_ground_truth_metric,
+    list_ground_truth_metrics,
+    list_region_metrics,
+    register_ground_truth_metric,
+)
 
 CHUNK_ROWS = 1024
 
@@ -56,6 +61,7 @@ class MapBatch:
     row_max: np.ndarray  # (N,) max of each row of v
     hw: tuple[int, int]
     n_directions: int = 8  # EMD projections
+    r: np.ndarray | None = None  # (N, P) bool second masks (suppressor / confounder region) or None
     _memo: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def shared(self, key: str, compute: Callable[[], Any]) -> Any:
@@ -379,7 +385,8 @@ def emd_score(attributions: Any, masks: Any, n_directions: int = 8) -> np.ndarra
 
 
 def ground_truth_metrics(
-    attributions: Any, masks: Any, n_directions: int = 8, metrics: Sequence[str] | None = None
+    attributions: Any, masks: Any, n_directions: int = 8, metrics: Sequence[str] | None = None,
+    regions: Any = None,
 ) -> dict[str, np.ndarray]:
     """Every registered ground-truth metric of a batch (``precision``, ``mass_accuracy``,
     ``pointing_game``, ``roc_auc``, ``average_precision``, ``emd_score`` and any registered later)
@@ -387,13 +394,18 @@ def ground_truth_metrics(
 
     ``metrics`` computes only a subset (the input is checked and ``|a|`` taken once); an unknown
     name raises :class:`~xai_core.errors.UnknownNameError` naming the registered ones.
+    ``regions`` ``(N, H, W)`` bool: the second masks of a suppressor/confounder dataset; with them
+    the default also holds the region metrics (``region_share``), which are NaN without them.
     """
-    names = list_ground_truth_metrics() if metrics is None else list(metrics)
-    return _compute(attributions, masks, {k: get_ground_truth_metric(k).fn for k in names}, n_directions)
+    if metrics is not None:
+        names = list(metrics)
+    else:
+        names = list_ground_truth_metrics() + (list_region_metrics() if regions is not None else [])
+    return _compute(attributions, masks, {k: get_ground_truth_metric(k).fn for k in names}, n_directions, regions)
 
 
 def _compute(attributions: Any, masks: Any, fns: Mapping[str, Callable[[MapBatch], np.ndarray]],
-             n_directions: int = 8) -> dict[str, np.ndarray]:
+             n_directions: int = 8, regions: Any = None) -> dict[str, np.ndarray]:
     """Check inputs once, then evaluate ``fns`` over row chunks of ``CHUNK_ROWS`` maps (bounded
     temporaries: ``|a|`` and friends stay cache- and page-friendly), one :class:`MapBatch` each."""
     maps = as_maps(attributions)
@@ -401,6 +413,7 @@ def _compute(attributions: Any, masks: Any, fns: Mapping[str, Callable[[MapBatch
     n_maps, h, w = maps.shape
     flat = maps.reshape(n_maps, h * w)
     mflat = mask.reshape(n_maps, h * w)
+    rflat = None if regions is None else as_masks(regions, maps.shape, "regions").reshape(n_maps, h * w)
     out = {k: np.empty(n_maps, dtype=np.float64) for k in fns}
     for s in range(0, n_maps, CHUNK_ROWS):  # chunks of rows, vectorised inside
         e = min(s + CHUNK_ROWS, n_maps)
@@ -408,7 +421,8 @@ def _compute(attributions: Any, masks: Any, fns: Mapping[str, Callable[[MapBatch
         m = mflat[s:e]
         row_max = v.max(axis=1) if v.shape[1] else np.zeros(e - s, np.float32)
         check_finite(row_max)
-        batch = MapBatch(v, m, m.sum(axis=1), row_max, (h, w), n_directions)
+        batch = MapBatch(v, m, m.sum(axis=1), row_max, (h, w), n_directions,
+                         None if rflat is None else rflat[s:e])
         for name, fn in fns.items():
             out[name][s:e] = fn(batch)
     return out

@@ -11,7 +11,10 @@ direction is better, value range) is what the CLI, the pages, the report and the
         ...
 
 Ground-truth metrics receive a :class:`xai_core.metrics.ground_truth.MapBatch`, drift metrics a
-:class:`xai_core.metrics.drift_measures.PairBatch`. Values are stored long-form (one row per
+:class:`xai_core.metrics.drift_measures.PairBatch`. A ground-truth metric registered with
+``needs_region=True`` reads the batch's second mask (a suppressor or confounder region,
+xai_core.data.regions): it is computed only for samples that have one
+(:func:`list_region_metrics`), and :func:`list_ground_truth_metrics` leaves it out. Values are stored long-form (one row per
 sample and metric), so a new metric needs no schema change: ``xaudit evaluate`` / ``xaudit drift``
 fill it in for the maps already evaluated.
 
@@ -58,6 +61,7 @@ class MetricSpec:
     better: str  # "higher" | "lower" | "zero" (change metrics: no change is best)
     value_range: tuple[float, float]
     paper: str = ""
+    needs_region: bool = False  # reads MapBatch.r, the second mask (suppressor / confounder region)
 
     @property
     def sign(self) -> int:
@@ -80,7 +84,7 @@ DRIFT_METRICS: Registry[MetricSpec] = Registry("drift metric")
 
 
 def _spec_builder(name: str, label: str, help: str, better: str, value_range: tuple[float, float],
-                  paper: str) -> Callable[[Callable[[Any], np.ndarray]], MetricSpec]:
+                  paper: str, needs_region: bool = False) -> Callable[[Callable[[Any], np.ndarray]], MetricSpec]:
     if not NAME_PATTERN.fullmatch(name) or name in RESERVED:
         raise ConfigError(f"metric name {name!r} must be 1..50 lower-case letters, digits or _ starting with a "
                           f"letter, and not a table column ({', '.join(sorted(RESERVED))})")
@@ -90,14 +94,15 @@ def _spec_builder(name: str, label: str, help: str, better: str, value_range: tu
     if not low < high:
         raise ConfigError(f"value_range of metric {name!r} must be (low, high) with low < high (got {value_range!r})")
     return lambda fn: MetricSpec(name=name, fn=fn, label=label, help=help or (fn.__doc__ or "").strip(),
-                                 better=better, value_range=(low, high), paper=paper)
+                                 better=better, value_range=(low, high), paper=paper, needs_region=needs_region)
 
 
 def register_ground_truth_metric(name: str, *, label: str, better: str, value_range: tuple[float, float],
-                                 help: str = "", paper: str = "") -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+                                 help: str = "", paper: str = "",
+                                 needs_region: bool = False) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Decorator: register ``fn(batch: MapBatch) -> (N,)`` as ground-truth metric ``name``
-    (``help`` defaults to the docstring)."""
-    return GROUND_TRUTH_METRICS.register(_spec_builder(name, label, help, better, value_range, paper))
+    (``help`` defaults to the docstring; ``needs_region``: it reads the second mask ``batch.r``)."""
+    return GROUND_TRUTH_METRICS.register(_spec_builder(name, label, help, better, value_range, paper, needs_region))
 
 
 def register_drift_metric(name: str, *, label: str, better: str, value_range: tuple[float, float],
@@ -107,8 +112,15 @@ def register_drift_metric(name: str, *, label: str, better: str, value_range: tu
 
 
 def list_ground_truth_metrics() -> list[str]:
-    """Registered ground-truth metric names, in registration order."""
-    return GROUND_TRUTH_METRICS.list()
+    """Registered ground-truth metric names against the lesion mask (every sample gets them), in
+    registration order; the second-region metrics are :func:`list_region_metrics`."""
+    return [k for k in GROUND_TRUTH_METRICS.list() if not GROUND_TRUTH_METRICS.get(k).needs_region]
+
+
+def list_region_metrics() -> list[str]:
+    """Registered ground-truth metrics of the second region (``needs_region``), in registration
+    order: computed only for samples of a suppressor/confounder dataset that have such a region."""
+    return [k for k in GROUND_TRUTH_METRICS.list() if GROUND_TRUTH_METRICS.get(k).needs_region]
 
 
 def get_ground_truth_metric(name: str) -> MetricSpec:

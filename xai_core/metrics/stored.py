@@ -125,6 +125,32 @@ def masks_and_images(sample_pks: Sequence[int], need_images: bool,
     return masks, images
 
 
+def any_regions(sample_pks: Sequence[int], dataset: Any = None) -> bool:
+    """Whether ``dataset`` (when given) or the datasets of ``sample_pks`` have second masks (a
+    suppressor/confounder variant): one small query, no arrays loaded."""
+    if dataset is not None:
+        return getattr(dataset, "regions", None) is not None
+    if not len(sample_pks):
+        return False
+    with session_scope() as session:
+        ids = select(Sample.dataset_id).where(Sample.id.in_([int(p) for p in sample_pks])).distinct()
+        params = session.scalars(select(Dataset.params).where(Dataset.id.in_(ids))).all()
+    return any((p or {}).get("variant", "none") != "none" for p in params)
+
+
+def regions_of(sample_pks: Sequence[int], dataset: Any = None) -> np.ndarray | None:
+    """``(N, H, W)`` bool second masks (suppressor / confounder region) of ``sample_pks``, or None
+    when their dataset has none (a dataset without a variant, or one given without ``regions``)."""
+    if not len(sample_pks):
+        return None
+    with session_scope() as session:
+        ds, pos = _dataset_arrays(session, sample_pks, dataset)
+    regions = getattr(ds, "regions", None)
+    if regions is None:
+        return None
+    return np.asarray(regions)[np.asarray([pos[int(p)] for p in sample_pks], dtype=np.int64)].astype(bool)
+
+
 def insert_rows(model: Any, rows: list[dict[str, Any]]) -> None:
     """Bulk-insert ``rows`` of ``model`` in one transaction."""
     if rows:
