@@ -72,8 +72,8 @@ class Prepared:
     in_chans: int | None
     cam_layer: nn.Module | None = None
     has_merge: bool = False  # a tensor addition or concatenation (skip / dense connections)
-    attention_layers: list[nn.Module] = field(default_factory=list)  # kind "attention": unfused timm Attention modules
     notes: list[str] = field(default_factory=list)
+    attention_layers: list[nn.Module] = field(default_factory=list)  # kind "attention": unfused timm Attention modules
 
 
 class _Tracer(fx.Tracer):
