@@ -23,6 +23,9 @@ inception_v3  stem (Conv2d_1a..maxpool2), Mixed_5b-5d, Mixed_6a-6c,     fc / Mix
 densenet_mini as densenet (blocks of 2, 4, 6, 4 layers)                   classifier / features.relu5
 resnetv2_mini as resnet50v2 (2 blocks per stage)                          head / norm
 inception_mini stem, Mixed_5, Mixed_6, Mixed_7, Mixed_8 (2 modules each) fc / Mixed_8
+vit_tiny      embed+blocks.0, blocks.1, blocks.2, blocks.3, blocks.4+norm  head / blocks.4.norm1
+vit_base_     embed+blocks.0-3, blocks.4-5, 6-7, 8-9, blocks.10-11+norm   head / blocks.11.norm1
+patch16       (timm VisionTransformer; ``embed`` = patch embedding, class token, positions)
 ============  ===============================================================================
 
 The three ``*_mini`` networks are the drift study's families (Elangovan & Ting: DenseNet201,
@@ -34,7 +37,9 @@ blocks, ``all`` every parameter (Oliveira et al. 2024, "1conv ... all"; Elangova
 full fine-tuning).
 
 The CAM layer is the last convolutional stage's activation (the tensor global pooling reads),
-i.e. Keras' ``block5_conv3``/``relu``/``post_relu``/``mixed10`` in the two studies.
+i.e. Keras' ``block5_conv3``/``relu``/``post_relu``/``mixed10`` in the two studies. A ViT's is the
+last block's ``norm1`` (the tokens entering the last attention, reshaped to the patch grid by
+``cam_reshape``): its output patch tokens carry no gradient, the head reads the class token only.
 
 What the attribution methods need to know about a network is part of its spec: how its branches
 merge (``merges``: ``add`` for residual/skip connections, ``concat`` for dense/Inception
