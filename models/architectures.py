@@ -39,13 +39,16 @@ full fine-tuning).
 The CAM layer is the last convolutional stage's activation (the tensor global pooling reads),
 i.e. Keras' ``block5_conv3``/``relu``/``post_relu``/``mixed10`` in the two studies. A ViT's is the
 last block's ``norm1`` (the tokens entering the last attention, reshaped to the patch grid by
-``cam_reshape``): its output patch tokens carry no gradient, the head reads the class token only.
+``cam_reshape``): the last block's output patch tokens carry no gradient (the head reads the
+class token only).
 
 What the attribution methods need to know about a network is part of its spec: how its branches
 merge (``merges``: ``add`` for residual/skip connections, ``concat`` for dense/Inception
 concatenations, ``multiply`` for gates), whether ``torch.fx`` can trace it (``traceable``), its CAM
 layer (``cam``; ``None``: no convolutional stage to compute a CAM on) and its smallest input
-(``min_input_size``). :mod:`xai_core.attribution.capabilities` compares that with each method's
+(``min_input_size``); for transformers also their attention modules (``attention``), how CAM-layer
+tokens become a grid (``cam_reshape``), whether they have ReLUs (``relu``) and the patch size
+(``input_multiple``). :mod:`xai_core.attribution.capabilities` compares that with each method's
 declared needs, so a new family registered here gets every method that can run on it.
 
 Why ``vgg16`` carries batch normalisation: on the 128 px lesion benchmark the BN-free stack
@@ -98,8 +101,10 @@ class ArchSpec(DescribedEntry):
     ``head`` the names of the classifier modules; ``cam`` the CAM-target module name (``None``: the
     network has no convolutional stage for a CAM); ``first_conv`` the input convolution (adapted
     to ``in_chans``); ``merges`` how branches join in ``forward`` (subset of :data:`MERGES`) and
-    ``traceable`` whether ``torch.fx`` traces it (no data-dependent control flow): what the
-    attribution methods' needs are checked against.
+    ``traceable`` whether ``torch.fx`` traces it (no data-dependent control flow); transformers add
+    ``attention`` (their attention modules), ``cam_reshape`` (CAM-layer tokens to a grid),
+    ``relu=False`` (GELU) and ``input_multiple`` (the patch size): what the attribution methods'
+    needs are checked against.
     """
 
     name: str

@@ -3,9 +3,9 @@
 Computed, not kept in a table: each method declares what it needs from a network
 (:class:`~xai_core.attribution.registry.Needs`: a traced module graph, a CAM layer, rules for the
 network's branch merges, attention layers, ReLU modules) and each architecture describes itself
-(``models.ArchSpec``: ``traceable``, ``merges``, ``cam``, ``attention``, ``relu``). A method is supported where every need is met; otherwise the
-verdict is the reason, and :func:`check_supported` raises it as
-:class:`~xai_core.errors.UnsupportedError`. A new family registered in ``models/architectures.py``
+(``models.ArchSpec``: ``traceable``, ``merges``, ``cam``, ``attention``, ``relu``). A method is
+supported where every need is met; otherwise the verdict is the reason, and
+:func:`check_supported` raises it as :class:`~xai_core.errors.UnsupportedError`. A new family registered in ``models/architectures.py``
 therefore gets every method that can run on it.
 
 On the registered CNNs every method but attention rollout runs, on the ViTs the gradient, path,

@@ -155,7 +155,8 @@ def resolve_cam_name(model: nn.Module, arch: str | None, cam_layer: str | nn.Mod
     return last_conv_name(model)
 
 
-def _cam_reshape(arch: str | None, cam_name: str | None, size: tuple[int, int]) -> Callable[[torch.Tensor], torch.Tensor] | None:
+def _cam_reshape(arch: str | None, cam_name: str | None,
+                 size: tuple[int, int]) -> Callable[[torch.Tensor], torch.Tensor] | None:
     """The architecture's token-to-grid reshape for its own CAM layer (ViTs), bound to the image size."""
     if arch is None or cam_name is None:
         return None
