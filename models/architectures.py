@@ -23,6 +23,9 @@ inception_v3  stem (Conv2d_1a..maxpool2), Mixed_5b-5d, Mixed_6a-6c,     fc / Mix
 densenet_mini as densenet (blocks of 2, 4, 6, 4 layers)                   classifier / features.relu5
 resnetv2_mini as resnet50v2 (2 blocks per stage)                          head / norm
 inception_mini stem, Mixed_5, Mixed_6, Mixed_7, Mixed_8 (2 modules each) fc / Mixed_8
+vit_tiny      embed+blocks.0, blocks.1, blocks.2, blocks.3, blocks.4+norm  head / blocks.4.norm1
+vit_base_     embed+blocks.0-3, blocks.4-5, 6-7, 8-9, blocks.10-11+norm   head / blocks.11.norm1
+patch16       (timm VisionTransformer; ``embed`` = patch embedding, class token, positions)
 ============  ===============================================================================
 
 The three ``*_mini`` networks are the drift study's families (Elangovan & Ting: DenseNet201,
@@ -34,13 +37,18 @@ blocks, ``all`` every parameter (Oliveira et al. 2024, "1conv ... all"; Elangova
 full fine-tuning).
 
 The CAM layer is the last convolutional stage's activation (the tensor global pooling reads),
-i.e. Keras' ``block5_conv3``/``relu``/``post_relu``/``mixed10`` in the two studies.
+i.e. Keras' ``block5_conv3``/``relu``/``post_relu``/``mixed10`` in the two studies. A ViT's is the
+last block's ``norm1`` (the tokens entering the last attention, reshaped to the patch grid by
+``cam_reshape``): the last block's output patch tokens carry no gradient (the head reads the
+class token only).
 
 What the attribution methods need to know about a network is part of its spec: how its branches
 merge (``merges``: ``add`` for residual/skip connections, ``concat`` for dense/Inception
 concatenations, ``multiply`` for gates), whether ``torch.fx`` can trace it (``traceable``), its CAM
 layer (``cam``; ``None``: no convolutional stage to compute a CAM on) and its smallest input
-(``min_input_size``). :mod:`xai_core.attribution.capabilities` compares that with each method's
+(``min_input_size``); for transformers also their attention modules (``attention``), how CAM-layer
+tokens become a grid (``cam_reshape``), whether they have ReLUs (``relu``) and the patch size
+(``input_multiple``). :mod:`xai_core.attribution.capabilities` compares that with each method's
 declared needs, so a new family registered here gets every method that can run on it.
 
 Why ``vgg16`` carries batch normalisation: on the 128 px lesion benchmark the BN-free stack
@@ -59,6 +67,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
+import torch.fx
 import torch.nn.functional as F
 import torchvision
 from torch import nn
@@ -92,8 +101,10 @@ class ArchSpec(DescribedEntry):
     ``head`` the names of the classifier modules; ``cam`` the CAM-target module name (``None``: the
     network has no convolutional stage for a CAM); ``first_conv`` the input convolution (adapted
     to ``in_chans``); ``merges`` how branches join in ``forward`` (subset of :data:`MERGES`) and
-    ``traceable`` whether ``torch.fx`` traces it (no data-dependent control flow): what the
-    attribution methods' needs are checked against.
+    ``traceable`` whether ``torch.fx`` traces it (no data-dependent control flow); transformers add
+    ``attention`` (their attention modules), ``cam_reshape`` (CAM-layer tokens to a grid),
+    ``relu=False`` (GELU) and ``input_multiple`` (the patch size): what the attribution methods'
+    needs are checked against.
     """
 
     name: str
@@ -113,6 +124,12 @@ class ArchSpec(DescribedEntry):
     paper: str = ""
     merges: frozenset[str] = frozenset()  # "add" | "concat" | "multiply" merges of two branches
     traceable: bool = True  # torch.fx traces forward (module-hooking attribution methods need it)
+    # transformers: attention modules (timm ``Attention``) in forward order (attention rollout reads them)
+    attention: tuple[str, ...] = ()
+    # callable(CAM layer output, input (H, W)) -> (B, C, h, w), for a CAM layer that outputs tokens
+    cam_reshape: Callable[[torch.Tensor, tuple[int, int]], torch.Tensor] | None = field(repr=False, default=None)
+    relu: bool = True  # ReLU non-linearities (Guided Backprop / Deconvolution modify their backward pass)
+    input_multiple: int = 1  # image sides must be multiples of this (a ViT's patch size)
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.merges) - set(MERGES))
@@ -122,6 +139,17 @@ class ArchSpec(DescribedEntry):
         if len(self.blocks) != N_BLOCKS:
             raise ConfigError(f"architecture {self.name} declares {len(self.blocks)} conv blocks; "
                               f"fine-tuning degrees need exactly {N_BLOCKS}")
+
+    def check_input_size(self, height: int, width: int | None = None) -> None:
+        """ConfigError (one line) when a ``height`` x ``width`` image does not suit this network:
+        smaller than ``min_input_size`` or (ViT) a side that is not a multiple of the patch size."""
+        width = height if width is None else width
+        if min(height, width) < self.min_input_size:
+            raise ConfigError(f"{self.name} needs images of at least {self.min_input_size} px (got {height}x{width})")
+        m = self.input_multiple
+        if height % m or width % m:
+            raise ConfigError(f"{self.name}: the patch size {m} does not divide the image size {height}x{width}; "
+                              f"use images whose sides are multiples of {m} (e.g. {max(m, height // m * m)} px)")
 
     # --- views on a built model -------------------------------------------------------------
     def conv_blocks(self, model: nn.Module) -> list[nn.Module]:
@@ -602,3 +630,169 @@ register(ArchSpec(
     merges=frozenset({"concat"}), head_chain=lambda m: nn.Sequential(m.avgpool, nn.Flatten(1), m.fc),
     paper="Szegedy et al. 2016", description="compact Inception (Inception-v3 modules, 2 per stage, output stride 8)",
 ))
+
+
+# ------------------------------------------------------------------------------------------
+# Vision transformers (timm VisionTransformer: Dosovitskiy et al. 2021)
+# ------------------------------------------------------------------------------------------
+# A ViT is an ArchSpec like the CNNs: five "blocks" (token embedding + the first transformer
+# blocks ... the last transformer blocks + final norm) and timm's linear head on the class token.
+# Three fields describe what the attribution methods need: ``attention`` (the timm ``Attention``
+# modules, read by attention rollout), ``cam_reshape`` (the CAM layer's tokens as a (B, C, h, w)
+# grid, pytorch-grad-cam's ``reshape_transform``) and ``relu=False`` (GELU networks: no rectifier
+# for Guided Backprop/Deconvolution to modify). ``input_multiple`` = the patch size: image sides
+# must be multiples of it (:meth:`ArchSpec.check_input_size`).
+def check_patch_grid(x: torch.Tensor, patch: int) -> torch.Tensor:
+    """``x`` unchanged when its height and width are multiples of ``patch``; else ConfigError.
+
+    Wrapped for ``torch.fx`` (a leaf call in the traced graph), so the check runs on real shapes."""
+    h, w = int(x.shape[-2]), int(x.shape[-1])
+    if h % patch or w % patch:
+        raise ConfigError(f"the ViT patch size {patch} does not divide the image size {h}x{w}; "
+                          f"use images whose sides are multiples of {patch} (e.g. {max(patch, h // patch * patch)} px)")
+    return x
+
+
+def grid_pos_embed(pos_embed: torch.Tensor, tokens: torch.Tensor, base_grid: tuple[int, int]) -> torch.Tensor:
+    """The learnt position embedding (1, 1 + gh*gw, D) for the patch grid of ``tokens`` (B, h, w, D):
+    unchanged on the grid it was learnt on, else resampled bicubically (timm's
+    ``resample_abs_pos_embed``, the class token's entry kept). Wrapped for ``torch.fx``."""
+    grid = (int(tokens.shape[1]), int(tokens.shape[2]))
+    if grid == tuple(base_grid):
+        return pos_embed
+    from timm.layers import resample_abs_pos_embed  # lazy: timm takes ~2 s to import
+
+    return resample_abs_pos_embed(pos_embed, new_size=list(grid), old_size=list(base_grid), num_prefix_tokens=1)
+
+
+torch.fx.wrap("check_patch_grid")
+torch.fx.wrap("grid_pos_embed")
+
+
+class TokenEmbed(nn.Module):
+    """Patch embedding, class token and position embedding of a timm ViT as one module (the
+    first block's leading part): image (B, C, H, W) -> tokens (B, 1 + H/p * W/p, D), the class
+    token first. Any image size whose sides are multiples of the patch size (the position
+    embedding is resampled to the grid, as timm's ``dynamic_img_size``)."""
+
+    def __init__(self, vit: nn.Module) -> None:
+        super().__init__()
+        self.patch_embed = vit.patch_embed  # timm PatchEmbed: Conv2d(p x p, stride p), NHWC output
+        self.cls_token = vit.cls_token
+        self.pos_embed = vit.pos_embed
+        self.pos_drop = vit.pos_drop
+        self.norm_pre = vit.norm_pre
+        self.patch = int(vit.patch_embed.patch_size[0])
+        self.base_grid = tuple(int(g) for g in vit.patch_embed.grid_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        t = self.patch_embed(check_patch_grid(x, self.patch))  # (B, h, w, D)
+        pos = grid_pos_embed(self.pos_embed, t, self.base_grid)
+        t = torch.cat([self.cls_token.expand(t.shape[0], -1, -1), t.flatten(1, 2)], dim=1)
+        return self.norm_pre(self.pos_drop(t + pos))
+
+
+class ClassToken(nn.Module):
+    """Tokens (B, N, D) -> the class token (B, D): timm's ``global_pool="token"``."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x[:, 0]
+
+
+class ViT(nn.Module):
+    """timm's ``VisionTransformer`` (class token, learnt position embedding, pre-norm blocks,
+    linear head) laid out as a chain: ``embed`` (:class:`TokenEmbed`) -> ``blocks`` -> ``norm``
+    -> class token -> ``fc_norm`` -> ``head_drop`` -> ``head``; the same modules and weights as
+    timm's model (ImageNet files load after :func:`vit_imagenet_keys`), the same output."""
+
+    def __init__(self, vit: nn.Module) -> None:
+        super().__init__()
+        if vit.cls_token is None or vit.global_pool != "token" or vit.reg_token is not None or vit.no_embed_class:
+            raise ConfigError("only class-token ViTs (timm global_pool='token', no register tokens) are supported")
+        self.embed = TokenEmbed(vit)
+        self.blocks = vit.blocks
+        self.norm = vit.norm
+        self.pool = ClassToken()
+        self.fc_norm = vit.fc_norm
+        self.head_drop = vit.head_drop
+        self.head = vit.head
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.norm(self.blocks(self.embed(x)))
+        return self.head(self.head_drop(self.fc_norm(self.pool(x))))
+
+
+_VIT_EMBED_KEYS = ("patch_embed.", "cls_token", "pos_embed")
+
+
+def vit_imagenet_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A timm ViT state dict (``patch_embed.*``, ``cls_token``, ``pos_embed`` at the top) with
+    the names of :class:`ViT` (under ``embed.``); other names unchanged."""
+    return {(f"embed.{k}" if k.startswith(_VIT_EMBED_KEYS) else k): v for k, v in state.items()}
+
+
+def vit_tokens_to_grid(patch: int) -> Callable[[torch.Tensor, tuple[int, int]], torch.Tensor]:
+    """``(tokens (B, 1 + h*w, C), input (H, W)) -> (B, C, h, w)``: the class token dropped, the
+    patch tokens in raster order reshaped to the H/p x W/p grid (a ViT's ``cam_reshape``)."""
+
+    def reshape(tokens: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        h, w = int(size[0]) // patch, int(size[1]) // patch
+        if tokens.ndim != 3 or tokens.shape[1] != 1 + h * w:
+            raise UnsupportedError(f"expected (B, 1 + {h * w}, C) tokens for a {size[0]}x{size[1]} image with "
+                                   f"patch {patch}; got {tuple(tokens.shape)}")
+        return tokens[:, 1:].reshape(tokens.shape[0], h, w, tokens.shape[2]).permute(0, 3, 1, 2)
+
+    return reshape
+
+
+def _vit(patch: int, embed: int, depth: int, heads: int, img_size: int) -> Callable[[int, int, float], nn.Module]:
+    """Builder of a timm ViT (patch ``patch``, ``depth`` blocks, ``embed``·width dimensions); with
+    ``heads`` = 0 the head count follows the width (embed/16 clipped to 2..4)."""
+
+    def builder(num_classes: int, in_chans: int, width: float) -> nn.Module:
+        from timm.models.vision_transformer import VisionTransformer  # lazy: timm takes ~2 s to import
+
+        dim = _scaled(embed, width, 16) if heads == 0 else embed
+        n_heads = heads or min(4, max(2, dim // 16))
+        vit = VisionTransformer(img_size=img_size, patch_size=patch, in_chans=in_chans, num_classes=num_classes,
+                                embed_dim=dim, depth=depth, num_heads=n_heads, global_pool="token",
+                                dynamic_img_size=True)
+        return ViT(vit)
+
+    return builder
+
+
+def _vit_blocks(depth: int) -> tuple[tuple[str, ...], ...]:
+    """Five fine-tuning blocks over ``depth`` transformer blocks: the last four groups hold
+    depth // 5 blocks each (the final norm with the last), the first group the embedding and the rest."""
+    per = depth // N_BLOCKS
+    first = depth - per * (N_BLOCKS - 1)
+    names = [f"blocks.{i}" for i in range(depth)]
+    groups = [("embed", *names[:first])]
+    groups += [tuple(names[first + i * per: first + (i + 1) * per]) for i in range(N_BLOCKS - 1)]
+    groups[-1] = (*groups[-1], "norm")
+    return tuple(groups)
+
+
+def _register_vit(name: str, patch: int, embed: int, depth: int, heads: int, img_size: int, *,
+                  imagenet: ImageNetWeights | None, description: str) -> None:
+    register(ArchSpec(
+        name=name, family="vit", builder=_vit(patch, embed, depth, heads, img_size), blocks=_vit_blocks(depth),
+        head=("head",), cam=f"blocks.{depth - 1}.norm1", first_conv="embed.patch_embed.proj",
+        min_input_size=max(32, 2 * patch), default_input_size=img_size, supports_width=heads == 0,
+        imagenet=imagenet, description=description, paper="Dosovitskiy et al. 2021, arXiv:2010.11929",
+        head_chain=lambda m: nn.Sequential(m.pool, m.fc_norm, m.head_drop, m.head),
+        merges=frozenset({"add", "concat", "multiply"}), traceable=True,
+        attention=tuple(f"blocks.{i}.attn" for i in range(depth)), cam_reshape=vit_tokens_to_grid(patch),
+        relu=False, input_multiple=patch,
+    ))
+
+
+_register_vit("vit_tiny", patch=8, embed=64, depth=5, heads=0, img_size=64, imagenet=None,
+              description="compact ViT (patch 8, 5 blocks, 64·width dimensions, 2-4 heads) for CPU-sized studies")
+_register_vit("vit_base_patch16", patch=16, embed=768, depth=12, heads=12, img_size=224,
+              imagenet=ImageNetWeights(
+                  "vit_base_patch16_224.augreg2_in21k_ft_in1k.safetensors",
+                  "https://huggingface.co/timm/vit_base_patch16_224.augreg2_in21k_ft_in1k/resolve/main/model.safetensors",
+                  "timm", "inception"),  # timm's pretrained_cfg: mean = std = (0.5, 0.5, 0.5)
+              description="timm vit_base_patch16_224 (ViT-B/16: 12 blocks, 768 dimensions, 12 heads)")

@@ -176,6 +176,7 @@ def train(
     spec = get_architecture(arch)
     if splits.input_size < spec.min_input_size:
         raise ConfigError(f"{arch} needs inputs of at least {spec.min_input_size} px; dataset has {splits.input_size} px")
+    spec.check_input_size(splits.input_size)  # a ViT's patch size must divide it
     model, parent = _start_model(arch, splits, width, pretrain, in_chans, pretrain_kwargs or {}, progress)
     base = name or cell_name(splits.name, arch, width, pretrain, degree if protocol == "single" else "tlft", seed,
                              f"-shuffled{int(shuffle_labels)}" if shuffle_labels is not None else "")
@@ -248,6 +249,8 @@ def train_grid(
     else:
         per_degree = {**GRID_EPOCHS, **(epochs or {})}
     splits = load_splits(dataset)
+    for a in archs:  # before any cell: too small, or not a multiple of a ViT's patch size
+        get_architecture(a).check_input_size(splits.input_size)
     order = [d for d in DEGREES if d in degrees]
     if any(d != "tl" for d in order) and "tl" not in order and init != "pretrained":
         order = ["tl", *order]

@@ -115,7 +115,12 @@ _DENSENET_OLD_KEY = re.compile(
 
 
 def _fix_imagenet_keys(arch: str, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """torchvision's DenseNet files use old names ``norm.1`` -> ``norm1`` (torchvision's own fix)."""
+    """torchvision's DenseNet files use old names ``norm.1`` -> ``norm1`` (torchvision's own fix);
+    timm's ViT files name the token embedding at the top (``models.architectures.vit_imagenet_keys``)."""
+    if get_architecture(arch).family == "vit":
+        from models.architectures import vit_imagenet_keys
+
+        return vit_imagenet_keys(state)
     if get_architecture(arch).family != "densenet":
         return state
     out = {}
@@ -375,6 +380,7 @@ def pretrain(
         raise ConfigError("steps and batch_size must be >= 1 and lr > 0")
     if size < spec.min_input_size:
         raise ConfigError(f"{arch} needs --size of at least {spec.min_input_size} px (got {size})")
+    spec.check_input_size(size)  # a ViT's patch size must divide it
     in_chans = src.resolve_channels(in_chans)
     name = name or f"pretrain-{source}-{arch}-w{width:g}-c{in_chans}-s{seed}"
     t0 = time.perf_counter()

@@ -29,15 +29,15 @@ FAST = {
 @lru_cache(maxsize=1)  # one architecture at a time in memory (tests are grouped by arch)
 def _model(arch: str) -> tuple[nn.Module, torch.Tensor]:
     torch.manual_seed(0)
-    model = models.build(arch, 3, 1, 0.125 if arch == "vgg16" else 1.0).eval()
+    model = models.build(arch, 3, 1, 0.125 if arch == "vgg16" else 1.0).eval()  # vit_tiny: 64 dimensions
     size = models.get_architecture(arch).min_input_size
     return model, torch.rand(1, 1, size, size)
 
 
 # densenet201 and resnet50 are densenet121's and resnet18's torchvision classes with deeper blocks
-# (same code paths, 2-4x the layers): their sweeps are marked slow so a quick run (-m "not slow")
+# (same code paths, 2-4x the layers), vit_base_patch16 vit_tiny's with 12 wider blocks: their sweeps are marked slow so a quick run (-m "not slow")
 # can leave them out; the full suite runs them.
-SLOW_ARCHS = {"densenet201", "resnet50"}
+SLOW_ARCHS = {"densenet201", "resnet50", "vit_base_patch16"}  # ViT-B/16: 86 M parameters
 CASES = [
     pytest.param(arch, method, marks=[pytest.mark.slow] if arch in SLOW_ARCHS else [])
     for arch in models.list_architectures()

@@ -25,16 +25,34 @@ STUDY_METHODS = [
     "saliency", "integrated_gradients", "gradient_shap", "deeplift", "lrp", "deconvolution", "guided_backprop",
     "gradcam", "gradcam_plus_plus", "layercam", "input_x_gradient", "smoothgrad", "occlusion",
 ]
-ARCHS = ["densenet121", "densenet201", "inception_v3", "resnet18", "resnet50", "resnet50v2", "vgg16", "vgg16_plain"]
+ARCHS = ["densenet121", "densenet201", "inception_v3", "resnet18", "resnet50", "resnet50v2", "vgg16", "vgg16_plain",
+         "densenet_mini", "resnetv2_mini", "inception_mini"]
+VITS = ["vit_base_patch16", "vit_tiny"]
+ROLLOUT = "attention_rollout"  # transformers only
 GRAPH_METHODS = {"deeplift", "lrp", "deconvolution", "guided_backprop"}
 CAM_METHODS = {"gradcam", "gradcam_plus_plus", "layercam"}
 SIDE = 16
 
 
 def test_capability_matrix_of_the_registered_architectures_is_the_validated_table() -> None:
-    # the table that was hand-kept in capabilities.py (every method runs on the eight registered
-    # networks; re-checked by tests/integration/test_explain_architectures.py)
-    expected = {arch: {method: True for method in STUDY_METHODS} for arch in ARCHS}
+    # the table that was hand-kept in capabilities.py (every study method runs on the registered
+    # CNNs; re-checked by tests/integration/test_explain_architectures.py); attention rollout on
+    # the ViTs only, which lack ReLUs (Guided Backprop, Deconvolution) and rules for attention's
+    # products (DeepLIFT, LRP)
+    def no_attention(arch: str) -> str:
+        return (f"Attention Rollout reads attention weights but {arch} has no attention layers (not a transformer); "
+                "use a CAM method or saliency, integrated_gradients or another gradient method")
+
+    expected: dict[str, dict[str, bool | str]] = {
+        arch: {**{method: True for method in STUDY_METHODS}, ROLLOUT: no_attention(arch)} for arch in ARCHS}
+    for arch in VITS:
+        rules = ("{} has no propagation rule for the multiply merges of " + arch +
+                 "; use saliency, integrated_gradients or another gradient method")
+        relu = ("{} modifies the backward pass of ReLU modules but " + arch + " has none (GELU), so its map would "
+                "be the plain gradient; use saliency, integrated_gradients or another gradient method")
+        expected[arch] = {**{method: True for method in STUDY_METHODS}, ROLLOUT: True,
+                          "deeplift": rules.format("DeepLIFT"), "lrp": rules.format("LRP"),
+                          "deconvolution": relu.format("Deconvolution"), "guided_backprop": relu.format("Guided Backprop")}
     assert capability_matrix() == expected
 
 
@@ -125,8 +143,9 @@ def test_declared_merges_and_traceability_match_the_traced_graph(registered) -> 
 
 def test_a_new_residual_family_gets_every_method(registered) -> None:
     assert "tiny_resnet" in models.list_architectures()
-    assert capabilities("tiny_resnet") == {method: True for method in list_methods()}
-    assert set(capability_matrix()) == {*ARCHS, *FAMILIES}
+    assert capabilities("tiny_resnet") == {**{method: True for method in STUDY_METHODS},
+                                           ROLLOUT: capabilities("vgg16")[ROLLOUT].replace("vgg16", "tiny_resnet")}
+    assert set(capability_matrix()) == {*ARCHS, *VITS, *FAMILIES}
 
 
 def _logits_and_grad(model: nn.Module, x: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, np.ndarray]:
@@ -144,7 +163,7 @@ def test_every_method_runs_on_the_new_family_with_hand_checked_values(registered
     f_0 = model(torch.zeros_like(x)).detach().gather(1, t[:, None])[:, 0].numpy()
     signed = {"sign": "signed"}
     maps = {m: explain_with_info(model, x, m, t, arch="tiny_resnet", **signed if m not in CAM_METHODS else {}).maps
-            for m in list_methods() if m not in ("occlusion", "smoothgrad", "integrated_gradients")}
+            for m in STUDY_METHODS if m not in ("occlusion", "smoothgrad", "integrated_gradients")}
     # gradient methods against plain autograd on the caller's model
     np.testing.assert_allclose(maps["saliency"], grad, rtol=1e-4, atol=1e-7)
     np.testing.assert_allclose(maps["input_x_gradient"], x[:, 0].numpy() * grad, rtol=1e-4, atol=1e-7)
@@ -199,6 +218,7 @@ def test_gated_family_without_cam_layer_gets_the_reasons(registered) -> None:
     for method in CAM_METHODS:
         assert "needs a CAM layer but tiny_senet declares none" in str(caps[method])
     assert {m for m, v in caps.items() if v is True} == set(STUDY_METHODS) - CAM_METHODS - {"lrp", "deeplift"}
+    assert "has no attention layers" in str(caps[ROLLOUT])
     for method in ("lrp", "deeplift", "gradcam"):
         with pytest.raises(UnsupportedError, match=f"^{method} is not supported on tiny_senet: "):
             explain(model, x, method, arch="tiny_senet")
@@ -212,6 +232,7 @@ def test_untraceable_family_keeps_gradient_and_cam_methods(registered) -> None:
     for method in GRAPH_METHODS:
         assert "cannot be traced by torch.fx" in str(caps[method]), method
     assert {m for m, v in caps.items() if v is True} == set(STUDY_METHODS) - GRAPH_METHODS
+    assert "has no attention layers" in str(caps[ROLLOUT])
     with pytest.raises(UnsupportedError, match="^guided_backprop is not supported on tiny_branchy: Guided Backprop"):
         explain(model, x, "guided_backprop", arch="tiny_branchy")
     cam = explain(model, x, "layercam", arch="tiny_branchy")

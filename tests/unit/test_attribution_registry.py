@@ -24,7 +24,7 @@ from xai_core.errors import ConfigError, InvalidValueError, ShapeError, UnknownN
 
 STUDY_METHODS = [
     "saliency", "integrated_gradients", "gradient_shap", "deeplift", "lrp", "deconvolution", "guided_backprop",
-    "gradcam", "gradcam_plus_plus", "layercam", "input_x_gradient", "smoothgrad", "occlusion",
+    "gradcam", "gradcam_plus_plus", "layercam", "input_x_gradient", "smoothgrad", "occlusion", "attention_rollout",
 ]
 
 

@@ -10,7 +10,8 @@ import torch
 from torch import nn
 
 import models
-from xai_core.attribution import equivalence_column, explain, explain_with_info, get_method, list_methods, postprocess
+from xai_core.attribution import (capabilities, equivalence_column, explain, explain_with_info, get_method, list_methods,
+                                  postprocess)
 from xai_core.attribution.references import reference_input
 from xai_core.errors import ConfigError
 
@@ -239,18 +240,20 @@ def test_guided_backprop_and_deconvolution_rules_on_tiny_cnn() -> None:
 
 @pytest.mark.parametrize("name", list_methods())
 def test_repeatable(name: str) -> None:
-    """Deterministic methods give identical maps twice; random ones too under the same seed."""
+    """Deterministic methods give identical maps twice; random ones too under the same seed
+    (on vgg16, or the ViT for the transformer-only attention rollout)."""
+    arch = "vgg16" if capabilities("vgg16")[name] is True else "vit_tiny"
     torch.manual_seed(0)
-    model = models.build("vgg16", 2, 1, 0.125).eval()
+    model = models.build(arch, 2, 1, 0.125 if arch == "vgg16" else 1.0).eval()
     x = torch.rand(2, 1, 32, 32)
     kw = {"n_steps": 4} if name == "integrated_gradients" else {}
     if name in ("gradient_shap", "smoothgrad"):
         kw = {"n_samples": 3}
-    a = explain(model, x, name, arch="vgg16", **kw)
-    b = explain(model, x, name, arch="vgg16", **kw)
+    a = explain(model, x, name, arch=arch, **kw)
+    b = explain(model, x, name, arch=arch, **kw)
     np.testing.assert_array_equal(a, b)
     if not get_method(name).deterministic:
-        c = explain(model, x, name, arch="vgg16", seed=1, **kw)
+        c = explain(model, x, name, arch=arch, seed=1, **kw)
         assert not np.array_equal(a, c)
 
 

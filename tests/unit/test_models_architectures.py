@@ -42,9 +42,14 @@ DOCUMENTED_BLOCKS["densenet201"] = DOCUMENTED_BLOCKS["densenet121"]
 DOCUMENTED_BLOCKS["densenet_mini"] = DOCUMENTED_BLOCKS["densenet121"]
 DOCUMENTED_BLOCKS["resnetv2_mini"] = DOCUMENTED_BLOCKS["resnet50v2"]
 DOCUMENTED_BLOCKS["inception_mini"] = [["stem"], ["Mixed_5"], ["Mixed_6"], ["Mixed_7"], ["Mixed_8"]]
+# ViTs: token embedding + the first transformer blocks ... the last blocks + final norm
+DOCUMENTED_BLOCKS["vit_tiny"] = [["embed", "blocks.0"], ["blocks.1"], ["blocks.2"], ["blocks.3"], ["blocks.4", "norm"]]
+DOCUMENTED_BLOCKS["vit_base_patch16"] = [["embed", "blocks.0", "blocks.1", "blocks.2", "blocks.3"],
+                                         ["blocks.4", "blocks.5"], ["blocks.6", "blocks.7"], ["blocks.8", "blocks.9"],
+                                         ["blocks.10", "blocks.11", "norm"]]
 HEADS = {"vgg16": "classifier", "vgg16_plain": "classifier", "resnet18": "fc", "resnet50": "fc", "resnet50v2": "head",
          "densenet121": "classifier", "densenet201": "classifier", "inception_v3": "fc", "densenet_mini": "classifier",
-         "resnetv2_mini": "head", "inception_mini": "fc"}
+         "resnetv2_mini": "head", "inception_mini": "fc", "vit_tiny": "head", "vit_base_patch16": "head"}
 MINI = ("densenet_mini", "resnetv2_mini", "inception_mini")
 K = {"tl": 0, "1conv": 1, "2conv": 2, "3conv": 3, "4conv": 4, "all": 5}
 
@@ -125,7 +130,8 @@ def test_small_networks_forward_and_chain_equals_forward(arch: str, in_chans: in
 def test_cam_layers_are_the_last_conv_stage() -> None:
     expected = {"vgg16": "features.42", "vgg16_plain": "features.29", "resnet18": "layer4", "resnet50": "layer4", "resnet50v2": "norm",
                 "densenet121": "features.relu5", "densenet201": "features.relu5", "inception_v3": "Mixed_7c",
-                "densenet_mini": "features.relu5", "resnetv2_mini": "norm", "inception_mini": "Mixed_8"}
+                "densenet_mini": "features.relu5", "resnetv2_mini": "norm", "inception_mini": "Mixed_8",
+                "vit_tiny": "blocks.4.norm1", "vit_base_patch16": "blocks.11.norm1"}  # ViTs: tokens entering the last attention
     for arch, name in expected.items():
         spec = models.get_architecture(arch)
         assert spec.cam == name

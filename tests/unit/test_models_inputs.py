@@ -165,8 +165,12 @@ def test_each_imagenet_file_declares_its_own_normalisation() -> None:
     specs = {a: models.get_architecture(a).imagenet for a in models.list_architectures()}
     assert {a: s.preprocess for a, s in specs.items() if s is not None} == {
         "densenet121": "imagenet", "densenet201": "imagenet", "inception_v3": "inception", "resnet18": "imagenet",
-        "resnet50": "imagenet", "resnet50v2": "inception", "vgg16": "imagenet", "vgg16_plain": "imagenet"}
+        "resnet50": "imagenet", "resnet50v2": "inception", "vgg16": "imagenet", "vgg16_plain": "imagenet",
+        "vit_base_patch16": "inception"}
     assert get_preprocess("inception").mean == tuple(cfg.mean) and get_preprocess("inception").std == tuple(cfg.std)
+    vit = timm.models.get_pretrained_cfg("vit_base_patch16_224.augreg2_in21k_ft_in1k")
+    assert (tuple(vit.mean), tuple(vit.std)) == (tuple(cfg.mean), tuple(cfg.std))
+    assert specs["vit_base_patch16"].file.startswith(vit.hf_hub_id.removeprefix("timm/"))
     # torchvision's Inception-v3 with transform_input: ImageNet-normalised x -> x * std / 0.5 + (mean - 0.5) / 0.5,
     # i.e. (v - 0.5) / 0.5 of the [0, 1] image
     v = torch.rand(1, 3, 4, 4)

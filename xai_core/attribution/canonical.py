@@ -25,7 +25,11 @@ ResNet reuses ``self.relu`` three times per block, Inception calls ``F.relu``, .
    traced graph, including timm's ResNetV2).
    Kinds ``"grad"`` and ``"cam"`` keep the module structure and share the weights' storage with
    the original (a copy costs no memory and no time; see :func:`_copy`).
-8. a model whose weights expect normalised inputs (``models.inputs``: ImageNet mean/std) gets its
+8. kind ``"attention"`` (attention rollout): no tracing, the copy keeps the transformer's modules,
+   and each attention module computes its attention matrix explicitly (timm's ``fused_attn``
+   switched off in the copy: ``F.scaled_dot_product_attention`` never materialises the weights)
+   so a forward hook on its ``attn_drop`` reads the softmax weights (B, heads, N, N);
+9. a model whose weights expect normalised inputs (``models.inputs``: ImageNet mean/std) gets its
    ``Normalize`` module in front (``Preprocessed``), so every method takes images in [0, 1] image
    space (grey replicated to the model's channels by the engine) and maps stay in image space.
 
@@ -51,7 +55,7 @@ from torch.fx.passes.shape_prop import ShapeProp
 from models.inputs import first_conv_channels, model_input, preprocessed
 from xai_core.errors import ConfigError
 
-KINDS = ("grad", "lrp", "cam")
+KINDS = ("grad", "lrp", "cam", "attention")
 
 _RELU_FUNCTIONS = {F.relu, torch.relu, torch.relu_, getattr(F, "relu_", F.relu), torch.nn.functional.relu}
 _RELU_METHODS = {"relu", "relu_"}
@@ -69,6 +73,7 @@ class Prepared:
     cam_layer: nn.Module | None = None
     has_merge: bool = False  # a tensor addition or concatenation (skip / dense connections)
     notes: list[str] = field(default_factory=list)
+    attention_layers: list[nn.Module] = field(default_factory=list)  # kind "attention": unfused timm Attention modules
 
 
 class _Tracer(fx.Tracer):
@@ -203,10 +208,14 @@ def _is_tensor_pair(node: fx.Node) -> bool:
     return len(node.args) == 2 and all(_tensor_meta(a) is not None for a in node.args)
 
 
+_PRODUCTS = (operator.matmul, torch.matmul, torch.bmm, "matmul", "bmm")
+
+
 def traced_merges(model: nn.Module, example: torch.Tensor) -> frozenset[str] | None:
     """How branches merge in ``model``'s traced graph (``add``, ``concat``, ``multiply`` of two
-    tensors), or ``None`` when ``torch.fx`` cannot trace it: what ``models.ArchSpec.merges`` and
-    ``traceable`` declare, found from the data flow (used to check those declarations)."""
+    tensors; attention's matrix products of two tensors count as ``multiply``), or ``None`` when
+    ``torch.fx`` cannot trace it: what ``models.ArchSpec.merges`` and ``traceable`` declare,
+    found from the data flow (used to check those declarations)."""
     work = _copy(model, share=True).eval()
     try:
         gm = fx.GraphModule(work, _Tracer(frozenset()).trace(work))
@@ -220,6 +229,10 @@ def traced_merges(model: nn.Module, example: torch.Tensor) -> frozenset[str] | N
         if node.target in (operator.add, torch.add, "add") and _is_tensor_pair(node):
             found.add("add")
         elif node.target in (operator.mul, torch.mul, "mul") and _is_tensor_pair(node):
+            found.add("multiply")
+        elif node.target in _PRODUCTS and _is_tensor_pair(node):  # attention's query-key and weight-value products
+            found.add("multiply")
+        elif node.target is F.scaled_dot_product_attention:  # the same products, fused
             found.add("multiply")
         elif node.target in (torch.cat, torch.concat):
             found.add("concat")
@@ -270,7 +283,33 @@ def _copy(model: nn.Module, share: bool) -> nn.Module:
     return copy.deepcopy(model, memo)
 
 
-def _canonicalise(model: nn.Module, kind: str, example: torch.Tensor, cam_name: str | None) -> Prepared:
+def _unfused_attention(model: nn.Module, example: torch.Tensor, names: tuple[str, ...]) -> Prepared:
+    """Kind ``attention``: a weight-sharing copy whose attention modules ``names`` (timm
+    ``Attention``: ``fused_attn`` flag, ``attn_drop`` applied to the softmax weights) compute the
+    attention matrix explicitly."""
+    work = _copy(model, share=True).eval()
+    for p in work.parameters():
+        p.requires_grad_(False)
+    layers = []
+    for name in names:
+        try:
+            module = work.get_submodule(name)
+        except AttributeError:
+            raise ConfigError(f"the model has no attention module {name!r}; check --arch") from None
+        if not (hasattr(module, "fused_attn") and isinstance(getattr(module, "attn_drop", None), nn.Module)):
+            raise ConfigError(f"module {name!r} is not a timm Attention (fused_attn, attn_drop); check --arch")
+        module.fused_attn = False
+        layers.append(module)
+    with torch.no_grad():
+        out = work(example)
+    return Prepared(work, "attention", False, int(out.shape[1]), first_conv_channels(work),
+                    attention_layers=layers, notes=["attention computed explicitly (not fused) for its weights"])
+
+
+def _canonicalise(model: nn.Module, kind: str, example: torch.Tensor, cam_name: str | None,
+                  attention: tuple[str, ...] = ()) -> Prepared:
+    if kind == "attention":
+        return _unfused_attention(model, example, attention)
     work = _copy(model, share=kind != "lrp").eval()
     _no_inplace(work)
     for p in work.parameters():
@@ -332,14 +371,16 @@ def fingerprint(model: nn.Module) -> tuple:
 
 
 def prepare(model: nn.Module, kind: str, example: torch.Tensor, device: torch.device,
-            cam_name: str | None = None) -> Prepared:
+            cam_name: str | None = None, attention: tuple[str, ...] = ()) -> Prepared:
     """The canonical copy of ``model`` for ``kind`` on ``device`` (cached; ``model`` untouched).
 
-    ``example`` is one input batch (any N) on the CPU, used to trace shapes.
+    ``example`` is one input batch (any N) on the CPU, used to trace shapes; ``attention`` the
+    attention modules' names (kind ``attention``).
     """
     if kind not in KINDS:
         raise ConfigError(f"unknown preparation kind {kind!r}; use one of {', '.join(KINDS)}")
-    key = (kind, str(device), cam_name if kind == "cam" else None, model_input(model).preprocess.name)
+    key = (kind, str(device), cam_name if kind == "cam" else ",".join(attention) if kind == "attention" else None,
+           model_input(model).preprocess.name)
     per_model = _CACHE.setdefault(model, {})
     fp = fingerprint(model)
     hit = per_model.get(key)
@@ -347,7 +388,7 @@ def prepare(model: nn.Module, kind: str, example: torch.Tensor, device: torch.de
         return hit[1]
     was_training = model.training
     try:
-        prepared = _canonicalise(model, kind, example[:1].detach().float().cpu(), cam_name)
+        prepared = _canonicalise(model, kind, example[:1].detach().float().cpu(), cam_name, tuple(attention))
     finally:
         model.train(was_training)
     # the input normalisation in front of the canonical graph (models.inputs: maps stay in image space)

@@ -2,14 +2,15 @@
 
 Computed, not kept in a table: each method declares what it needs from a network
 (:class:`~xai_core.attribution.registry.Needs`: a traced module graph, a CAM layer, rules for the
-network's branch merges) and each architecture describes itself (``models.ArchSpec``:
-``traceable``, ``merges``, ``cam``). A method is supported where every need is met; otherwise the
-verdict is the reason, and :func:`check_supported` raises it as
-:class:`~xai_core.errors.UnsupportedError`. A new family registered in ``models/architectures.py``
+network's branch merges, attention layers, ReLU modules) and each architecture describes itself
+(``models.ArchSpec``: ``traceable``, ``merges``, ``cam``, ``attention``, ``relu``). A method is
+supported where every need is met; otherwise the verdict is the reason, and
+:func:`check_supported` raises it as :class:`~xai_core.errors.UnsupportedError`. A new family registered in ``models/architectures.py``
 therefore gets every method that can run on it.
 
-On the eight registered networks every method runs (``tests/integration/test_explain_architectures.py``
-runs each one on each); LRP's ``backend=auto`` picks Zennit's composites with explicit ``Sum``
+On the registered CNNs every method but attention rollout runs, on the ViTs the gradient, path,
+perturbation, CAM and attention methods (``tests/integration/test_explain_architectures.py`` runs
+each one on each); LRP's ``backend=auto`` picks Zennit's composites with explicit ``Sum``
 merges where the traced graph has skip or concatenation merges, and ``backend=captum`` on those
 raises :class:`~xai_core.errors.UnsupportedError` at run time (a parameter, not the network).
 """
@@ -31,6 +32,12 @@ def unmet_need(method: MethodSpec, arch: models.ArchSpec) -> str | None:
                 f"{_GRADIENT_ONLY}")
     if needs.cam_layer and arch.cam is None:
         return f"{method.title} needs a CAM layer but {arch.name} declares none; {_GRADIENT_ONLY}"
+    if needs.attention and not arch.attention:
+        return (f"{method.title} reads attention weights but {arch.name} has no attention layers (not a transformer); "
+                f"use a CAM method or {_GRADIENT_ONLY.removeprefix('use ')}")
+    if needs.relu and not arch.relu:
+        return (f"{method.title} modifies the backward pass of ReLU modules but {arch.name} has none (GELU), so its "
+                f"map would be the plain gradient; {_GRADIENT_ONLY}")
     missing = sorted(arch.merges - needs.merges)
     if missing:
         return (f"{method.title} has no propagation rule for the {' and '.join(missing)} merges of {arch.name}; "

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -67,6 +67,7 @@ def _check_shape(x: torch.Tensor, model_in: ModelInput, arch: str | None, input_
         if min(h, w) < spec.min_input_size:
             raise ShapeError(f"images are {h}x{w} but {arch} needs at least "
                              f"{spec.min_input_size}x{spec.min_input_size}; use larger images")
+        spec.check_input_size(h, w)  # a ViT's patch size must divide the image
 
 
 def _targets(target: TargetLike, n: int) -> torch.Tensor | None:
@@ -154,6 +155,32 @@ def resolve_cam_name(model: nn.Module, arch: str | None, cam_layer: str | nn.Mod
     return last_conv_name(model)
 
 
+def _cam_reshape(arch: str | None, cam_name: str | None,
+                 size: tuple[int, int]) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    """The architecture's token-to-grid reshape for its own CAM layer (ViTs), bound to the image size."""
+    if arch is None or cam_name is None:
+        return None
+    spec = models.get_architecture(arch)
+    if spec.cam_reshape is None or cam_name != spec.cam:
+        return None
+    reshape = spec.cam_reshape
+    return lambda tokens: reshape(tokens, size)
+
+
+def _attention_names(model: nn.Module, arch: str | None) -> tuple[str, ...]:
+    """The attention modules attention rollout reads: the architecture's, else every timm-style
+    attention module of the model (a ``fused_attn`` flag and an ``attn_drop`` on the weights)."""
+    if arch is not None:
+        names = models.get_architecture(arch).attention
+    else:
+        names = tuple(n for n, m in model.named_modules()
+                      if hasattr(m, "fused_attn") and isinstance(getattr(m, "attn_drop", None), nn.Module))
+    if not names:
+        raise UnsupportedError("attention rollout needs attention layers but the model has none "
+                               "(not a transformer); use a gradient or CAM method")
+    return tuple(names)
+
+
 def explain_with_info(
     model: nn.Module,
     images: Any,
@@ -182,8 +209,10 @@ def explain_with_info(
     cam_name = resolve_cam_name(model, arch, cam_layer) if spec.model_kind == "cam" else None
     if spec.model_kind == "cam" and cam_name is None:
         raise UnsupportedError(f"{method} needs a convolutional layer but the model has none; use a gradient method")
+    cam_reshape = _cam_reshape(arch, cam_name, (x.shape[2], x.shape[3]))
+    attention = _attention_names(model, arch) if spec.model_kind == "attention" else ()
     try:
-        prepared: Prepared = prepare(model, spec.model_kind, model_in.replicate(x[:1]), dev, cam_name)
+        prepared: Prepared = prepare(model, spec.model_kind, model_in.replicate(x[:1]), dev, cam_name, attention)
     except RuntimeError as exc:
         raise ShapeError(f"the model cannot process {tuple(x.shape[1:])} images ({str(exc).splitlines()[0][:160]}); "
                          "check the image size and channel count") from None
@@ -208,7 +237,7 @@ def explain_with_info(
             stop = min(start + bs, n)
             xb = model_in.replicate(x[start:stop].to(dev))  # grey -> the model's channels, on the device
             tb = None if t is None else t[start:stop].to(dev)
-            ctx = MethodContext(prepared=prepared, device=dev, batch_size=bs)
+            ctx = MethodContext(prepared=prepared, device=dev, batch_size=bs, cam_reshape=cam_reshape)
             run_params = dict(resolved)
             if "internal_batch_size" in run_params:
                 run_params["internal_batch_size"] = ibs

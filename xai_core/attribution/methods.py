@@ -9,12 +9,13 @@ References: Simonyan et al. 2014 (Saliency); Sundararajan et al. 2017 (Integrate
 Lundberg & Lee 2017 (GradientSHAP); Shrikumar et al. 2017 (DeepLIFT); Bach et al. 2015 (LRP);
 Zeiler & Fergus 2014 (Deconvolution, Occlusion); Springenberg et al. 2015 (Guided Backprop);
 Selvaraju et al. 2017 (Grad-CAM); Chattopadhay et al. 2018 (Grad-CAM++); Jiang et al. 2021
-(LayerCAM); Shrikumar et al. 2016 (Input x Gradient); Smilkov et al. 2017 (SmoothGrad).
+(LayerCAM); Shrikumar et al. 2016 (Input x Gradient); Smilkov et al. 2017 (SmoothGrad);
+Abnar & Zuidema 2020 (attention rollout).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -53,9 +54,10 @@ IBS = Param("internal_batch_size", int, None, "rows (images x steps/samples/pert
 SEED = Param("seed", int, 0, "random seed (noise and path points are drawn reproducibly)")
 # what the module-hooking methods need (capabilities): a traced module graph; DeepLIFT and LRP
 # also rules for every merge, which exist for additions and concatenations, not for gates
-HOOKS = Needs(graph=True)
+HOOKS = Needs(graph=True, relu=True)  # Guided Backprop / Deconvolution modify ReLU modules' backward pass
 RULES = Needs(graph=True, merges=frozenset({"add", "concat"}))
 CAM_LAYER = Needs(cam_layer=True)
+ATTENTION = Needs(attention=True)
 CAM = (
     Param("upsample", str, "bilinear", "CAM upsampling to the input size: bilinear (pytorch-grad-cam's "
           "cv2 resize) or nearest (blocky, shows the layer's resolution)", choices=("bilinear", "nearest")),
@@ -69,6 +71,8 @@ class MethodContext:
     prepared: Prepared
     device: torch.device
     batch_size: int
+    # the CAM layer's output as a (B, C, h, w) grid when it is a token sequence (a ViT's patch tokens)
+    cam_reshape: Callable[[Tensor], Tensor] | None = None
 
     @property
     def model(self) -> nn.Module:
@@ -332,7 +336,7 @@ def _cam(ctx: MethodContext, cam_cls: type, x: Tensor, target: Tensor | None,
     # layer's output is part of the autograd graph (its gradient is what CAMs read).
     xr = x.clone().requires_grad_(True)
     targets = None if target is None else [ClassifierOutputTarget(int(k)) for k in target.tolist()]
-    cam = cls(model=ctx.model, target_layers=[layer])
+    cam = cls(model=ctx.model, target_layers=[layer], reshape_transform=ctx.cam_reshape)
     try:
         maps = cam(input_tensor=xr, targets=targets)
         used = cam.outputs.detach().argmax(dim=1) if target is None else target
@@ -451,3 +455,42 @@ def _need_traced(ctx: MethodContext, method: str) -> None:
         note = "; ".join(ctx.prepared.notes)
         raise UnsupportedError(f"{method} needs a canonical module graph but {note}; use saliency, "
                                "integrated_gradients or a CAM method for this model")
+
+
+# ------------------------------------------------------------------------------------------
+# transformers
+# ------------------------------------------------------------------------------------------
+@register_method("attention_rollout", title="Attention Rollout",
+                 params=(Param("head_fusion", str, "mean", "how the heads' attention is combined per layer: mean "
+                               "(Abnar & Zuidema), max or min (jacobgil's vit-explain)",
+                               choices=("mean", "max", "min")),
+                         Param("discard_ratio", float, 0.0, "share of the lowest fused attention weights set to 0 "
+                               "per layer before the rollout (vit-explain; 0 = the paper)", minimum=0.0, maximum=0.99),
+                         *CAM),
+                 group="attention", library="xaudit", model_kind="attention", output="cam", needs=ATTENTION,
+                 paper="Abnar & Zuidema 2020, arXiv:2005.00928")
+def attention_rollout(ctx: MethodContext, x: Tensor, target: Tensor | None,
+                      p: dict[str, Any]) -> tuple[Tensor, Tensor]:
+    """Attention flowing from each patch into the class token through all layers:
+    ``R = Ã_L ... Ã_1`` with ``Ã_l = 0.5 I + 0.5 mean_heads(A_l)`` (the residual connection), the
+    class token's row over the patch grid, min-max normalised and upsampled like a CAM. Reads the
+    softmax weights of every attention module (fusion switched off in the prepared copy).
+    Class-agnostic: the map is the same for every target; the target is recorded as usual."""
+    from xai_core.attribution.rollout import class_token_map, rollout, to_image
+
+    layers = ctx.prepared.attention_layers
+    if not layers:
+        raise UnsupportedError("this model has no attention layers; use a gradient or CAM method")
+    weights: list[Tensor] = []
+    handles = [layer.attn_drop.register_forward_hook(lambda _m, _i, out: weights.append(out.detach()))
+               for layer in layers]
+    try:
+        with torch.no_grad():
+            logits = ctx.model(x)
+    finally:
+        for handle in handles:
+            handle.remove()
+    used = logits.argmax(dim=1) if target is None else target
+    size = (int(x.shape[-2]), int(x.shape[-1]))
+    grid = class_token_map(rollout(weights, p["head_fusion"], p["discard_ratio"]), size)
+    return to_image(grid, size, p["upsample"]), used

@@ -86,18 +86,23 @@ ANY_MERGE = frozenset({"add", "concat", "multiply"})  # models.architectures.MER
 @dataclass(frozen=True)
 class Needs:
     """What a method needs from a network; :mod:`xai_core.attribution.capabilities` compares it with
-    the architecture's description (``models.ArchSpec``: ``traceable``, ``merges``, ``cam``).
+    the architecture's description (``models.ArchSpec``: ``traceable``, ``merges``, ``cam``,
+    ``attention``, ``relu``).
 
     ``graph``: a ``torch.fx``-traceable network, because the method hooks modules (one ReLU module
     per use, see :mod:`xai_core.attribution.canonical`); ``cam_layer``: a named convolutional CAM
     layer; ``merges``: the branch merges its propagation rules are defined for (gradient methods:
     all of them; DeepLIFT's rescale rule and LRP's rules: additions and concatenations, not
-    multiplicative gates).
+    multiplicative gates); ``attention``: attention modules whose weights it reads (attention
+    rollout: transformers only); ``relu``: ReLU non-linearities whose backward pass it modifies
+    (Guided Backprop, Deconvolution: on a network without them it would be the plain gradient).
     """
 
     graph: bool = False
     cam_layer: bool = False
     merges: frozenset[str] = ANY_MERGE
+    attention: bool = False
+    relu: bool = False
 
 
 @dataclass(frozen=True)
@@ -108,9 +113,9 @@ class MethodSpec:
     title: str
     fn: Callable[..., Any] = field(repr=False)
     params: tuple[Param, ...]
-    group: str  # gradient | path | propagation | perturbation | cam
+    group: str  # gradient | path | propagation | perturbation | cam | attention
     library: str  # captum | pytorch-grad-cam | captum/zennit
-    model_kind: str  # canonicalisation kind: grad | lrp | cam
+    model_kind: str  # canonicalisation kind: grad | lrp | cam | attention
     deterministic: bool
     output: str  # "input" (B,C,H,W, post-processed) | "cam" (B,H,W in [0,1])
     paper: str
