@@ -80,27 +80,29 @@ def _family_mask(family: str, dy: torch.Tensor, dx: torch.Tensor, r: torch.Tenso
     raise ValueError(f"unknown figure family {family!r}")
 
 
-def draw_figures(crops: torch.Tensor, gen: torch.Generator, max_figures: int = 3) -> tuple[torch.Tensor, torch.Tensor]:
-    """Images ``(n, C, s, s)`` in [0, 1] and their family labels: ``crops`` (background views in
-    [0, 1]) at low contrast with 1..``max_figures`` figures of the image's family (radius 6–22 %
-    of ``s``, contrast ±0.3–0.7, 1-pixel blurred edges)."""
+def draw_figures(crops: torch.Tensor, gen: torch.Generator, max_figures: int = 3,
+                 radius: tuple[float, float] = (0.06, 0.22),
+                 families: tuple[str, ...] = FAMILIES) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images ``(n, C, s, s)`` in [0, 1] and their family labels (indices into ``families``):
+    ``crops`` (background views in [0, 1]) at low contrast with 1..``max_figures`` figures of the
+    image's family (radius a ``radius`` share of ``s``, contrast ±0.3–0.7, 1-pixel blurred edges)."""
     n, channels, size = crops.shape[0], crops.shape[1], crops.shape[-1]
     base = 0.3 + 0.4 * crops
-    labels = torch.randint(len(FAMILIES), (n,), generator=gen)
+    labels = torch.randint(len(families), (n,), generator=gen)
     grid = torch.arange(size, dtype=torch.float32)
     figure = torch.zeros(n, size, size)
     figures = torch.randint(1, max_figures + 1, (n,), generator=gen)
     for f in range(max_figures):
-        radius = _uniform(n, 0.06, 0.22, gen) * size
-        cy = torch.empty(n, 1, 1).uniform_(0, 1, generator=gen) * (size - 2 * radius) + radius
-        cx = torch.empty(n, 1, 1).uniform_(0, 1, generator=gen) * (size - 2 * radius) + radius
+        r = _uniform(n, *radius, gen) * size
+        cy = torch.empty(n, 1, 1).uniform_(0, 1, generator=gen) * (size - 2 * r) + r
+        cx = torch.empty(n, 1, 1).uniform_(0, 1, generator=gen) * (size - 2 * r) + r
         dy = (grid[None, :, None] - cy).expand(n, size, size)
         dx = (grid[None, None, :] - cx).expand(n, size, size)
         drawn = (f < figures)
-        for k, family in enumerate(FAMILIES):  # each image draws only its own family
+        for k, family in enumerate(families):  # each image draws only its own family
             idx = torch.nonzero((labels == k) & drawn).flatten()
             if len(idx):
-                mask = _family_mask(family, dy[idx], dx[idx], radius[idx], gen).float()
+                mask = _family_mask(family, dy[idx], dx[idx], r[idx], gen).float()
                 figure[idx] = torch.maximum(figure[idx], mask)
     figure = F.avg_pool2d(figure[:, None], 3, stride=1, padding=1, count_include_pad=False)
     contrast = torch.empty(n, 1, 1, 1).uniform_(0.3, 0.7, generator=gen)
