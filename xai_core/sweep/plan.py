@@ -325,7 +325,7 @@ def _baselines_stored(ckpt: int) -> bool:
 def _evaluate_todo(ckpt: int, method: str, selection: str, names: list[str]) -> bool:
     """Whether (checkpoint, method) has a selected map lacking one of the metrics, or no map yet."""
     with session_scope() as session:
-        groups = map_groups(session, ckpt, [method])
+        groups = [(m, h) for m, h in map_groups(session, ckpt, None) if m == method]
         if not groups:
             return True
         preds = predictions(session, ckpt)

@@ -245,25 +245,34 @@ class Study(_Strict):
 # ------------------------------------------------------------------------------------------
 # reading
 # ------------------------------------------------------------------------------------------
+def _model_in(annotation: Any) -> tuple[type[BaseModel] | None, bool]:
+    """The model an annotation holds (``Model``, ``Model | None``, ``dict[str, Model]``) and whether
+    it is a mapping of them (then the next key path element is a mapping key)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation, False
+    args = getattr(annotation, "__args__", ())
+    model = next((a for a in args if isinstance(a, type) and issubclass(a, BaseModel)), None)
+    return model, getattr(annotation, "__origin__", None) is dict
+
+
 def _allowed_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
     """The keys allowed where ``loc`` points (for an unknown-key error)."""
-    current: Any = model
+    current: type[BaseModel] | None = model
+    skip = False
     for part in loc[:-1]:
-        if isinstance(current, type) and issubclass(current, BaseModel):
-            field = current.model_fields.get(str(part)) or next(
-                (f for f in current.model_fields.values() if f.alias == part), None)
-            if field is None:
-                return []
-            current = field.annotation
-        else:  # a dict[str, Model] level: its values' model
-            args = getattr(current, "__args__", ())
-            current = args[-1] if args else None
-        args = getattr(current, "__args__", ())
-        if args and not (isinstance(current, type) and issubclass(current, BaseModel)):
-            current = next((a for a in args if isinstance(a, type) and issubclass(a, BaseModel)), current)
-    if isinstance(current, type) and issubclass(current, BaseModel):
-        return [f.alias or name for name, f in current.model_fields.items()]
-    return []
+        if skip:
+            skip = False
+            continue
+        if current is None:
+            return []
+        field = current.model_fields.get(str(part)) or next(
+            (f for f in current.model_fields.values() if f.alias == part), None)
+        if field is None:
+            return []
+        current, skip = _model_in(field.annotation)
+    if current is None:
+        return []
+    return [f.alias or name for name, f in current.model_fields.items()]
 
 
 def describe_error(error: ValidationError, source: str) -> str:
