@@ -144,3 +144,14 @@ def task_frame(run_id: int, state: str | None = None) -> pd.DataFrame:
         rows = session.execute(query).all()
     return pd.DataFrame([r._asdict() for r in rows],
                         columns=["stage", "key", "state", "node", "pid", "attempts", "seconds", "summary", "error"])
+
+
+def latest_sweep() -> tuple[dict[str, Any], pd.DataFrame] | None:
+    """The newest sweep run and its stage frame (what the Overview page shows), None when none ran."""
+    from xai_core.sweep.plan import STAGES
+
+    run_id = latest_run_id()
+    info = run_info(run_id) if run_id is not None else None
+    if info is None:
+        return None
+    return info, stage_frame(int(run_id), STAGES)
