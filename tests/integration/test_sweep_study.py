@@ -77,3 +77,29 @@ def test_a_local_sweep_then_a_second_run_skips_what_is_stored(workspace: Path, c
     assert run(["sweep", "status"]) == 0
     out = capsys.readouterr().out
     assert f"sweep run {second.run_id}: study tiny, executor local, done" in out
+
+
+@only_sqlite
+def test_leftovers_of_a_killed_task_are_removed_after_its_stage(workspace: Path) -> None:
+    """What a task killed mid-write leaves (temporary files, a staging folder, a map chunk no index
+    row names) goes; complete files and older temporaries (not this stage's) stay."""
+    import os
+    import time
+
+    from xai_core.sweep.executors import remove_leftovers
+
+    ckpts, maps, data = (workspace / "checkpoints", workspace / "attributions" / "abc" / "saliency-1",
+                         workspace / "datasets")
+    for folder in (ckpts, maps, data / ".tmp-tiny-123"):
+        folder.mkdir(parents=True)
+    old = ckpts / ".tmp-old.safetensors"
+    old.write_bytes(b"x")
+    os.utime(old, (time.time() - 3600, time.time() - 3600))
+    since = time.time() - 1
+    (ckpts / ".tmp-abc.safetensors").write_bytes(b"half")
+    (ckpts / "cell.safetensors").write_bytes(b"whole")
+    (maps / ".chunk-xyz.tmp").write_bytes(b"half")
+    (maps / "chunk-0000.npy").write_bytes(b"unindexed")
+    assert remove_leftovers(since) == 4
+    assert sorted(p.name for p in ckpts.iterdir()) == [".tmp-old.safetensors", "cell.safetensors"]
+    assert not list(maps.iterdir()) and not list(data.iterdir())

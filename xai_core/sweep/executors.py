@@ -16,6 +16,7 @@ Progress goes to ``sweep_runs``/``sweep_tasks`` (:mod:`.tracking`).
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -152,8 +153,8 @@ def make_executor(executor: str, address: str | None = None) -> LocalExecutor | 
 # temporaries left by killed tasks
 # ------------------------------------------------------------------------------------------
 def remove_leftovers(since: float) -> int:
-    """Remove, after a stage, what a task killed during it can leave: temporary files
-    (``.chunk-*.tmp`` maps, ``.tmp-*`` checkpoints) and map chunks that no index row names (a
+    """Remove, after a stage, what a task killed during it can leave: temporary files and folders
+    (``.tmp-*`` datasets, ``.chunk-*.tmp`` maps, ``.tmp-*`` checkpoints) and map chunks that no index row names (a
     worker killed between a chunk's rename and its index transaction), modified since ``since``
     (epoch seconds). Returns how many files were removed. Run only when no task of the stage is
     alive: another job writing the same workspace at the same moment is not supported."""
@@ -162,6 +163,8 @@ def remove_leftovers(since: float) -> int:
     ckpt_dir = workspace_dir("checkpoints", create=False)
     maps_dir = workspace_dir("attributions", create=False)
     candidates = list(ckpt_dir.glob(".tmp-*")) if ckpt_dir.is_dir() else []
+    data_dir = workspace_dir("datasets", create=False)
+    candidates += list(data_dir.glob(".tmp-*")) if data_dir.is_dir() else []
     if maps_dir.is_dir():
         candidates += list(maps_dir.glob("*/*/.chunk-*.tmp"))
         chunks = [p for p in maps_dir.glob("*/*/chunk-*.npy") if p.stat().st_mtime >= since]
@@ -174,7 +177,10 @@ def remove_leftovers(since: float) -> int:
     for path in candidates:
         try:
             if path.stat().st_mtime >= since:
-                path.unlink()
+                if path.is_dir():
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    path.unlink()
                 removed += 1
         except FileNotFoundError:
             pass
@@ -207,7 +213,7 @@ def run_sweep(study: Study, executor: str = "local", address: str | None = None,
             progress(f"{stage}: {len(plan.tasks)} tasks, {plan.skipped} stored")
             since = time.time() - 1.0
             failed = runner.run_stage(study, plan.tasks, run_id) if plan.tasks else []
-            if stage in ("pretrain", "train", "explain"):
+            if stage in ("data", "pretrain", "train", "explain"):
                 remove_leftovers(since)
             if failed:
                 result.failed = failed

@@ -27,13 +27,15 @@ def _data(study: Study, part: StudyPart, args: dict[str, Any]) -> str:
     name = part.dataset.name
     if dataset_exists(name):
         return "already built"
+    # a folder without its database rows is what a task killed between the two leaves: replace it
+    leftover = (workspace_dir("datasets") / name).exists()
     if part.dataset.build is not None:
-        build_dataset(name, **part.dataset.build)
+        build_dataset(name, **part.dataset.build, overwrite=leftover)
         return f"built {name}"
     spec = part.dataset.import_
     assert spec is not None  # the schema requires build or import
     import_dataset(spec.folder, name, split_csv=spec.split_csv, size=spec.size, seed=spec.seed,
-                   allow_unbalanced=spec.allow_unbalanced)
+                   allow_unbalanced=spec.allow_unbalanced, overwrite=leftover)
     return f"imported {name}"
 
 
