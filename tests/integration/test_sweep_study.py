@@ -7,6 +7,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from sqlalchemy import func, select
+
+from db import AttributionMap, Checkpoint, session_scope
 
 from tests.postgres import only_sqlite
 from tests.sweep_study import tiny_study
@@ -77,6 +80,20 @@ def test_a_local_sweep_then_a_second_run_skips_what_is_stored(workspace: Path, c
     assert run(["sweep", "status"]) == 0
     out = capsys.readouterr().out
     assert f"sweep run {second.run_id}: study tiny, executor local, done" in out
+    # the plan of another seed: costs from this workspace's measured rates
+    data = tiny_study()
+    data["models"]["training"]["seed"] = 1
+    plans = {p.stage: p for p in plan_study(parse_study(data))}
+    with session_scope() as session:
+        cells = session.execute(select(Checkpoint.train_time_s, Checkpoint.history)
+                                .where(Checkpoint.phase.in_(("tl", "ft")))).all()
+        per_map = session.scalar(select(func.avg(AttributionMap.seconds)).where(AttributionMap.method == "saliency"))
+    per_epoch = sorted(t / len(h) for t, h in cells)  # one epoch over the same training images
+    assert [t.estimate_s for t in plans["train"].tasks] == pytest.approx([sum(per_epoch) / 2] * 2)
+    saliency = [t for t in plans["explain"].tasks if t.args["method"] == "saliency"]
+    assert [t.estimate_s for t in saliency] == pytest.approx(
+        [per_map * (t.args["stop"] - t.args["start"]) for t in saliency])
+    assert plans["pretrain"].skipped == 1 and plans["data"].unmeasured == 0 and plans["evaluate"].unmeasured == 6
 
 
 @only_sqlite
