@@ -22,7 +22,7 @@ PRESETS = sorted(studies_dir().glob("*.yaml"))
 
 
 def test_the_three_presets_are_shipped() -> None:
-    assert [p.stem for p in PRESETS] == ["demo", "elangovan2026", "oliveira2024"]
+    assert {"demo", "elangovan2026", "oliveira2024"} <= {p.stem for p in PRESETS}
 
 
 @pytest.mark.parametrize("preset", PRESETS, ids=lambda p: p.stem)
