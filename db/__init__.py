@@ -16,6 +16,8 @@ from db.tables import (
     ReviewRating,
     ReviewStudy,
     Sample,
+    SweepRun,
+    SweepTask,
     User,
 )
 from db.session import get_engine, reset_engines, session_scope
@@ -36,6 +38,8 @@ __all__ = [
     "ReviewRating",
     "ReviewStudy",
     "Sample",
+    "SweepRun",
+    "SweepTask",
     "User",
     "get_engine",
     "reset_engines",

@@ -291,3 +291,41 @@ class ReviewRating(Base):
     point_y: Mapped[Optional[float]] = mapped_column(Float, nullable=True)  # image row of the click
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+
+
+class SweepRun(Base):
+    """One ``xaudit sweep`` run: the study, the executor, its state and the planned task counts."""
+
+    __tablename__ = "sweep_runs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study: Mapped[str] = mapped_column(String(100), index=True)
+    executor: Mapped[str] = mapped_column(String(20))
+    address: Mapped[Optional[str]] = mapped_column(String(300), nullable=True)
+    state: Mapped[str] = mapped_column(String(10))  # running | done | failed
+    plan: Mapped[dict[str, Any]] = mapped_column(default=dict)  # {stage: {"tasks": n, "skipped": k}}
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    finished_at: Mapped[Optional[datetime]] = mapped_column(DateTime(timezone=True), nullable=True)
+    error: Mapped[Optional[str]] = mapped_column(String(2000), nullable=True)
+
+
+class SweepTask(Base):
+    """One task of a sweep run; the unique key makes a retried task one row (its ``attempts`` grow)."""
+
+    __tablename__ = "sweep_tasks"
+    __table_args__ = (UniqueConstraint("run_id", "key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("sweep_runs.id", ondelete="CASCADE"), index=True)
+    stage: Mapped[str] = mapped_column(String(20))
+    key: Mapped[str] = mapped_column(String(400))
+    state: Mapped[str] = mapped_column(String(10))  # queued | running | done | failed
+    node: Mapped[Optional[str]] = mapped_column(String(200), nullable=True)
+    pid: Mapped[Optional[int]] = mapped_column(Integer, nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    queued_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    started_at: Mapped[Optional[datetime]] = mapped_column(DateTime(timezone=True), nullable=True)
+    finished_at: Mapped[Optional[datetime]] = mapped_column(DateTime(timezone=True), nullable=True)
+    seconds: Mapped[Optional[float]] = mapped_column(Float, nullable=True)
+    summary: Mapped[Optional[str]] = mapped_column(String(1000), nullable=True)
+    error: Mapped[Optional[str]] = mapped_column(String(2000), nullable=True)

@@ -40,7 +40,7 @@ def empty_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 def test_empty_database_is_migrated_to_head_and_matches_models(empty_url: str) -> None:
     engine = make_engine(empty_url)
     with engine.connect() as conn:
-        assert MigrationContext.configure(conn).get_current_revision() == _head() == "0006"
+        assert MigrationContext.configure(conn).get_current_revision() == _head() == "0007"
         assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
     assert set(inspect(engine).get_table_names()) >= {
         "datasets", "samples", "checkpoints", "predictions", "attribution_maps",

@@ -83,3 +83,21 @@ def test_sign_in_mode_and_demo_passwords_for_admins_only(workspace: Path) -> Non
     assert "Sign-in mode with 3 active accounts (1 admin, 2 reviewer)." in _captions(at)
     assert list(at.table[0].value.index) == ["demo-admin", "reader-1"]
     assert created[2].password not in at.table[0].value.to_string()
+
+
+def test_the_newest_sweep_shows_its_stages_and_nodes(workspace: Path) -> None:
+    from xai_core.sweep import tracking
+
+    run_id = tracking.start_run("tiny", "ray", {"data": {"tasks": 0, "skipped": 1}, "explain": {"tasks": 3, "skipped": 1}},
+                                address="10.0.0.1:6379")
+    tracking.queue_tasks(run_id, "explain", ["explain:a", "explain:b", "explain:c"])
+    for key in ("explain:a", "explain:b"):
+        tracking.mark_running(run_id, key)
+    tracking.mark_done(run_id, "explain:a", 1.5, "4 maps")
+    at = AppTest.from_file(APP, default_timeout=120).run()
+    assert not at.exception, at.exception
+    assert any(s.value == "Sweep: tiny — running" for s in at.subheader)
+    sweep = at.table[0].value
+    assert sweep.loc["explain", ["planned", "skipped", "queued", "running", "done", "failed"]].tolist() == [3, 1, 1, 1, 1, 0]
+    assert sweep.loc["data", "skipped"] == 1 and sweep.loc["explain", "nodes"] == tracking.node_name()
+    assert "executor ray at 10.0.0.1:6379" in _captions(at)

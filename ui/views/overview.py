@@ -18,6 +18,7 @@ from xai_core.review.accounts import Actor, list_users, login_enabled
 from xai_core.review.demo_accounts import read_demo_accounts
 from xai_core.stamp import change_stamp
 from xai_core.status import read_status
+from xai_core.sweep.tracking import latest_sweep
 
 st.title("xaudit — can these heatmaps be trusted?")
 st.markdown(
@@ -67,6 +68,21 @@ def build_progress() -> None:
         st.json(status.settings)
 
 
+def sweep_progress() -> None:
+    """The newest sweep's stages: tasks planned, stored before, queued, running, done, failed, and nodes."""
+    latest = latest_sweep()
+    if latest is None:
+        return
+    info, frame = latest
+    st.subheader(f"Sweep: {info['study']} — {info['state']}")
+    where = f" at {info['address']}" if info["address"] else ""
+    st.caption(f"run {info['id']}, executor {info['executor']}{where}, started {info['started_at']:%Y-%m-%d %H:%M}; "
+               "`xaudit sweep status` prints the same")
+    st.table(frame.set_index("stage"))
+    if info["error"]:
+        st.error(f"failed: {info['error']}")
+
+
 POLL_S = 5.0  # how often the build table refreshes while the demo build runs
 
 
@@ -110,6 +126,7 @@ with user_errors():
     status = read_status()
     # poll only while the build runs: a fragment timer left running delays the next page's first draw
     st.fragment(build_progress, run_every=None if status is None or status.finished else POLL_S)()
+    sweep_progress()
     parts = inventory()
     st.subheader("This workspace")
     st.caption(f"`{home()}`")

@@ -10,5 +10,6 @@ from xai_core.cli import training  # noqa: F401,E402
 from xai_core.cli import demo  # noqa: F401,E402
 from xai_core.cli import review  # noqa: F401,E402
 from xai_core.cli import sanity  # noqa: F401,E402
+from xai_core.cli import sweep  # noqa: F401,E402
 
 __all__ = ["app", "main", "run"]

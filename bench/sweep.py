@@ -1,0 +1,137 @@
+"""Benchmark: a study through ``--executor local`` vs ``--executor ray`` with one and two local Ray
+nodes (total time, Ray's overhead per task). Goal: Ray overhead under 10 % of the local
+executor's time with one node.
+
+The study is the demo study (studies/demo.yaml) scaled down so that three runs fit in minutes on
+two cores (stated in the output): same structure (two pre-training sources, TL and all-layers FT
+cells, every VGG-16 method with the demo's parameters, ground-truth metrics with baselines, drift
+with LayerCAM vs Grad-CAM++) at the demo's 128 px and method parameters, 200 images, 2 epochs, 20 maps
+per checkpoint and method (one shard, as the demo's 40 maps are two).
+Each run gets a fresh workspace and a fresh database on a throw-away PostgreSQL server (Ray needs
+one; the local run uses it too). Ray's cluster start is not counted; connecting, the workers'
+start-up and every task round trip are. Appends the table to bench/RESULTS.md.
+
+    XAUDIT_THREADS=1 python bench/sweep.py [--no-record]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import yaml  # noqa: E402
+
+from db import reset_engines  # noqa: E402
+from tests.postgres import free_port, start_cluster  # noqa: E402
+from xai_core.config import configure_threads  # noqa: E402
+from xai_core.sweep import parse_study, run_sweep  # noqa: E402
+from xai_core.sweep.tracking import task_frame  # noqa: E402
+
+RAY = str(Path(sys.executable).parent / "ray")
+SCALE = {"n": 200, "size": 128, "epochs": 2, "pretrain_steps": 12, "samples": 20}
+
+
+def scaled_demo() -> dict:
+    """studies/demo.yaml's MRI part at :data:`SCALE`."""
+    data = yaml.safe_load((ROOT / "studies" / "demo.yaml").read_text())
+    part = data["parts"]["mri"]
+    part["dataset"]["build"].update(n=SCALE["n"], size=SCALE["size"])
+    part["models"]["degrees"] = ["tl", "all"]
+    part["models"]["pretrain"].update(steps=SCALE["pretrain_steps"], size=SCALE["size"])
+    part["models"]["training"].update(epochs=SCALE["epochs"], min_epochs=1)
+    part["methods"].update(samples=SCALE["samples"], shard=SCALE["samples"])
+    data["report"] = False
+    return data
+
+
+def ray(*args: str) -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "RAY_USAGE_STATS_ENABLED": "0",
+           # a throw-away cluster on 127.0.0.1 without token auth: Ray >= 2.59 turns it on when
+           # ~/.ray/auth_token exists, and ray.init(address=...) does not send the token (ray-project/ray#64755)
+           "RAY_AUTH_MODE": "disabled"}
+    subprocess.run([RAY, *args], check=True, capture_output=True, timeout=180, env=env)
+
+
+def one_run(executor: str, nodes: int, url: str, folder: Path) -> tuple[float, float, list[int]]:
+    """Wall seconds of one sweep in a fresh workspace, the seconds spent inside its tasks (summed over
+    tasks, as the workers measured them), and its task count per stage."""
+    folder.mkdir()
+    os.environ["XAUDIT_HOME"] = str(folder)
+    os.environ["DATABASE_URL"] = url
+    reset_engines()
+    study = parse_study(scaled_demo(), "demo (scaled)")
+    address = None
+    if executor == "ray":
+        port = free_port()
+        common = ("--num-cpus=1", "--node-ip-address=127.0.0.1", "--object-store-memory=80000000",
+                  "--disable-usage-stats")
+        ray("start", "--head", f"--port={port}", "--include-dashboard=false", *common)
+        for _ in range(nodes - 1):
+            ray("start", f"--address=127.0.0.1:{port}", *common)
+        address = f"127.0.0.1:{port}"
+    try:
+        t0 = time.perf_counter()
+        result = run_sweep(study, executor, address)
+        seconds = time.perf_counter() - t0
+    finally:
+        if executor == "ray":
+            subprocess.run([RAY, "stop", "--force"], capture_output=True, timeout=120)
+    if not result.ok:
+        raise SystemExit(f"{executor} run failed: {result.failed[:2]}")
+    inside = float(task_frame(result.run_id)["seconds"].sum())
+    return seconds, inside, [len(p.tasks) for p in result.stages]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--no-record", action="store_true", help="do not append to bench/RESULTS.md")
+    args = parser.parse_args()
+    threads = configure_threads()
+    pg = start_cluster()
+    rows = []
+    try:
+        with tempfile.TemporaryDirectory(prefix="xaudit-bench-sweep-") as tmp:
+            for executor, nodes in (("local", 0), ("ray", 1), ("ray", 2)):
+                url = pg.url(pg.create_database())
+                seconds, inside, tasks = one_run(executor, nodes, url, Path(tmp) / f"{executor}{nodes}")
+                rows.append((executor, nodes, sum(tasks), seconds, inside))
+                print(f"{executor} {nodes or ''}: {tasks} tasks per stage, {seconds:.1f} s ({inside:.1f} s in tasks)",
+                      flush=True)
+    finally:
+        reset_engines()
+        pg.stop()
+    base, base_out = rows[0][3], rows[0][3] - rows[0][4]
+    lines = ["| executor | nodes (1 CPU each) | tasks | total s | vs local | in tasks s | outside tasks s | "
+             "overhead per task (wall) | overhead per task (outside tasks) |", "|---|---|---|---|---|---|---|---|---|"]
+    for executor, nodes, tasks, seconds, inside in rows:
+        wall = "—" if executor == "local" else f"{(seconds - base) / tasks * 1000:+.0f} ms"
+        out = "—" if executor == "local" else f"{(seconds - inside - base_out) / tasks * 1000:+.0f} ms"
+        lines.append(f"| {executor} | {nodes or '—'} | {tasks} | {seconds:.1f} | {seconds / base:.2f}× | {inside:.1f} | "
+                     f"{seconds - inside:.1f} | {wall} | {out} |")
+    table = "\n".join(lines)
+    load = os.getloadavg()[0]
+    header = (f"## Sweeps: local vs Ray executor (bench/sweep.py, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC)\n\n"
+              f"Machine: {platform.machine()} {os.cpu_count()} cores, {platform.python_version()}, XAUDIT_THREADS="
+              f"{threads}, load average {load:.1f} at the end (shared with other jobs). Study: studies/demo.yaml "
+              f"scaled down ({SCALE['n']} images of {SCALE['size']} px, degrees tl and all, {SCALE['epochs']} epochs, "
+              f"{SCALE['pretrain_steps']} pre-training steps, {SCALE['samples']} maps per checkpoint and method, every "
+              "VGG-16 method). Ray's cluster start is not counted; connecting and worker start-up are.\n")
+    print(header)
+    print(table)
+    if not args.no_record:
+        with open(ROOT / "bench" / "RESULTS.md", "a") as handle:
+            handle.write("\n" + header + "\n" + table + "\n")
+
+
+if __name__ == "__main__":
+    main()

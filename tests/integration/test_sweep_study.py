@@ -1,0 +1,122 @@
+"""Study files: every preset loads and dry-runs; a bad file gets one line naming the key and the
+allowed values (CLI exit 2, nothing stored); a local sweep's second run skips everything stored."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from sqlalchemy import func, select
+
+from db import AttributionMap, Checkpoint, session_scope
+
+from tests.postgres import only_sqlite
+from tests.sweep_study import tiny_study
+from xai_core.cli import run
+from xai_core.sweep import STAGES, StudyError, load_study, parse_study, plan_study, run_sweep
+from xai_core.sweep.study import studies_dir
+from xai_core.sweep.tracking import latest_run_id
+
+PRESETS = sorted(studies_dir().glob("*.yaml"))
+
+
+def test_the_three_presets_are_shipped() -> None:
+    assert {"demo", "elangovan2026", "oliveira2024"} <= {p.stem for p in PRESETS}
+
+
+@pytest.mark.parametrize("preset", PRESETS, ids=lambda p: p.stem)
+def test_every_preset_loads_and_dry_runs(preset: Path, workspace: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    study = load_study(preset)
+    plans = plan_study(study)
+    assert [p.stage for p in plans] == list(STAGES)
+    assert run(["sweep", str(preset), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "no measured rate" in out and latest_run_id() is None  # an empty workspace: nothing measured, nothing run
+    if study.name == "oliveira2024":  # 2 sources x 6 degrees; 7 methods x 12 checkpoints x ceil(test/64) shards
+        part = study.parts["oliveira2024"]
+        assert len(plans[2].tasks) == 12 and part.models.width == 1.0
+        n_test = 10000 - 2 * round(0.7 * 5000) - 2 * round(0.15 * 5000)
+        assert len(plans[3].tasks) == 12 * 7 * -(-n_test // 64)
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"models": {"protocol": "tlft"}}, "tiny: parts.tiny.models.protocol: 'tlft' is not allowed; allowed: 'grid' or 'tl-ft'"),
+    ({"models": {"archs": ["vgg17"]}}, "tiny: parts.tiny.models.archs: unknown architecture 'vgg17'; allowed: densenet121"),
+    ({"methods": {"colour": 1}}, "tiny: parts.tiny.methods.colour: unknown key; allowed keys here: names, params, split"),
+    ({"selections": {"metrics": "some"}}, "tiny: parts.tiny.selections.metrics: 'some' is not allowed; allowed: 'correct', 'all' or 'incorrect'"),
+])
+def test_a_bad_study_names_the_key_and_the_allowed_values(change: dict, message: str) -> None:
+    data = tiny_study()
+    for key, value in change.items():
+        data[key] = {**data[key], **value}
+    with pytest.raises(StudyError) as info:
+        parse_study(data, "tiny")
+    assert str(info.value).startswith(message) and "\n" not in str(info.value)
+
+
+@only_sqlite
+def test_the_cli_refuses_a_bad_file_and_ray_on_sqlite(workspace: Path, tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({**tiny_study(), "drift": {"pairs": "all"}}))
+    assert run(["sweep", str(bad)]) == 2
+    assert capsys.readouterr().err == "error: bad.yaml: parts.tiny.drift.pairs: 'all' is not allowed; allowed: 'tl-ft' or 'none'\n"
+    good = tmp_path / "good.yaml"
+    good.write_text(yaml.safe_dump(tiny_study()))
+    assert run(["sweep", str(good), "--executor", "ray"]) == 2
+    assert "--executor ray needs PostgreSQL" in capsys.readouterr().err
+    assert latest_run_id() is None and not (workspace / "datasets").exists()
+
+
+@only_sqlite  # the PostgreSQL path runs in test_sweep_ray.py
+def test_a_local_sweep_then_a_second_run_skips_what_is_stored(workspace: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    study = parse_study(tiny_study())
+    first = run_sweep(study)
+    assert first.ok and [len(p.tasks) for p in first.stages] == [1, 1, 2, 8, 6, 3, 0]
+    second = run_sweep(study)
+    assert second.ok and [len(p.tasks) for p in second.stages] == [0] * 7
+    assert [p.skipped for p in second.stages] == [1, 1, 2, 8, 6, 3, 0]
+    assert run(["sweep", "status"]) == 0
+    out = capsys.readouterr().out
+    assert f"sweep run {second.run_id}: study tiny, executor local, done" in out
+    # the plan of another seed: costs from this workspace's measured rates
+    data = tiny_study()
+    data["models"]["training"]["seed"] = 1
+    plans = {p.stage: p for p in plan_study(parse_study(data))}
+    with session_scope() as session:
+        cells = session.execute(select(Checkpoint.train_time_s, Checkpoint.history)
+                                .where(Checkpoint.phase.in_(("tl", "ft")))).all()
+        per_map = session.scalar(select(func.avg(AttributionMap.seconds)).where(AttributionMap.method == "saliency"))
+    per_epoch = sorted(t / len(h) for t, h in cells)  # one epoch over the same training images
+    assert [t.estimate_s for t in plans["train"].tasks] == pytest.approx([sum(per_epoch) / 2] * 2)
+    saliency = [t for t in plans["explain"].tasks if t.args["method"] == "saliency"]
+    assert [t.estimate_s for t in saliency] == pytest.approx(
+        [per_map * (t.args["stop"] - t.args["start"]) for t in saliency])
+    assert plans["pretrain"].skipped == 1 and plans["data"].unmeasured == 0 and plans["evaluate"].unmeasured == 6
+
+
+@only_sqlite
+def test_leftovers_of_a_killed_task_are_removed_after_its_stage(workspace: Path) -> None:
+    """What a task killed mid-write leaves (temporary files, a staging folder, a map chunk no index
+    row names) goes; complete files and older temporaries (not this stage's) stay."""
+    import os
+    import time
+
+    from xai_core.sweep.executors import remove_leftovers
+
+    ckpts, maps, data = (workspace / "checkpoints", workspace / "attributions" / "abc" / "saliency-1",
+                         workspace / "datasets")
+    for folder in (ckpts, maps, data / ".tmp-tiny-123"):
+        folder.mkdir(parents=True)
+    old = ckpts / ".tmp-old.safetensors"
+    old.write_bytes(b"x")
+    os.utime(old, (time.time() - 3600, time.time() - 3600))
+    since = time.time() - 1
+    (ckpts / ".tmp-abc.safetensors").write_bytes(b"half")
+    (ckpts / "cell.safetensors").write_bytes(b"whole")
+    (maps / ".chunk-xyz.tmp").write_bytes(b"half")
+    (maps / "chunk-0000.npy").write_bytes(b"unindexed")
+    assert remove_leftovers(since) == 4
+    assert sorted(p.name for p in ckpts.iterdir()) == [".tmp-old.safetensors", "cell.safetensors"]
+    assert not list(maps.iterdir()) and not list(data.iterdir())
