@@ -56,7 +56,7 @@ def test_quick_demo_then_report_on_postgresql(pg_cluster: PgCluster, pg_url: str
         "SELECT count(*) FROM checkpoints c JOIN checkpoints p ON p.id = c.parent_id"
         " WHERE c.phase = 'ft' AND p.phase = 'tl' AND p.pretrain = c.pretrain", db))
     assert n_ft >= 2 and linked == n_ft
-    # every ground-truth row of a method (not a baseline) scores a stored map; drift pairs TL with its FT
+    # every ground-truth row of a method (not a baseline) scores a stored map; drift pairs TL with its FT or epochs
     orphans = pg_cluster.psql(
         "SELECT count(*) FROM gt_metrics g WHERE g.method NOT LIKE 'baseline_%' AND NOT EXISTS (SELECT 1 FROM"
         " attribution_maps a WHERE a.checkpoint_id = g.checkpoint_id AND a.method = g.method"
@@ -64,7 +64,8 @@ def test_quick_demo_then_report_on_postgresql(pg_cluster: PgCluster, pg_url: str
     assert orphans == "0"
     pairs = _rows(pg_cluster, db, "SELECT DISTINCT b.parent_id = a.id, a.phase, b.phase FROM drift_metrics d"
                   " JOIN checkpoints a ON a.id = d.checkpoint_a_id JOIN checkpoints b ON b.id = d.checkpoint_b_id")
-    assert pairs == [["t", "tl", "ft"]]
+    # TL→FT, TL→each FT epoch (the drift study), LayerCAM vs Grad-CAM++ on one TL or FT checkpoint
+    assert sorted(pairs) == [["f", "ft", "ft"], ["f", "tl", "tl"], ["t", "tl", "epoch"], ["t", "tl", "ft"]]
     assert pg_cluster.psql("SELECT count(*) FROM gt_metrics WHERE metric = 'precision' AND (value < 0 OR value > 1)",
                            db) == "0"
 
