@@ -26,6 +26,9 @@ import torch.nn.functional as F
 
 FAMILIES: tuple[str, ...] = ("ellipse", "polygon", "star", "ring", "dots", "bars", "cross", "wavy_blob",
                              "checker", "stripes", "crescent", "speckled")
+# what the registered ``procedural`` source draws (one figure per image): the families a compact
+# network learnt fastest in the drift study's trials (bench/RESULTS.md)
+PRETEXT_FAMILIES: tuple[str, ...] = ("ellipse", "polygon", "star", "ring", "dots", "cross", "wavy_blob", "stripes")
 
 
 def _uniform(n: int, lo: float, hi: float, gen: torch.Generator) -> torch.Tensor:

@@ -63,7 +63,8 @@ class DriftStudy:
     ft_epochs: int
     maps_per_checkpoint: int
     classes: int = 5
-    lesion_area: tuple[float, float] = (0.015, 0.035)  # larger than the MRI study's: shapes readable at 64 px
+    lesion_area: tuple[float, float] = (0.025, 0.05)  # larger than the MRI study's: shapes readable at 64 px
+    contrast_min: float = 0.5
     max_lesions: int = 1
     pretrain: str = "procedural"
     methods: tuple[str, ...] = ("layercam", "gradcam_plus_plus")
@@ -125,8 +126,8 @@ FULL = DemoSettings(
     degrees=("tl", "1conv", "2conv", "3conv", "4conv", "all"),
     pretrain_steps=250, pretrain_size=64, epochs=None, maps_per_checkpoint=40, drift_selection="true_positive",
     method_params=_DEMO_METHOD_PARAMS,
-    drift_study=DriftStudy(n_images=1500, size=64, archs=("densenet_mini", "inception_mini", "resnetv2_mini"),
-                           width=0.25, pretrain_steps=1500, pretrain_size=32, tl_epochs=20, ft_epochs=20,
+    drift_study=DriftStudy(n_images=1000, size=64, archs=("densenet_mini", "inception_mini", "resnetv2_mini"),
+                           width=0.25, pretrain_steps=400, pretrain_size=32, tl_epochs=15, ft_epochs=15,
                            maps_per_checkpoint=60),
 )
 QUICK = DemoSettings(
@@ -210,7 +211,8 @@ def stage_drift_data(s: DemoSettings, progress: Progress) -> str:
     if dataset_exists(DRIFT_DATASET):
         return "already built"
     build_dataset(DRIFT_DATASET, n=d.n_images, size=d.size, seed=0, classes=d.classes, max_lesions=d.max_lesions,
-                  lesion_area_min=d.lesion_area[0], lesion_area_max=d.lesion_area[1], progress=progress)
+                  lesion_area_min=d.lesion_area[0], lesion_area_max=d.lesion_area[1], contrast_min=d.contrast_min,
+                  progress=progress)
     return f"{d.n_images} images, {d.classes} classes"
 
 
