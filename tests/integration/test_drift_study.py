@@ -19,7 +19,7 @@ from tests.easy_data import register_easy_dataset
 from xai_core.errors import ConfigError, UnknownNameError
 from xai_core.cli import run
 from xai_core.metrics import drift
-from xai_core.findings import REPRODUCED, UNTESTABLE, headline_findings
+from xai_core.findings import NO_DIFFERENCE, REPRODUCED, UNTESTABLE, headline_findings
 from xai_core.metrics.queries import (
     drift_by_epoch,
     drift_frame,
@@ -133,7 +133,7 @@ def test_drift_by_epoch_values_and_accuracy(workspace: Path, tmp_path: Path) -> 
     assert drift_by_epoch(n_boot=100)["val_accuracy"].isna().all()
 
 
-def _study(pks: list[int], tl_accuracy: float = 0.85) -> None:
+def _study(pks: list[int], tl_accuracy: float = 0.85, tl_auc: float = 0.96) -> None:
     """Three architectures' TL→FT pairs (2 classes); LayerCAM IoU 0.8 / 0.5 / 0.2 by architecture and
     Grad-CAM++ the reverse (the ranking reverses); displacement 0 everywhere (stable)."""
     rng = np.random.default_rng(0)
@@ -141,7 +141,7 @@ def _study(pks: list[int], tl_accuracy: float = 0.85) -> None:
         tl, _ = add_scored_checkpoint(f"{arch}-tl", pks, tl_accuracy if i == 0 else 0.85, degree="tl", phase="tl",
                                       arch=arch)
         ft, _ = add_scored_checkpoint(f"{arch}-ft", pks, 0.95, parent_id=tl, arch=arch)
-        _set(tl, metrics={"roc_auc": 0.9})
+        _set(tl, metrics={"roc_auc": tl_auc})
         _set(ft, metrics={"roc_auc": 0.5, "roc_auc_macro": 0.99})  # the macro AUC wins where stored
         for method, level in (("layercam", 0.8 - 0.3 * i), ("gradcam_plus_plus", 0.2 + 0.3 * i)):
             add_drift_rows(tl, ft, method, pks[:30], level + rng.normal(0, 0.02, 30))
@@ -162,7 +162,7 @@ def test_drift_study_verdicts_and_tables(workspace: Path) -> None:
     findings = headline_findings(n_boot=300)
     phases = _finding(findings, "Both phases work")
     assert phases.verdict == REPRODUCED
-    assert ("densenet121 (mri, densenet121-tl → densenet121-ft): TL accuracy 0.85, AUC 0.900; FT accuracy 0.95, "
+    assert ("densenet121 (mri, densenet121-tl → densenet121-ft): TL accuracy 0.85, AUC 0.960; FT accuracy 0.95, "
             "AUC 0.990 (chance 0.50)") in phases.evidence
     arch = _finding(findings, "The displacement stays small")
     assert arch.verdict == REPRODUCED  # IoU drift differs by architecture, displacement is 0 everywhere
@@ -175,7 +175,7 @@ def test_drift_study_verdicts_and_tables(workspace: Path) -> None:
     assert "layercam: densenet121 0.798 > resnet50v2 0.503 > inception_v3 0.200" in rev.evidence
     table = phase_accuracy_table()
     assert table["arch"].tolist() == sorted(ARCH_NAMES)
-    assert table["ft_auc"].tolist() == [0.99] * 3 and table["tl_auc"].tolist() == [0.9] * 3
+    assert table["ft_auc"].tolist() == [0.99] * 3 and table["tl_auc"].tolist() == [0.96] * 3
     assert table["both_working"].all() and table["chance"].tolist() == [0.5] * 3
     study = drift_study_table(n_boot=200, metrics=["iou_top20"])
     assert len(study) == 6 and {"sd", "q25", "q75", "iqr", "pair"} <= set(study.columns)
@@ -187,7 +187,7 @@ def test_drift_study_verdicts_and_tables(workspace: Path) -> None:
 def test_near_chance_tl_makes_the_phases_untestable(workspace: Path) -> None:
     masks = np.zeros((40, 8, 8), bool)
     masks[:, 2:5, 2:5] = True
-    _study(add_dataset_rows("bench", masks, [i % 2 for i in range(40)]), tl_accuracy=0.5)
+    _study(add_dataset_rows("bench", masks, [i % 2 for i in range(40)]), tl_accuracy=0.5, tl_auc=0.9)
     findings = headline_findings(n_boot=200)
     phases = _finding(findings, "Both phases work")
     assert phases.verdict == UNTESTABLE
@@ -273,3 +273,13 @@ def test_cli_cross_methods_and_new_exports(workspace: Path, tmp_path: Path, caps
     for name, rows in (("drift-epochs", 2), ("cross-method", 2 * 3), ("phase-accuracy", 1), ("drift-study", 16)):
         assert run(["export", name, str(tmp_path / f"{name}.csv"), "--n-boot", "100"]) == 0
         assert f"wrote {rows} rows" in capsys.readouterr().out, name
+
+
+def test_working_but_weaker_tl_is_not_the_study_s_both_phases(workspace: Path) -> None:
+    """TL above chance but below the study's AUC: 'not reproduced', naming the weaker models."""
+    masks = np.zeros((40, 8, 8), bool)
+    masks[:, 2:5, 2:5] = True
+    _study(add_dataset_rows("bench", masks, [i % 2 for i in range(40)]), tl_auc=0.9)
+    phases = _finding(headline_findings(n_boot=100), "Both phases work")
+    assert phases.verdict == NO_DIFFERENCE
+    assert phases.evidence.endswith("Below AUC 0.95: densenet121 (mri), resnet50v2 (mri), inception_v3 (mri).")
