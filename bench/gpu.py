@@ -57,7 +57,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import models  # noqa: E402
 from db import reset_engines  # noqa: E402
-from xai_core.attribution import explain_samples_info, explain_with_info, get_method, list_methods  # noqa: E402
+from xai_core.attribution import capabilities, explain_samples_info, explain_with_info, get_method  # noqa: E402
 from xai_core.config import configure_threads  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -484,7 +484,8 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
                         help=f"seconds of measurement (default {PAPER.budget_s:.0f}; tiny {TINY.budget_s:.0f})")
     parser.add_argument("--train-images", type=int, default=None, help="images per training epoch")
     parser.add_argument("--images", type=int, default=None, help="images per single-pass method")
-    parser.add_argument("--methods", default=",".join(list_methods()), help="comma-separated method names")
+    parser.add_argument("--methods", default=",".join(m for m, ok in capabilities("vgg16").items() if ok is True),
+                        help="comma-separated method names (default: every method that runs on vgg16)")
     parser.add_argument("--results", type=Path, default=None,
                         help="Markdown file the tables are appended to (default bench/RESULTS.md on CUDA; "
                              "--tiny writes only when this is given)")

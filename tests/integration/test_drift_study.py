@@ -282,4 +282,4 @@ def test_working_but_weaker_tl_is_not_the_study_s_both_phases(workspace: Path) -
     _study(add_dataset_rows("bench", masks, [i % 2 for i in range(40)]), tl_auc=0.9)
     phases = _finding(headline_findings(n_boot=100), "Both phases work")
     assert phases.verdict == NO_DIFFERENCE
-    assert phases.evidence.endswith("Below AUC 0.95: densenet121 (mri), resnet50v2 (mri), inception_v3 (mri).")
+    assert phases.evidence.endswith("Below AUC 0.95: densenet121 (mri), inception_v3 (mri), resnet50v2 (mri).")
