@@ -449,17 +449,26 @@ def architecture_dependence(rows: pd.DataFrame, n_boot: int = N_BOOT, seed: int 
             "direction": _direction(diff[1], diff[2]), "means": means}
 
 
+def _two_architectures(drift: pd.DataFrame, health: Health, claim: str) -> tuple[pd.DataFrame, list[str], Finding | None]:
+    """The same-method TL→FT rows of working models, the near-chance checkpoints left out, and the
+    'not testable' finding when fewer than two architectures remain (else None)."""
+    work, excluded = _working_pairs(same_method(drift), health)
+    archs = sorted(work["arch"].unique()) if not work.empty else []
+    if len(archs) >= 2:
+        return work, excluded, None
+    return work, excluded, Finding(
+        CXR, claim, f"architectures with working TL→FT pairs: {', '.join(archs) or 'none'}" + _excluded_text(excluded),
+        UNTESTABLE, "Needs TL→FT pairs of working models of at least two architectures; train more with "
+        "`xaudit train --protocol tl-ft`. " + NEAR_CHANCE_RULE)
+
+
 def _architecture_finding(drift: pd.DataFrame, health: Health, n_boot: int) -> Finding:
     claim = ("The displacement stays small and alike across architectures while the IoU drift depends on the "
              "architecture: the architecture explains more of the IoU drift than of the displacement.")
     rule = ARCH_RULE + COMBINE_RULE + " " + NEAR_CHANCE_RULE
-    work, excluded = _working_pairs(same_method(drift), health)
-    archs = sorted(work["arch"].unique()) if not work.empty else []
-    if len(archs) < 2:
-        return Finding(CXR, claim, f"architectures with working TL→FT pairs: {', '.join(archs) or 'none'}"
-                       + _excluded_text(excluded), UNTESTABLE,
-                       "Needs TL→FT pairs of working models of at least two architectures; train more with "
-                       "`xaudit train --protocol tl-ft`. " + NEAR_CHANCE_RULE)
+    work, excluded, untestable = _two_architectures(drift, health, claim)
+    if untestable is not None:
+        return untestable
     parts, directions = [], []
     for method in sorted(work["method"].unique()):
         rows = work[work["method"] == method]
@@ -505,13 +514,9 @@ def _reversal_finding(drift: pd.DataFrame, health: Health, n_boot: int = N_BOOT)
             "and the share of replicates that reverse. Reproduced when a method pair reverses on the data and in at "
             f"least {CLEAR_REVERSAL_SHARE:.0%} of the replicates; a reversal in fewer is no clear difference; "
             "opposite direction when every pair's τ CI lies above 0 (the rankings agree). " + NEAR_CHANCE_RULE)
-    work, excluded = _working_pairs(same_method(drift), health)
-    archs = sorted(work["arch"].unique()) if not work.empty else []
-    if len(archs) < 2:
-        return Finding(CXR, claim, f"architectures with working TL→FT pairs: {', '.join(archs) or 'none'}"
-                       + _excluded_text(excluded), UNTESTABLE,
-                       "Needs TL→FT pairs of working models of at least two architectures; train more with "
-                       "`xaudit train --protocol tl-ft`.")
+    work, excluded, untestable = _two_architectures(drift, health, claim)
+    if untestable is not None:
+        return untestable
     agreement = ranking_uncertainty(work, "iou_top20", n_boot=n_boot)
     if agreement.empty:
         return Finding(CXR, claim, f"methods: {', '.join(sorted(work['method'].unique()))}", UNTESTABLE,
