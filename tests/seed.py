@@ -13,13 +13,17 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
+import torch
 from sqlalchemy import select
+
+import models
 
 from db import AttributionMap, Checkpoint, Dataset, DriftMetric, GroundTruthMetric, Prediction, Sample, session_scope
 from xai_core.attribution.registry import params_hash
 from xai_core.attribution.store import relative_path, store_dir, write_chunk
 from xai_core.metrics.evaluate_job import gt_rows
 from xai_core.metrics.registry import list_drift_metrics, list_ground_truth_metrics
+from xai_core.data import build_dataset, load_dataset
 from xai_core.metrics.stored import insert_rows, long_rows
 
 
@@ -139,3 +143,16 @@ def add_precision_grid(level: Callable[[str, str], float], methods: dict[str, fl
             if sobel is not None:
                 add_precision_rows(ck, "baseline_sobel", right, sobel + effect)
     return pks
+
+
+def tiny_checkpoint(size: int = 32) -> tuple[int, torch.nn.Module, Any]:
+    """A built 24-image dataset ``tiny`` (``size`` px) and an untrained vgg16 width-0.125 checkpoint ``ck``
+    linked to it: (checkpoint id, the model, the test split)."""
+    build_dataset("tiny", n=24, size=size, seed=0, train_frac=0.5, val_frac=0.1)
+    with session_scope() as session:
+        ds_id = session.scalar(select(Dataset.id).where(Dataset.name == "tiny"))
+    torch.manual_seed(0)
+    model = models.build("vgg16", 2, 1, 0.125).eval()
+    info = models.save_checkpoint(model, name="ck", arch="vgg16", width=0.125, num_classes=2, in_chans=1,
+                                  input_size=size, pretrain="none", degree="all", phase="ft", dataset_id=ds_id)
+    return int(info.id), model, load_dataset("tiny", "test")

@@ -12,7 +12,7 @@ import torch
 from sqlalchemy import select
 
 import models
-from db import AttributionMap, Checkpoint, Dataset, session_scope
+from db import AttributionMap, Checkpoint, session_scope
 from models.checkpoints import read_tensors, write_safetensors
 from xai_core.attribution import (
     explain,
@@ -27,22 +27,16 @@ from xai_core.attribution.canonical import prepare
 from xai_core.attribution.jobs import _checkpoint_meta
 from xai_core.attribution.store import _encode, _scale
 from xai_core.cli import main
+from tests.seed import tiny_checkpoint
 from xai_core.cli.attribution import parse_params
-from xai_core.data import build_dataset, load_dataset
+from xai_core.data import load_dataset
 from xai_core.errors import ConfigError, UnknownNameError, UnsupportedError, WorkspaceError
 
 SIZE = 32
 
 
 def _setup() -> tuple[int, torch.nn.Module, object]:
-    build_dataset("tiny", n=24, size=SIZE, seed=0, train_frac=0.5, val_frac=0.1)
-    with session_scope() as session:
-        ds_id = session.scalar(select(Dataset.id).where(Dataset.name == "tiny"))
-    torch.manual_seed(0)
-    model = models.build("vgg16", 2, 1, 0.125).eval()
-    info = models.save_checkpoint(model, name="ck", arch="vgg16", width=0.125, num_classes=2, in_chans=1,
-                                  input_size=SIZE, pretrain="none", degree="all", phase="ft", dataset_id=ds_id)
-    return int(info.id), model, load_dataset("tiny", "test")
+    return tiny_checkpoint(SIZE)
 
 
 def _rows(ckpt: int, method: str) -> list:

@@ -12,11 +12,11 @@ import torch
 from sqlalchemy import func, select
 
 import models
-from db import Dataset, GroundTruthMetric, Prediction, session_scope
+from db import GroundTruthMetric, Prediction, session_scope
 from models.prediction import predict
 from xai_core.attribution import explain_checkpoint, load_maps
 from xai_core.cli import run
-from xai_core.data import build_dataset, load_dataset
+from tests.seed import tiny_checkpoint
 from xai_core.metrics.faithfulness import curve_auc, model_forward, perturbation_curves, road_scores
 from xai_core.metrics.faithfulness_job import faithfulness, faithfulness_table, mean_curves, read_curves
 
@@ -24,19 +24,12 @@ SIZE = 32
 
 
 def _setup() -> tuple[int, torch.nn.Module, object]:
-    build_dataset("tiny", n=24, size=SIZE, seed=0, train_frac=0.5, val_frac=0.1)
-    with session_scope() as session:
-        ds_id = session.scalar(select(Dataset.id).where(Dataset.name == "tiny"))
-    torch.manual_seed(0)
-    model = models.build("vgg16", 2, 1, 0.125).eval()
-    info = models.save_checkpoint(model, name="ck", arch="vgg16", width=0.125, num_classes=2, in_chans=1,
-                                  input_size=SIZE, pretrain="none", degree="all", phase="ft", dataset_id=ds_id)
-    test = load_dataset("tiny", "test")
+    ck, model, test = tiny_checkpoint(SIZE)
     pred, probs = predict(model, test.images, device="cpu")
     with session_scope() as session:
-        session.add_all(Prediction(checkpoint_id=info.id, sample_pk=int(pk), pred=int(p), prob=float(pr.max()),
+        session.add_all(Prediction(checkpoint_id=ck, sample_pk=int(pk), pred=int(p), prob=float(pr.max()),
                                    correct=True) for pk, p, pr in zip(test.sample_pks, pred, probs))
-    return int(info.id), model, test
+    return ck, model, test
 
 
 def _count() -> int:

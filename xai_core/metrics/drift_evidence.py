@@ -19,7 +19,7 @@ import pandas as pd
 
 from xai_core.errors import ShapeError
 from xai_core.metrics._arrays import as_maps
-from xai_core.metrics.drift_measures import _centre_of_mass
+from xai_core.metrics.drift_measures import centre_of_mass
 from xai_core.metrics.registry import get_drift_metric
 from xai_core.metrics.stored import masks_and_images, read_stored_maps
 
@@ -38,7 +38,7 @@ def centres_of_mass(maps: Any) -> np.ndarray:
     arr = as_maps(maps, "maps")
     n, h, w = arr.shape
     v = np.abs(arr.reshape(n, h * w))
-    return _centre_of_mass(v, v.sum(axis=1, dtype=np.float64), h, w)
+    return centre_of_mass(v, v.sum(axis=1, dtype=np.float64), h, w)
 
 
 def map_difference(maps_a: Any, maps_b: Any) -> np.ndarray:

@@ -93,7 +93,7 @@ def drift_keys(top_percent: Sequence[int] | None = None) -> list[str]:
     return out + levels
 
 
-def _centre_of_mass(v: np.ndarray, total: np.ndarray, h: int, w: int) -> np.ndarray:
+def centre_of_mass(v: np.ndarray, total: np.ndarray, h: int, w: int) -> np.ndarray:
     """``(N, 2)`` (row, col) centre of mass of ``v``; an all-zero map has the image centre."""
     yy, xx = np.divmod(np.arange(h * w, dtype=np.float32), w)
     coords = np.stack([yy, xx], axis=1)
@@ -145,7 +145,7 @@ def normalised_entropy(maps: Any) -> np.ndarray:
     help="Distance between the centres of mass of the two normalised maps, over the image diagonal.")
 def _com_displacement(p: PairBatch) -> np.ndarray:
     h, w = p.hw
-    return np.linalg.norm(_centre_of_mass(p.va, p.sa, h, w) - _centre_of_mass(p.vb, p.sb, h, w), axis=1) / diagonal(h, w)
+    return np.linalg.norm(centre_of_mass(p.va, p.sa, h, w) - centre_of_mass(p.vb, p.sb, h, w), axis=1) / diagonal(h, w)
 
 
 @register_drift_metric(
