@@ -25,6 +25,7 @@ from sqlalchemy import func, select
 
 from db import AttributionMap, Checkpoint, Dataset, DriftMetric, GroundTruthMetric, Sample, session_scope
 from models.architectures import DEGREES
+from models.finetune import TrainConfig
 from models.grid import cell_name
 from models.pretraining import get_pretraining_source
 from xai_core.attribution.capabilities import capabilities
@@ -110,7 +111,7 @@ def _existing(names: list[str]) -> dict[str, int]:
 def explained_checkpoints(part: StudyPart, predicted: bool) -> list[tuple[str, str]]:
     """(checkpoint name, arch) whose maps the part computes: every TL and FT checkpoint of its cells,
     and for ``tl-ft`` with drift ``epochs`` the FT epoch checkpoints (read from the database; when
-    ``predicted`` and not trained yet, the most ``epochs // save_every`` can give)."""
+    ``predicted`` and not trained yet, the most the FT run's ``epochs // save_every`` can give)."""
     out: list[tuple[str, str]] = []
     t = part.models.training
     for arch, _source, degree, name in cells(part):
@@ -126,9 +127,15 @@ def explained_checkpoints(part: StudyPart, predicted: bool) -> list[tuple[str, s
         if stored:
             out += [(n, arch) for n in stored]
         elif predicted:
-            epochs = t.epochs or 12
+            epochs = ft_epochs(part)
             out += [(f"{name}-ft-e{e}", arch) for e in range(t.save_every, epochs + 1, t.save_every)]
     return out
+
+
+def ft_epochs(part: StudyPart) -> int:
+    """Epochs of a ``tl-ft`` part's FT run: ``ft_epochs``, else ``epochs``, else ``TrainConfig``'s."""
+    t = part.models.training
+    return t.ft_epochs or t.epochs or TrainConfig.epochs
 
 
 def part_methods(part: StudyPart, arch: str) -> list[str]:
@@ -223,11 +230,11 @@ def _train(study: Study) -> StagePlan:
             if degree not in ("tl", "tlft") and m.training.init != "pretrained":
                 before = previous.get((arch, source))
                 after = (before,) if before and any(t.key == before for t in plan.tasks) else ()
-            epochs = m.training.epochs or 12
-            runs = 2 if degree == "tlft" else 1
+            epochs = m.training.epochs or TrainConfig.epochs
+            epochs += ft_epochs(part) if degree == "tlft" else 0  # the TL run, then the FT run
             plan.tasks.append(Task("train", key, {"part": pname, "arch": arch, "source": source, "degree": degree},
                                    gpu=True, after=after,
-                                   estimate_s=rates.train_seconds(arch, m.width, _size(part), epochs * runs, n_train)))
+                                   estimate_s=rates.train_seconds(arch, m.width, _size(part), epochs, n_train)))
             previous[(arch, source)] = key
     return plan
 
@@ -291,6 +298,8 @@ def _explain(study: Study, predicted: bool) -> StagePlan:
 def _evaluate(study: Study, predicted: bool) -> StagePlan:
     plan = StagePlan("evaluate")
     for pname, part in study.parts.items():
+        if not part.metrics.enabled:
+            continue
         names = part.metrics.names or list_ground_truth_metrics()
         ckpts = explained_checkpoints(part, predicted)
         ids = _existing([n for n, _ in ckpts])

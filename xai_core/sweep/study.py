@@ -105,6 +105,7 @@ class TrainingSpec(_Strict):
     """Training settings (``models.finetune.TrainConfig`` fields; unset ones keep its defaults)."""
 
     epochs: PositiveInt | None = None
+    ft_epochs: PositiveInt | None = None  # ``tl-ft``: the FT run's epochs (default: ``epochs``)
     lr: PositiveFloat | None = None
     batch_size: PositiveInt | None = None
     weight_decay: float | None = None
@@ -117,7 +118,8 @@ class TrainingSpec(_Strict):
     init: Literal[GRID_INIT] = "previous"  # type: ignore[valid-type]
 
     def config_fields(self) -> dict[str, Any]:
-        """The set ``TrainConfig`` fields (``init`` is the grid's, not the config's)."""
+        """The set ``TrainConfig`` fields (``init`` is the grid's and ``ft_epochs`` the ``tl-ft``
+        protocol's, not the config's)."""
         names = ("epochs", "lr", "batch_size", "weight_decay", "patience", "min_epochs", "save_every")
         out = {k: getattr(self, k) for k in names if getattr(self, k) is not None}
         return {**out, "seed": self.seed, "augment": self.augment, "amp": self.amp}
@@ -142,6 +144,12 @@ class ModelsSpec(_Strict):
     @classmethod
     def _degrees(cls, value: list[str]) -> list[str]:
         return [_one_of(v, DEGREES, "fine-tuning degree") for v in value]
+
+    @model_validator(mode="after")
+    def _ft_epochs(self) -> ModelsSpec:
+        if self.training.ft_epochs is not None and self.protocol != "tl-ft":
+            raise ValueError("training.ft_epochs applies to protocol tl-ft only; drop it or set protocol: tl-ft")
+        return self
 
 
 class MethodsSpec(_Strict):
@@ -173,10 +181,16 @@ class MethodsSpec(_Strict):
 
 
 class MetricsSpec(_Strict):
-    """Ground-truth metrics (None: every registered one) and the chance-level baselines."""
+    """Ground-truth metrics (None: every registered one; ``[]``: none, the part has no evaluate
+    stage) and the chance-level baselines."""
 
     names: list[str] | None = None
     baselines: bool = True
+
+    @property
+    def enabled(self) -> bool:
+        """Whether the part computes ground-truth metrics."""
+        return self.names != []
 
     @field_validator("names")
     @classmethod
@@ -184,6 +198,12 @@ class MetricsSpec(_Strict):
         if value is None:
             return None
         return [_one_of(v, list_ground_truth_metrics(), "ground-truth metric") for v in value]
+
+    @model_validator(mode="after")
+    def _baselines(self) -> MetricsSpec:
+        if not self.enabled and self.baselines:
+            raise ValueError("baselines are scored with ground-truth metrics; with names: [] set baselines: false")
+        return self
 
 
 class DriftSpec(_Strict):
@@ -318,5 +338,6 @@ def load_study(path: str | Path) -> Study:
 
 
 def studies_dir() -> Path:
-    """The shipped presets (``studies/`` next to the package)."""
-    return Path(__file__).resolve().parents[2] / "studies"
+    """The shipped presets: ``xai_core/studies`` (package data, so an installed wheel has them;
+    ``studies/`` at the repository root links to it)."""
+    return Path(__file__).resolve().parents[1] / "studies"

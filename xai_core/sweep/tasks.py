@@ -54,7 +54,8 @@ def _train(study: Study, part: StudyPart, args: dict[str, Any]) -> str:
     config = TrainConfig(**m.training.config_fields())
     if args["degree"] == "tlft":
         infos = train(part.dataset.name, arch=args["arch"], pretrain=args["source"], protocol="tl-ft", width=m.width,
-                      seed=m.training.seed, config=config, pretrain_kwargs=m.pretrain.kwargs())
+                      seed=m.training.seed, config=config, ft_epochs=m.training.ft_epochs,
+                      pretrain_kwargs=m.pretrain.kwargs())
         return ", ".join(f"{i.name} ({i.id})" for i in infos)
     order = grid_order(part)
     cells = train_grid(part.dataset.name, archs=(args["arch"],), pretrains=(args["source"],),
