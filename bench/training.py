@@ -33,7 +33,7 @@ from models.grid import train_grid  # noqa: E402
 from models.splits import load_splits  # noqa: E402
 from xai_core.config import device as pick_device  # noqa: E402
 from xai_core.data import build_dataset  # noqa: E402
-from xai_core.demo import FULL, QUICK, grid_kwargs  # noqa: E402
+from xai_core.demo import full_settings, grid_kwargs, quick_settings  # noqa: E402
 
 
 def main() -> None:
@@ -47,11 +47,12 @@ def main() -> None:
     os.environ["XAUDIT_HOME"] = args.home
     if args.threads:
         torch.set_num_threads(args.threads)
+    full = full_settings()
     try:
         splits = load_splits(args.dataset)
     except Exception:  # noqa: BLE001 - build it once in the bench workspace
-        print(f"building dataset {args.dataset} ({FULL.n_images} images, {FULL.size} px) in {args.home} ...", flush=True)
-        build_dataset(args.dataset, n=FULL.n_images, size=FULL.size)
+        print(f"building dataset {args.dataset} ({full.n_images} images, {full.size} px) in {args.home} ...", flush=True)
+        build_dataset(args.dataset, full.data)
         splits = load_splits(args.dataset)
     if args.fresh:
         with session_scope() as session:
@@ -74,7 +75,7 @@ def main() -> None:
         times.append(time.perf_counter() - t)
     step_s = float(np.median(times[1:]))
 
-    settings = QUICK if args.quick else FULL
+    settings = quick_settings(full) if args.quick else full
     t0 = time.perf_counter()
     rows = train_grid(splits, **grid_kwargs(settings))  # exactly the demo's grid
     total = time.perf_counter() - t0

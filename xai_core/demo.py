@@ -4,8 +4,9 @@ TL then FT with epoch checkpoints → LayerCAM and Grad-CAM++ maps), then drift 
 study → report. Its accounts (an admin and two reviewers,
 random passwords) are made right after the data, before the dashboard starts.
 
-Every stage calls the same job function the CLI exposes, so a second run skips what is stored.
-Progress goes to ``build_status.json`` (read by the Overview page) and to the caller's callback.
+What it builds is studies/demo.yaml (:func:`full_settings`: its ``mri`` and ``drift`` parts);
+``--quick`` is that scaled down (:func:`quick_settings`). Every stage calls the same job function
+as the CLI and the sweep's tasks, so a second run skips what is stored. Progress goes to ``build_status.json`` (read by the Overview page) and to the caller's callback.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -28,16 +30,16 @@ from xai_core.attribution import capabilities, explain_checkpoint, list_methods
 from xai_core.attribution.jobs import stored_samples
 from xai_core.config import workspace_dir
 from xai_core.data import build_dataset, dataset_exists
+from xai_core.data.params import GeneratorParams, make_params
 from xai_core.metrics import drift, evaluate
 from xai_core.progress import Progress, silent
 from xai_core.report import write_report
 from xai_core.review import accounts, studies
 from xai_core.review.demo_accounts import DemoAccount, read_demo_accounts, save_demo_accounts
+from xai_core.sweep.plan import ft_epochs
+from xai_core.sweep.study import Study, StudyError, StudyPart, load_study, studies_dir
 from xai_core.status import BuildStatus, StageStatus, StageTracker, read_status, write_status
 
-DATASET = "mri-lesions"
-ARCH = "vgg16"
-SOURCES = ("natural", "mri")
 ACCOUNTS = (("demo-admin", "admin"), ("reader-1", "reviewer"), ("reader-2", "reviewer"))
 STUDY = "demo-study"
 STUDY_METHODS = ("saliency", "gradcam")  # a gradient map and a class activation map
@@ -45,208 +47,322 @@ STUDY_METHODS = ("saliency", "gradcam")  # a gradient map and a class activation
 # 26 cases, each read by both reviewers: a few minutes of reading at ~10 s a case
 STUDY_SAMPLES = 3
 STUDY_CATCH_TRIALS = 2
+MRI_PART, DRIFT_PART = "mri", "drift"  # the parts of studies/demo.yaml
+
+
+def demo_study_file() -> Path:
+    """``studies/demo.yaml``: what the demo builds (package data, so an installed xaudit has it)."""
+    return studies_dir() / "demo.yaml"
 
 
 @dataclass(frozen=True)
 class DriftStudy:
-    """Sizes of the demo's drift study (Elangovan & Ting's design at CPU size): a five-class benchmark,
-    the three families' compact networks pre-trained on the formula-driven stand-in for ImageNet,
-    each trained TL (head only) then FT (all layers) with an epoch checkpoint per FT epoch."""
+    """The demo's drift study (Elangovan & Ting's design at CPU size; the ``drift`` part of
+    studies/demo.yaml): a five-class benchmark, compact networks pre-trained on the formula-driven
+    stand-in for ImageNet, each trained TL (head only) then FT (all layers) with an epoch checkpoint
+    per FT epoch."""
 
-    n_images: int
-    size: int
+    dataset: str
+    data: GeneratorParams
     archs: tuple[str, ...]
     width: float
-    pretrain_steps: int
-    pretrain_size: int
-    tl_epochs: int
+    pretrain: str
+    pretrain_steps: int | None  # None: the source's default
+    pretrain_size: int | None
+    train: TrainConfig  # the TL run's settings (epochs, early stopping, save_every, augmentation)
     ft_epochs: int
-    maps_per_checkpoint: int
-    classes: int = 5
-    lesion_area: tuple[float, float] = (0.025, 0.05)  # larger than the MRI study's: shapes readable at 64 px
-    contrast_min: float = 0.5
-    max_lesions: int = 1
-    pretrain: str = "procedural"
-    methods: tuple[str, ...] = ("layercam", "gradcam_plus_plus")
+    methods: tuple[str, ...] | None  # None: every method each architecture supports
+    maps_per_checkpoint: int | None  # None: the whole test split
+    method_params: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def n_images(self) -> int:
+        return self.data.n
+
+    @property
+    def size(self) -> int:
+        return self.data.size
+
+    @property
+    def classes(self) -> int:
+        return self.data.classes
+
+    @property
+    def tl_epochs(self) -> int:
+        return self.train.epochs
+
+    def pretrain_kwargs(self) -> dict[str, int]:
+        return _pretrain_kwargs(self.pretrain_steps, self.pretrain_size)
 
     def describe(self) -> dict[str, Any]:
+        d = self.data
         return {
-            "dataset": f"{DRIFT_DATASET}: {self.n_images} images of {self.size}×{self.size} px, {self.classes} lesion "
-                       f"classes, area {self.lesion_area[0]:g}–{self.lesion_area[1]:g} of the image",
+            "dataset": f"{self.dataset}: {d.n} images of {d.size}×{d.size} px, {d.classes} lesion "
+                       f"classes, area {d.lesion_area_min:g}–{d.lesion_area_max:g} of the image",
             "models": f"{', '.join(self.archs)} width {self.width:g}, pre-training {self.pretrain} "
-                      f"({self.pretrain_steps} steps at {self.pretrain_size} px), TL {self.tl_epochs} epochs then "
-                      f"FT {self.ft_epochs} epochs with an epoch checkpoint each",
-            "maps": f"{', '.join(self.methods)} on {self.maps_per_checkpoint} test images per checkpoint",
+                      f"({self.pretrain_steps or 'default'} steps at {self.pretrain_size or 'default'} px), TL "
+                      f"{self.tl_epochs} epochs then FT {self.ft_epochs} epochs with an epoch checkpoint each",
+            "maps": f"{', '.join(self.methods or ('every supported method',))} on "
+                    f"{self.maps_per_checkpoint or 'all'} test images per checkpoint",
         }
-
-
-DRIFT_DATASET = "five-lesions"
 
 
 @dataclass(frozen=True)
 class DemoSettings:
-    """Sizes of the demo build; ``FULL`` is what ``make demo`` builds, ``QUICK`` the tests' version."""
+    """Sizes and recipes of the demo build: :func:`full_settings` is what ``make demo`` builds
+    (studies/demo.yaml), :func:`quick_settings` the tests' scale-down of it."""
 
     preset: str
-    n_images: int  # all splits
-    size: int  # px
-    width: float  # vgg16 channel multiplier
+    dataset: str
+    data: GeneratorParams
+    arch: str
+    sources: tuple[str, ...]
+    width: float  # channel multiplier
     degrees: tuple[str, ...]
-    pretrain_steps: int
-    pretrain_size: int  # px of the pretext crops (smaller than ``size``: 4x cheaper steps at 64 vs 128)
-    epochs: int | None  # None = the training defaults
-    maps_per_checkpoint: int  # test images explained per checkpoint and method
+    pretrain_steps: int | None  # None: the source's default
+    pretrain_size: int | None  # px of the pretext crops (smaller than the images: cheaper steps)
+    train: TrainConfig  # every grid cell's settings (its epochs per degree)
+    init: str  # where a kconv/all cell starts (models.train_grid)
+    methods: tuple[str, ...] | None  # None: every method the architecture supports
+    maps_per_checkpoint: int | None  # test images explained per checkpoint and method (None: all)
+    metrics: tuple[str, ...] | None  # ground-truth metrics (None: every registered one)
+    baselines: bool  # chance-level maps scored too
+    metrics_selection: str  # samples the ground-truth metrics use (the study: correctly classified)
     drift_selection: str  # samples compared between TL and FT (the study: true positives of both)
+    cross_methods: tuple[str, ...]  # methods compared with each other on one checkpoint
     drift_study: DriftStudy
     method_params: dict[str, dict[str, Any]] = field(default_factory=dict)
 
+    @property
+    def n_images(self) -> int:
+        return self.data.n
+
+    @property
+    def size(self) -> int:
+        return self.data.size
+
+    def pretrain_kwargs(self) -> dict[str, int]:
+        return _pretrain_kwargs(self.pretrain_steps, self.pretrain_size)
+
     def describe(self) -> dict[str, Any]:
+        t = self.train
+        stopping = f", early stopping from epoch {t.min_epochs}" if t.min_epochs < t.epochs else ""
         return {
-            "dataset": f"{DATASET}: {self.n_images} images of {self.size}×{self.size} px",
-            "models": f"{ARCH} width {self.width:g}, pre-training {' and '.join(SOURCES)}, "
+            "dataset": f"{self.dataset}: {self.n_images} images of {self.size}×{self.size} px",
+            "models": f"{self.arch} width {self.width:g}, pre-training {' and '.join(self.sources)}, "
                       f"degrees {', '.join(self.degrees)}",
-            "pre-training": f"{self.pretrain_steps} steps of 64 crops at {self.pretrain_size} px",
-            "epochs": self.epochs or "training default (early stopping)",
-            "test images explained per checkpoint": self.maps_per_checkpoint,
+            "pre-training": f"{self.pretrain_steps or 'default'} steps of 64 crops at {self.pretrain_size or 'default'} px",
+            "epochs": f"{t.epochs} per degree{stopping}",
+            "test images explained per checkpoint": self.maps_per_checkpoint or "all",
             "drift samples": self.drift_selection,
             "method settings": self.method_params,
             "drift study": self.drift_study.describe(),
         }
 
 
-_DEMO_METHOD_PARAMS: dict[str, dict[str, Any]] = {
-    "integrated_gradients": {"n_steps": 16},
-    "gradient_shap": {"n_samples": 8},
-    "smoothgrad": {"n_samples": 8},
-    "occlusion": {"window": 32, "stride": 32},
-}
+def _pretrain_kwargs(steps: int | None, size: int | None) -> dict[str, int]:
+    """``ensure_pretrained`` keyword arguments of the set values (as ``PretrainSpec.kwargs``)."""
+    return {k: v for k, v in (("steps", steps), ("size", size)) if v is not None}
 
-FULL = DemoSettings(
-    preset="full", n_images=2000, size=128, width=0.125,
-    degrees=("tl", "1conv", "2conv", "3conv", "4conv", "all"),
-    pretrain_steps=250, pretrain_size=64, epochs=None, maps_per_checkpoint=40, drift_selection="true_positive",
-    method_params=_DEMO_METHOD_PARAMS,
-    drift_study=DriftStudy(n_images=1000, size=64, archs=("densenet_mini", "inception_mini", "resnetv2_mini"),
-                           width=0.25, pretrain_steps=400, pretrain_size=32, tl_epochs=15, ft_epochs=15,
-                           maps_per_checkpoint=60),
-)
-QUICK = DemoSettings(
-    preset="quick", n_images=160, size=64, width=0.125, degrees=("tl", "all"),
-    pretrain_steps=12, pretrain_size=64, epochs=3, maps_per_checkpoint=8, drift_selection="all",
-    drift_study=DriftStudy(n_images=100, size=32, archs=("densenet_mini", "resnetv2_mini"), width=0.125,
-                           pretrain_steps=4, pretrain_size=32, tl_epochs=1, ft_epochs=2, maps_per_checkpoint=6),
-    method_params={"integrated_gradients": {"n_steps": 8}, "gradient_shap": {"n_samples": 4},
-                   "smoothgrad": {"n_samples": 4}, "occlusion": {"window": 16, "stride": 16}},
-)
+
+def _need(ok: bool, source: str, key: str, message: str) -> None:
+    if not ok:
+        raise StudyError(f"{source}: {key}: {message} (the demo's stages are built around it; "
+                         "other designs run with `xaudit sweep`)")
+
+
+def settings_from_study(study: Study, source: str = "demo.yaml") -> DemoSettings:
+    """The demo's full settings from its study file: the ``mri`` part (a fine-tuning grid of one
+    architecture) and the ``drift`` part (``tl-ft`` from one pre-training source), both built
+    from generator parameters and explained on the test split; one drift stage compares both, so
+    their ``drift`` and ``selections.drift`` agree. Anything else raises :class:`StudyError` naming
+    the key."""
+    for name in (MRI_PART, DRIFT_PART):
+        _need(name in study.parts, source, f"parts.{name}", f"missing; the demo has the parts {MRI_PART} and {DRIFT_PART}")
+    mri, dr = study.parts[MRI_PART], study.parts[DRIFT_PART]
+    for name, part, protocol in ((MRI_PART, mri, "grid"), (DRIFT_PART, dr, "tl-ft")):
+        key = f"parts.{name}"
+        _need(part.models.protocol == protocol, source, f"{key}.models.protocol", f"must be {protocol}")
+        _need(part.dataset.build is not None, source, f"{key}.dataset", "needs build (generator parameters)")
+        _need(part.methods.split == "test", source, f"{key}.methods.split", "must be test")
+        _need(part.drift.pairs == "tl-ft" and part.drift.epochs, source, f"{key}.drift",
+              "needs pairs: tl-ft and epochs: true")
+        _need(part.drift == mri.drift and part.selections.drift == mri.selections.drift, source,
+              f"{key}.drift", f"the demo compares both parts in one stage: give them the same drift and selections.drift")
+    _need(len(mri.models.archs) == 1, source, f"parts.{MRI_PART}.models.archs", "needs exactly one architecture")
+    _need(mri.metrics.enabled, source, f"parts.{MRI_PART}.metrics.names", "needs ground-truth metrics (not [])")
+    _need(len(dr.models.pretrain.sources) == 1, source, f"parts.{DRIFT_PART}.models.pretrain.sources",
+          "needs exactly one pre-training source")
+    _need(not dr.metrics.enabled, source, f"parts.{DRIFT_PART}.metrics.names",
+          "must be [] (the demo's drift study has no ground-truth metrics stage)")
+    m, d = mri.models, dr.models
+    return DemoSettings(
+        preset="full", dataset=mri.dataset.name, data=make_params(**(mri.dataset.build or {})), arch=m.archs[0],
+        sources=tuple(m.pretrain.sources), width=m.width, degrees=tuple(m.degrees), pretrain_steps=m.pretrain.steps,
+        pretrain_size=m.pretrain.size, train=TrainConfig(**m.training.config_fields()), init=m.training.init,
+        methods=_method_names(mri), maps_per_checkpoint=mri.methods.samples,
+        metrics=None if mri.metrics.names is None else tuple(mri.metrics.names), baselines=mri.metrics.baselines,
+        metrics_selection=mri.selections.metrics, drift_selection=mri.selections.drift,
+        cross_methods=tuple(mri.drift.cross_methods), method_params=dict(mri.methods.params),
+        drift_study=DriftStudy(
+            dataset=dr.dataset.name, data=make_params(**(dr.dataset.build or {})), archs=tuple(d.archs), width=d.width,
+            pretrain=d.pretrain.sources[0], pretrain_steps=d.pretrain.steps, pretrain_size=d.pretrain.size,
+            train=TrainConfig(**d.training.config_fields()), ft_epochs=ft_epochs(dr), methods=_method_names(dr),
+            maps_per_checkpoint=dr.methods.samples, method_params=dict(dr.methods.params)),
+    )
+
+
+def _method_names(part: StudyPart) -> tuple[str, ...] | None:
+    return None if part.methods.names == "all" else tuple(part.methods.names)
+
+
+def full_settings(path: Path | None = None) -> DemoSettings:
+    """What ``make demo`` builds: studies/demo.yaml (or ``path``) read, validated and mapped."""
+    file = path or demo_study_file()
+    return settings_from_study(load_study(file), file.name)
+
+
+def _resized(p: GeneratorParams, n: int, size: int) -> GeneratorParams:
+    return make_params(**{**asdict(p), "n": n, "size": size})
+
+
+def quick_settings(full: DemoSettings | None = None) -> DemoSettings:
+    """The tests' scale-down of the full demo (a complete small workspace in minutes): the same
+    studies, datasets, lesions, methods and training recipes at a fraction of the sizes."""
+    full = full or full_settings()
+    d = full.drift_study
+    return replace(
+        full, preset="quick", data=_resized(full.data, 160, 64), width=0.125, degrees=("tl", "all"),
+        pretrain_steps=12, pretrain_size=64, train=replace(full.train, epochs=3), maps_per_checkpoint=8,
+        drift_selection="all",
+        method_params={"integrated_gradients": {"n_steps": 8}, "gradient_shap": {"n_samples": 4},
+                       "smoothgrad": {"n_samples": 4}, "occlusion": {"window": 16, "stride": 16}},
+        drift_study=replace(d, data=_resized(d.data, 100, 32), archs=("densenet_mini", "resnetv2_mini"), width=0.125,
+                            pretrain_steps=4, pretrain_size=32, train=replace(d.train, epochs=1, min_epochs=1),
+                            ft_epochs=2, maps_per_checkpoint=6),
+    )
 
 
 def settings_for(quick: bool) -> DemoSettings:
-    return QUICK if quick else FULL
+    """The full settings (studies/demo.yaml), or their quick scale-down."""
+    full = full_settings()
+    return quick_settings(full) if quick else full
 
 
 # ------------------------------------------------------------------------------------------
 # stages
 # ------------------------------------------------------------------------------------------
 def stage_data(s: DemoSettings, progress: Progress) -> str:
-    if dataset_exists(DATASET):
+    if dataset_exists(s.dataset):
         return "already built"
-    build_dataset(DATASET, n=s.n_images, size=s.size, seed=0, progress=progress)
+    build_dataset(s.dataset, s.data, progress=progress)
     return f"{s.n_images} images"
 
 
 def stage_pretrain(s: DemoSettings, progress: Progress) -> str:
-    for i, source in enumerate(SOURCES):
-        progress(i, len(SOURCES), f"pre-training on {source}")
-        ensure_pretrained(source, ARCH, s.width, size=s.pretrain_size, steps=s.pretrain_steps)
-    progress(len(SOURCES), len(SOURCES), "done")
-    return ", ".join(SOURCES)
+    for i, source in enumerate(s.sources):
+        progress(i, len(s.sources), f"pre-training on {source}")
+        ensure_pretrained(source, s.arch, s.width, **s.pretrain_kwargs())
+    progress(len(s.sources), len(s.sources), "done")
+    return ", ".join(s.sources)
 
 
 def grid_kwargs(s: DemoSettings) -> dict[str, Any]:
-    """``models.train_grid`` arguments of the demo grid (also used by bench/training.py)."""
-    return {"archs": (ARCH,), "pretrains": SOURCES, "degrees": s.degrees, "width": s.width, "epochs": s.epochs,
-            # dihedral flips/rotations: the lesion-shape label is invariant. Early stopping only in the
-            # last quarter of the schedule: before that, the loss on 300 validation images swings too
-            # much to stop on (a cell stopped at epoch 6 with 0.83 test accuracy that reached 0.94
-            # at epoch 12 in another run; bench/RESULTS.md).
-            "config": TrainConfig(augment=True, min_epochs=9),
-            "pretrain_kwargs": {"steps": s.pretrain_steps, "size": s.pretrain_size}}
+    """``models.train_grid`` arguments of the demo grid (also used by bench/training.py); the
+    training settings are studies/demo.yaml's: dihedral flips/rotations (the lesion-shape label is
+    invariant) and early stopping only in the last quarter of the schedule (before that, the loss
+    on 300 validation images swings too much to stop on: a cell stopped at epoch 6 with 0.83 test
+    accuracy that reached 0.94 at epoch 12 in another run; bench/RESULTS.md)."""
+    return {"archs": (s.arch,), "pretrains": s.sources, "degrees": s.degrees, "width": s.width, "seed": s.train.seed,
+            "init": s.init, "config": s.train, "pretrain_kwargs": s.pretrain_kwargs()}
 
 
 def stage_train(s: DemoSettings, progress: Progress) -> str:
-    cells = train_grid(DATASET, progress=progress, **grid_kwargs(s))
+    cells = train_grid(s.dataset, progress=progress, **grid_kwargs(s))
     accs = ", ".join(f"{c['pretrain']}/{c['degree']} {c['accuracy']:.2f}" for c in cells
                      if c.get("accuracy") is not None)
     return f"{len(cells)} checkpoints ({accs})"
 
 
-def demo_checkpoints() -> list[int]:
+def demo_checkpoints(s: DemoSettings) -> list[int]:
     """The grid's TL and FT checkpoints of the demo dataset, oldest first."""
     with session_scope() as session:
         return list(session.scalars(
             select(Checkpoint.id).join(Dataset, Checkpoint.dataset_id == Dataset.id)
-            .where(Dataset.name == DATASET, Checkpoint.phase.in_(("tl", "ft")))
+            .where(Dataset.name == s.dataset, Checkpoint.phase.in_(("tl", "ft")))
             .order_by(Checkpoint.id)
         ).all())
 
 
-def stage_explain(s: DemoSettings, progress: Progress) -> str:
-    caps = capabilities(ARCH)
-    methods = [m for m in list_methods() if caps.get(m) is True]
-    checkpoints = demo_checkpoints()
-    total, computed = len(checkpoints) * len(methods), 0
-    for i, ckpt in enumerate(checkpoints):
+def supported_methods(arch: str, methods: tuple[str, ...] | None) -> list[str]:
+    """``methods`` (None: every registered one) that ``arch`` supports, in registry order."""
+    caps = capabilities(arch)
+    return [m for m in list_methods() if caps.get(m) is True and (methods is None or m in methods)]
+
+
+def _explain_all(checkpoints: list[int], methods_of: Callable[[str], list[str]], limit: int | None,
+                 method_params: dict[str, dict[str, Any]], progress: Progress) -> str:
+    """Maps of every checkpoint with each of its architecture's methods, on the first ``limit`` test
+    images (the same job and sample order as the sweep's map tasks)."""
+    with session_scope() as session:
+        arch_of = dict(session.execute(select(Checkpoint.id, Checkpoint.arch).where(Checkpoint.id.in_(checkpoints))).all())
+    plan = [(ckpt, methods_of(str(arch_of[ckpt]))) for ckpt in checkpoints]
+    total, done, computed = sum(len(ms) for _, ms in plan), 0, 0
+    for ckpt, methods in plan:
         model, _ = models.load(ckpt)  # loaded once, explained with every method
-        for j, method in enumerate(methods):
-            progress(i * len(methods) + j, total, f"{method} on checkpoint {ckpt}")
-            result = explain_checkpoint(ckpt, method, split="test", limit=s.maps_per_checkpoint,
-                                        params=dict(s.method_params.get(method, {})), model=model)
-            computed += result.computed
+        for method in methods:
+            progress(done, total, f"{method} on checkpoint {ckpt}")
+            computed += explain_checkpoint(ckpt, method, split="test", limit=limit,
+                                           params=dict(method_params.get(method, {})), model=model).computed
+            done += 1
     progress(total, total, "done")
-    return f"{len(methods)} methods × {len(checkpoints)} checkpoints ({computed} new maps)"
+    names = sorted({m for _, ms in plan for m in ms})
+    return f"{len(names)} methods × {len(checkpoints)} checkpoints ({computed} new maps)"
+
+
+def stage_explain(s: DemoSettings, progress: Progress) -> str:
+    return _explain_all(demo_checkpoints(s), lambda arch: supported_methods(arch, s.methods), s.maps_per_checkpoint,
+                        s.method_params, progress)
 
 
 def stage_drift_data(s: DemoSettings, progress: Progress) -> str:
     d = s.drift_study
-    if dataset_exists(DRIFT_DATASET):
+    if dataset_exists(d.dataset):
         return "already built"
-    build_dataset(DRIFT_DATASET, n=d.n_images, size=d.size, seed=0, classes=d.classes, max_lesions=d.max_lesions,
-                  lesion_area_min=d.lesion_area[0], lesion_area_max=d.lesion_area[1], contrast_min=d.contrast_min,
-                  progress=progress)
+    build_dataset(d.dataset, d.data, progress=progress)
     return f"{d.n_images} images, {d.classes} classes"
 
 
-def drift_study_pairs() -> dict[str, tuple[int, int]]:
+def drift_study_pairs(s: DemoSettings) -> dict[str, tuple[int, int]]:
     """Architecture → (TL, FT) checkpoint ids of the drift study's stored pairs."""
     with session_scope() as session:
         rows = session.execute(
             select(Checkpoint.arch, Checkpoint.id, Checkpoint.parent_id).join(Dataset, Checkpoint.dataset_id == Dataset.id)
-            .where(Dataset.name == DRIFT_DATASET, Checkpoint.phase == "ft")).all()
+            .where(Dataset.name == s.drift_study.dataset, Checkpoint.phase == "ft")).all()
     return {str(arch): (int(parent), int(ft)) for arch, ft, parent in rows if parent is not None}
 
 
 def stage_drift_train(s: DemoSettings, progress: Progress) -> str:
-    """Each architecture: formula-driven pre-training, TL (head only), FT (all layers) with an epoch
-    checkpoint per FT epoch; an architecture whose pair exists is skipped."""
+    """Each architecture: pre-training, TL (head only), FT (all layers) with an epoch checkpoint per
+    FT epoch; an architecture whose pair exists is skipped."""
     d = s.drift_study
-    done = drift_study_pairs()
+    done = drift_study_pairs(s)
     for i, arch in enumerate(d.archs):
         if arch in done:
             continue
         progress(i, len(d.archs), f"{arch}: pre-training, TL then FT")
-        train(DRIFT_DATASET, arch=arch, pretrain=d.pretrain, protocol="tl-ft", width=d.width, save_every=1,
-              config=TrainConfig(augment=True, epochs=d.tl_epochs, min_epochs=d.tl_epochs), ft_epochs=d.ft_epochs,
-              pretrain_kwargs={"steps": d.pretrain_steps, "size": d.pretrain_size})
+        train(d.dataset, arch=arch, pretrain=d.pretrain, protocol="tl-ft", width=d.width, seed=d.train.seed,
+              config=d.train, ft_epochs=d.ft_epochs, pretrain_kwargs=d.pretrain_kwargs())
     progress(len(d.archs), len(d.archs), "done")
+    pairs = drift_study_pairs(s)
     with session_scope() as session:
-        acc = {ck: (session.get(Checkpoint, ck).metrics or {}).get("accuracy") for pair in drift_study_pairs().values()
-               for ck in pair}
-    return "; ".join(f"{arch} TL {acc[tl]:.2f} → FT {acc[ft]:.2f}" for arch, (tl, ft) in sorted(drift_study_pairs().items()))
+        acc = {ck: (session.get(Checkpoint, ck).metrics or {}).get("accuracy") for pair in pairs.values() for ck in pair}
+    return "; ".join(f"{arch} TL {acc[tl]:.2f} → FT {acc[ft]:.2f}" for arch, (tl, ft) in sorted(pairs.items()))
 
 
-def drift_study_checkpoints() -> list[int]:
+def drift_study_checkpoints(s: DemoSettings) -> list[int]:
     """The drift study's TL and FT checkpoints and the FT run's epoch checkpoints (children of TL)."""
-    pairs = drift_study_pairs()
+    pairs = drift_study_pairs(s)
     tls = [tl for tl, _ in pairs.values()]
     with session_scope() as session:
         epochs = session.scalars(select(Checkpoint.id).where(Checkpoint.phase == "epoch",
@@ -256,24 +372,18 @@ def drift_study_checkpoints() -> list[int]:
 
 def stage_drift_explain(s: DemoSettings, progress: Progress) -> str:
     d = s.drift_study
-    checkpoints = drift_study_checkpoints()
-    total, computed = len(checkpoints) * len(d.methods), 0
-    for i, ckpt in enumerate(checkpoints):
-        model, _ = models.load(ckpt)
-        for j, method in enumerate(d.methods):
-            progress(i * len(d.methods) + j, total, f"{method} on checkpoint {ckpt}")
-            computed += explain_checkpoint(ckpt, method, split="test", limit=d.maps_per_checkpoint, model=model).computed
-    progress(total, total, "done")
-    return f"{len(d.methods)} methods × {len(checkpoints)} checkpoints ({computed} new maps)"
+    return _explain_all(drift_study_checkpoints(s), lambda arch: supported_methods(arch, d.methods),
+                        d.maps_per_checkpoint, d.method_params, progress)
 
 
 def stage_evaluate(s: DemoSettings, progress: Progress) -> str:
-    results = evaluate(demo_checkpoints(), selection="correct", progress=progress)
+    results = evaluate(demo_checkpoints(s), selection=s.metrics_selection, baselines=s.baselines,
+                       metrics=s.metrics, progress=progress)
     return f"{sum(r.rows for r in results)} new metric rows"
 
 
 def stage_drift(s: DemoSettings, progress: Progress) -> str:
-    results = drift(selection=s.drift_selection, progress=progress)
+    results = drift(selection=s.drift_selection, cross_methods=s.cross_methods, progress=progress)
     return f"{sum(r.rows for r in results)} new drift rows"
 
 
@@ -296,12 +406,12 @@ def ensure_demo_accounts() -> list[DemoAccount]:
     return created
 
 
-def study_checkpoints() -> list[int]:
+def study_checkpoints(s: DemoSettings) -> list[int]:
     """The TL and all-layers FT checkpoint of each pre-training source, by source."""
     with session_scope() as session:
         return list(session.scalars(
             select(Checkpoint.id).join(Dataset, Checkpoint.dataset_id == Dataset.id)
-            .where(Dataset.name == DATASET, Checkpoint.phase.in_(("tl", "ft")), Checkpoint.degree.in_(("tl", "all")))
+            .where(Dataset.name == s.dataset, Checkpoint.phase.in_(("tl", "ft")), Checkpoint.degree.in_(("tl", "all")))
             .order_by(Checkpoint.pretrain, Checkpoint.id)
         ).all())
 
@@ -334,8 +444,8 @@ def stage_review(s: DemoSettings, progress: Progress) -> str:
     if STUDY in set(studies.list_studies()["study"]):
         return "already created"
     ensure_demo_accounts()
-    checkpoints = study_checkpoints()
-    caps = capabilities(ARCH)
+    checkpoints = study_checkpoints(s)
+    caps = capabilities(s.arch)
     methods = [m for m in STUDY_METHODS if caps.get(m) is True]
     samples = study_samples(checkpoints, methods, s, STUDY_SAMPLES, np.random.default_rng(0))
     if not samples:

@@ -65,6 +65,24 @@ def test_wheel_holds_the_dashboard_and_the_migrations(wheel: Path) -> None:
     assert {n for n in names if n.startswith("ui/views/")} == views  # nothing else, nothing stale
 
 
+def test_installed_package_reads_its_study_presets(wheel: Path, site: Path, tmp_path: Path) -> None:
+    """The presets (studies/ links to xai_core/studies) are package data: the installed demo, run from
+    another folder, reads its own demo.yaml."""
+    names = set(zipfile.ZipFile(wheel).namelist())
+    presets = _repo_files("xai_core", "studies/*.yaml")
+    assert "xai_core/studies/demo.yaml" in presets and presets <= names
+    assert (REPO / "studies").is_symlink()  # the user-facing folder is not a second copy
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "DATABASE_URL")}
+    env.update(PYTHONPATH=str(site), XAUDIT_HOME=str(tmp_path / "ws"))
+    done = subprocess.run(
+        [sys.executable, "-c", "from xai_core import demo; s = demo.settings_for(quick=True); "
+         "print(demo.demo_study_file(), s.dataset, s.drift_study.dataset)"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    path, mri, drift = done.stdout.split()
+    assert Path(path) == site / "xai_core" / "studies" / "demo.yaml" and (mri, drift) == ("mri-lesions", "five-lesions")
+
+
 def _children(pid: int) -> list[int]:
     return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
 

@@ -5,6 +5,7 @@ maps of correctly classified samples, skipped when it exists."""
 from __future__ import annotations
 
 import stat
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -62,16 +63,19 @@ def test_only_missing_demo_accounts_are_made(workspace: Path) -> None:
 
 
 @pytest.fixture
-def seeded(workspace: Path, monkeypatch: pytest.MonkeyPatch) -> ReviewWorkspace:
-    """The review fixture as the demo's dataset: TL (degree tl) and FT (degree all) of one source,
-    saliency and gradcam maps of every test sample, the TL model wrong on the first two."""
-    ws = seed_review_workspace()
-    monkeypatch.setattr(demo, "DATASET", ws.dataset)
-    return ws
+def seeded(workspace: Path) -> ReviewWorkspace:
+    """The review fixture: TL (degree tl) and FT (degree all) of one source, saliency and gradcam
+    maps of every test sample, the TL model wrong on the first two."""
+    return seed_review_workspace()
+
+
+def quick(ws: ReviewWorkspace) -> demo.DemoSettings:
+    """The quick demo settings with the review fixture's dataset as the MRI study's."""
+    return replace(demo.quick_settings(), dataset=ws.dataset)
 
 
 def test_review_stage_makes_a_ready_study_of_correct_samples(seeded: ReviewWorkspace) -> None:
-    summary = demo.stage_review(demo.QUICK, lambda *a: None)
+    summary = demo.stage_review(quick(seeded), lambda *a: None)
     # 3 samples × 2 methods × 2 checkpoints + 2 catch trials, read by both demo reviewers
     assert summary == ("demo-study: 14 cases for reader-1 and reader-2 (3 samples × 2 methods × 2 checkpoints "
                        "+ 2 catch; the samples are classified correctly by all 2 checkpoints)")
@@ -82,7 +86,7 @@ def test_review_stage_makes_a_ready_study_of_correct_samples(seeded: ReviewWorks
     assert set(key.checkpoint_id) == set(seeded.checkpoints)
     status = studies.study_status(demo.STUDY)
     assert list(status.reviewer) == ["reader-1", "reader-2"] and list(status.assigned) == [14, 14]
-    assert demo.stage_review(demo.QUICK, lambda *a: None) == "already created"
+    assert demo.stage_review(quick(seeded), lambda *a: None) == "already created"
     assert len(studies.list_studies()) == 1
 
 
@@ -96,7 +100,7 @@ def test_review_stage_falls_back_to_the_best_classified_samples(seeded: ReviewWo
         session.execute(update(Prediction).where(Prediction.checkpoint_id == ft,
                                                  Prediction.sample_pk.not_in([int(seeded.test_pks[0]), both]))
                         .values(correct=False))
-    summary = demo.stage_review(demo.QUICK, lambda *a: None)
+    summary = demo.stage_review(quick(seeded), lambda *a: None)
     # only the third sample is right for both; TL is wrong on the first two: every other one is right for one
     assert summary.endswith("the samples are classified correctly by 2, 1 and 1 of the 2 checkpoints)")
     samples = set(studies.unblinding_key(demo.STUDY, actor=LOCAL).sample_pk)

@@ -17,15 +17,15 @@ SILENT = lambda *a: None  # noqa: E731
 
 
 def test_quick_drift_study_stages(workspace: Path) -> None:
-    s = demo.QUICK
+    s = demo.quick_settings()
     d = s.drift_study
     assert demo.stage_drift_data(s, SILENT) == f"{d.n_images} images, 5 classes"
-    data = load_dataset(demo.DRIFT_DATASET)
+    data = load_dataset(d.dataset)
     assert data.class_names == ["ellipse", "lobulated", "spiculated", "ring", "multifocal"]
     assert sorted(set(data.labels.tolist())) == [0, 1, 2, 3, 4]
 
     summary = demo.stage_drift_train(s, SILENT)
-    pairs = demo.drift_study_pairs()
+    pairs = demo.drift_study_pairs(s)
     assert sorted(pairs) == sorted(d.archs)
     assert all(f"{arch} TL " in summary for arch in d.archs)
     with session_scope() as session:
@@ -36,7 +36,7 @@ def test_quick_drift_study_stages(workspace: Path) -> None:
             epochs = session.scalars(select(Checkpoint.epoch).where(Checkpoint.parent_id == tl,
                                                                     Checkpoint.phase == "epoch")).all()
             assert sorted(epochs) == list(range(1, d.ft_epochs + 1))
-    checkpoints = demo.drift_study_checkpoints()
+    checkpoints = demo.drift_study_checkpoints(s)
     assert len(checkpoints) == len(d.archs) * (2 + d.ft_epochs)
 
     demo.stage_drift_explain(s, SILENT)
@@ -49,7 +49,7 @@ def test_quick_drift_study_stages(workspace: Path) -> None:
 
     demo.stage_drift(s, SILENT)
     rows = drift_frame(kind="all")
-    study = rows[rows["dataset"] == demo.DRIFT_DATASET]
+    study = rows[rows["dataset"] == d.dataset]
     per_kind = study.groupby("kind")["checkpoint_b_id"].nunique().to_dict()
     assert per_kind == {"tl-ft": len(d.archs), "epoch": len(d.archs) * d.ft_epochs,
                         "cross-method": 2 * len(d.archs)}

@@ -40,7 +40,49 @@ def test_every_preset_loads_and_dry_runs(preset: Path, workspace: Path, capsys: 
         assert len(plans[3].tasks) == 12 * 7 * -(-n_test // 64)
 
 
+def test_the_demo_study_plans_both_parts(workspace: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """studies/demo.yaml's dry run, by hand from its values (read as plain YAML). Today: MRI grid
+    2 sources x 6 degrees = 12 cells; 300 test images, 40 explained in shards of 20 with VGG-16's 13
+    methods; drift study 3 archs x (TL, FT, 15 FT epochs) = 51 checkpoints, 2 methods, 60 images in
+    shards of 30 -> tasks per stage 2, 5, 15, 312 + 204, 12 x 14, (10 + 12) + (3 x 16 + 6), 1."""
+    raw = yaml.safe_load((studies_dir() / "demo.yaml").read_text())
+    mri, dr = raw["parts"]["mri"], raw["parts"]["drift"]
+    n_mri, n_dr = mri["dataset"]["build"]["n"], dr["dataset"]["build"]["n"]
+    test_mri = n_mri - 2 * round(0.7 * n_mri / 2) - 2 * round(0.15 * n_mri / 2)  # stratified per class
+    k = dr["dataset"]["build"]["classes"]
+    test_dr = n_dr - k * round(0.7 * n_dr / k) - k * round(0.15 * n_dr / k)
+    sources, degrees, archs = len(mri["models"]["pretrain"]["sources"]), len(mri["models"]["degrees"]), len(dr["models"]["archs"])
+    cells, ft_epochs = sources * degrees, dr["models"]["training"]["ft_epochs"]
+    shards_mri = -(-min(mri["methods"]["samples"], test_mri) // mri["methods"]["shard"])
+    shards_dr = -(-min(dr["methods"]["samples"], test_dr) // dr["methods"]["shard"])
+    vgg_methods = 13  # every method VGG-16 supports (names: all)
+    expected = {
+        "data": 2, "pretrain": sources + archs, "train": cells + archs,
+        "explain": cells * vgg_methods * shards_mri + archs * (2 + ft_epochs) * 2 * shards_dr,
+        "evaluate": cells * (vgg_methods + 1),  # + the baselines per checkpoint; none for the drift part
+        "drift": (sources * (degrees - 1) + cells) + archs * (1 + ft_epochs + 2),  # pairs + cross-method per TL/FT
+        "report": 1,
+    }
+    if (n_mri, n_dr, ft_epochs, archs) == (2000, 1000, 15, 3):  # today's file
+        assert list(expected.values()) == [2, 5, 15, 516, 168, 76, 1]
+    study = load_study(studies_dir() / "demo.yaml")
+    assert {p.stage: len(p.tasks) for p in plan_study(study)} == expected
+    assert run(["sweep", str(studies_dir() / "demo.yaml"), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert all(f"{stage}" in out for stage in STAGES)
+    # FT epochs apart from TL's: the predicted epoch checkpoints are the FT run's
+    raw["parts"]["drift"]["models"]["training"].update(epochs=3, ft_epochs=2)
+    plans = {p.stage: p for p in plan_study(parse_study(raw))}
+    drift_maps = [t for t in plans["explain"].tasks if t.args["part"] == "drift"]
+    assert len(drift_maps) == archs * (2 + 2) * 2 * shards_dr
+    assert sorted({t.args["checkpoint"].rsplit("-", 1)[-1] for t in drift_maps}) == ["e1", "e2", "ft", "tl"]
+
+
 @pytest.mark.parametrize(("change", "message"), [
+    ({"models": {"training": {"ft_epochs": 3}}},
+     "tiny: parts.tiny.models: training.ft_epochs applies to protocol tl-ft only; drop it or set protocol: tl-ft"),
+    ({"metrics": {"names": []}},
+     "tiny: parts.tiny.metrics: baselines are scored with ground-truth metrics; with names: [] set baselines: false"),
     ({"models": {"protocol": "tlft"}}, "tiny: parts.tiny.models.protocol: 'tlft' is not allowed; allowed: 'grid' or 'tl-ft'"),
     ({"models": {"archs": ["vgg17"]}}, "tiny: parts.tiny.models.archs: unknown architecture 'vgg17'; allowed: densenet121"),
     ({"methods": {"colour": 1}}, "tiny: parts.tiny.methods.colour: unknown key; allowed keys here: names, params, split"),

@@ -60,8 +60,9 @@ def demo(
     # lazy: only this command's stack is imported (xaudit --help and other commands stay fast)
     from db import get_engine
     from ui.server import ensure_port_free, stop
-    from xai_core.demo import STAGES, build_demo, ensure_demo_accounts
+    from xai_core.demo import STAGES, build_demo, ensure_demo_accounts, settings_for
 
+    settings_for(quick)  # a broken studies/demo.yaml is one line, before any work
     if not no_serve:
         ensure_port_free(port)
     get_engine()  # a database that cannot be opened is one line, before any progress bar
