@@ -45,6 +45,7 @@ def scaled_demo() -> dict:
     """studies/demo.yaml's MRI part at :data:`SCALE`."""
     data = yaml.safe_load((ROOT / "studies" / "demo.yaml").read_text())
     part = data["parts"]["mri"]
+    data["parts"] = {"mri": part}  # the drift study's part is left out
     part["dataset"]["build"].update(n=SCALE["n"], size=SCALE["size"])
     part["models"]["degrees"] = ["tl", "all"]
     part["models"]["pretrain"].update(steps=SCALE["pretrain_steps"], size=SCALE["size"])
