@@ -1,7 +1,7 @@
 """The embedded demo workspace, built stage by stage: the MRI study (data → pre-training → grid →
 maps → ground-truth metrics), then the drift study (five-class data → three architectures trained
-TL then FT with epoch checkpoints → LayerCAM and Grad-CAM++ maps), then drift of both → reader
-study → report. Its accounts (an admin and two reviewers,
+TL then FT with epoch checkpoints → LayerCAM and Grad-CAM++ maps), then drift of both →
+faithfulness and sanity checks → reader study → report. Its accounts (an admin and two reviewers,
 random passwords) are made right after the data, before the dashboard starts.
 
 Every stage calls the same job function the CLI exposes, so a second run skips what is stored.
@@ -29,6 +29,8 @@ from xai_core.attribution.jobs import stored_samples
 from xai_core.config import workspace_dir
 from xai_core.data import build_dataset, dataset_exists
 from xai_core.metrics import drift, evaluate
+from xai_core.metrics.faithfulness_job import faithfulness
+from xai_core.metrics.sanity_job import sanity
 from xai_core.progress import Progress, silent
 from xai_core.report import write_report
 from xai_core.review import accounts, studies
@@ -84,6 +86,27 @@ DRIFT_DATASET = "five-lesions"
 
 
 @dataclass(frozen=True)
+class BeyondStudies:
+    """Sizes of the demo's checks beyond the two studies, on the reader study's checkpoints (TL and
+    all-layers FT of each pre-training source): faithfulness of a few methods' maps (and of the
+    chance maps) to the model, and Adebayo et al.'s model-randomisation test on one checkpoint."""
+
+    faith_samples: int  # first correctly classified test images per checkpoint and method
+    sanity_samples: int  # first test images of the sanity check
+    methods: tuple[str, ...] = ("saliency", "integrated_gradients", "gradcam")
+    faith_metrics: tuple[str, ...] = ("deletion_auc", "insertion_auc")  # default parameters (16 steps)
+    sanity_mode: str = "cascading"
+    sanity_control: str = "baseline_sobel"  # never looks at the model: the check's control, must fail
+    sanity_pretrain: str = "mri"  # the sanity check runs on this source's all-layers FT checkpoint
+
+    def describe(self) -> str:
+        return (f"{', '.join(self.faith_metrics)} of {', '.join(self.methods)} and the chance maps on the first "
+                f"{self.faith_samples} correctly classified test images of the TL and all-layers FT checkpoint of "
+                f"each source; {self.sanity_mode} model randomisation of the same methods and {self.sanity_control} "
+                f"(control) on {self.sanity_samples} test images of the {self.sanity_pretrain}/all checkpoint")
+
+
+@dataclass(frozen=True)
 class DemoSettings:
     """Sizes of the demo build; ``FULL`` is what ``make demo`` builds, ``QUICK`` the tests' version."""
 
@@ -98,6 +121,7 @@ class DemoSettings:
     maps_per_checkpoint: int  # test images explained per checkpoint and method
     drift_selection: str  # samples compared between TL and FT (the study: true positives of both)
     drift_study: DriftStudy
+    beyond: BeyondStudies
     method_params: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def describe(self) -> dict[str, Any]:
@@ -111,6 +135,7 @@ class DemoSettings:
             "drift samples": self.drift_selection,
             "method settings": self.method_params,
             "drift study": self.drift_study.describe(),
+            "beyond the studies": self.beyond.describe(),
         }
 
 
@@ -129,12 +154,14 @@ FULL = DemoSettings(
     drift_study=DriftStudy(n_images=1000, size=64, archs=("densenet_mini", "inception_mini", "resnetv2_mini"),
                            width=0.25, pretrain_steps=400, pretrain_size=32, tl_epochs=15, ft_epochs=15,
                            maps_per_checkpoint=60),
+    beyond=BeyondStudies(faith_samples=12, sanity_samples=8),
 )
 QUICK = DemoSettings(
     preset="quick", n_images=160, size=64, width=0.125, degrees=("tl", "all"),
     pretrain_steps=12, pretrain_size=64, epochs=3, maps_per_checkpoint=8, drift_selection="all",
     drift_study=DriftStudy(n_images=100, size=32, archs=("densenet_mini", "resnetv2_mini"), width=0.125,
                            pretrain_steps=4, pretrain_size=32, tl_epochs=1, ft_epochs=2, maps_per_checkpoint=6),
+    beyond=BeyondStudies(faith_samples=4, sanity_samples=4),
     method_params={"integrated_gradients": {"n_steps": 8}, "gradient_shap": {"n_samples": 4},
                    "smoothgrad": {"n_samples": 4}, "occlusion": {"window": 16, "stride": 16}},
 )
@@ -277,6 +304,39 @@ def stage_drift(s: DemoSettings, progress: Progress) -> str:
     return f"{sum(r.rows for r in results)} new drift rows"
 
 
+def sanity_checkpoint(pretrain: str) -> int | None:
+    """The all-layers FT checkpoint of the demo grid pre-trained on ``pretrain`` (None before the grid)."""
+    with session_scope() as session:
+        return session.scalar(
+            select(Checkpoint.id).join(Dataset, Checkpoint.dataset_id == Dataset.id)
+            .where(Dataset.name == DATASET, Checkpoint.phase == "ft", Checkpoint.degree == "all",
+                   Checkpoint.pretrain == pretrain).order_by(Checkpoint.id.desc()))
+
+
+def stage_beyond(s: DemoSettings, progress: Progress) -> str:
+    """Faithfulness (deletion/insertion AUC) of a few methods' maps and of the chance maps on the
+    reader study's checkpoints, and the model-randomisation sanity check on one of them
+    (:class:`BeyondStudies`); both jobs skip what is stored."""
+    b = s.beyond
+    caps = capabilities(ARCH)
+    methods = [m for m in b.methods if caps.get(m) is True]
+    checkpoints = study_checkpoints()
+    scored = faithfulness(checkpoints, methods, selection="correct", metrics=list(b.faith_metrics),
+                          max_samples=b.faith_samples,
+                          progress=lambda d, t, m: progress(d, 2 * max(t, 1), f"faithfulness: {m}"))
+    said = (f"{', '.join(b.faith_metrics)} of {sum(r.computed for r in scored)} new maps on "
+            f"{len(checkpoints)} checkpoints")
+    checkpoint = sanity_checkpoint(b.sanity_pretrain)
+    if checkpoint is None:
+        return f"{said}; no sanity check: no {b.sanity_pretrain}/all checkpoint"
+    checked = sanity(checkpoint, [*methods, b.sanity_control], mode=b.sanity_mode, limit=b.sanity_samples,
+                     params={m: dict(s.method_params.get(m, {})) for m in methods},
+                     progress=lambda d, t, m: progress(max(t, 1) + d, 2 * max(t, 1), m))
+    progress(1, 1, "done")
+    return (f"{said}; {b.sanity_mode} sanity check of {len(methods) + 1} methods on checkpoint {checkpoint} "
+            f"({sum(1 for r in checked if r.computed)} new steps × methods)")
+
+
 def stage_report(s: DemoSettings, progress: Progress) -> str:
     return str(write_report(workspace_dir("reports") / "demo", progress=progress, replace=True))
 
@@ -364,6 +424,7 @@ STAGES: list[tuple[str, str, Stage]] = [
     ("drift-train", "Drift study: three architectures, TL then FT", stage_drift_train),
     ("drift-explain", "Drift study: LayerCAM and Grad-CAM++ maps", stage_drift_explain),
     ("drift", "TL→FT drift (both studies, along FT epochs)", stage_drift),
+    ("beyond", "Faithfulness and sanity checks", stage_beyond),
     ("review", "Reader study", stage_review),
     ("report", "Report", stage_report),
 ]
