@@ -321,6 +321,8 @@ def stage_beyond(s: DemoSettings, progress: Progress) -> str:
     caps = capabilities(ARCH)
     methods = [m for m in b.methods if caps.get(m) is True]
     checkpoints = study_checkpoints()
+    if not checkpoints:  # faithfulness() reads an empty list as "every checkpoint"
+        return f"no checkpoints of {DATASET} yet: run the grid stage first"
     scored = faithfulness(checkpoints, methods, selection="correct", metrics=list(b.faith_metrics),
                           max_samples=b.faith_samples,
                           progress=lambda d, t, m: progress(d, 2 * max(t, 1), f"faithfulness: {m}"))
