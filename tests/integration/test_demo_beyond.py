@@ -1,6 +1,6 @@
 """The demo's "beyond" stage at the quick size, on SQLite and PostgreSQL: deletion and insertion AUC of
 the chosen methods and of the chance maps on the first correctly classified test images of the
-reader study's checkpoints, the cascading sanity check (with the Sobel control) on the mri/all
+all-layers FT checkpoints, the three-step cascading sanity check (with the Sobel control) on the mri/all
 checkpoint, a second run that computes nothing, and the report's "Beyond the studies" cards."""
 
 from __future__ import annotations
@@ -33,7 +33,8 @@ def _correct_with_maps(checkpoint: int, methods: list[str], s: demo.DemoSettings
 def test_quick_beyond_stage(workspace: Path, tmp_path: Path) -> None:
     s, b = demo.QUICK, demo.QUICK.beyond
     demo.build_demo(quick=True, only=("data", "pretrain", "train"))
-    checkpoints = demo.study_checkpoints()
+    checkpoints = demo.study_checkpoints(b.degrees)
+    assert len(checkpoints) == 2  # the all-layers FT checkpoint of each source
     methods = list(b.methods)
     for ck in checkpoints:  # the maps the explain stage stores for these methods
         model, _ = models.load(ck)
@@ -62,17 +63,17 @@ def test_quick_beyond_stage(workspace: Path, tmp_path: Path) -> None:
                 expected[(ck, m, key)] = n
     assert {(ck, m, k): n for ck, m, k, n, _, _ in faith} == expected and expected
     assert all(0.0 <= lo <= hi <= 1.0 for *_, lo, hi in faith)  # AUCs of softmax scores over [0, 1]
-    steps = 6  # head, block5 … block1: the cascade all the way down
+    steps = len(b.sanity_layers)  # head; head … block3; every layer
     counts = {(m, k): n for m, k, n, _ in sanity}
-    assert counts == {(m, k): steps * b.sanity_samples for m in [*methods, b.sanity_control]
+    assert counts == {(m, k): steps * b.sanity_samples for m in [*b.sanity_methods, b.sanity_control]
                       for k in ("sanity_spearman", "sanity_ssim", "sanity_hog")}
     control = {k: lo for m, k, _, lo in sanity if m == b.sanity_control}
     np.testing.assert_allclose(control["sanity_spearman"], 1.0, atol=1e-9)  # the control never changes
     total = sum(expected.values()) // len(b.faith_metrics)
     assert summary == (f"deletion_auc, insertion_auc of {total} new maps on {len(checkpoints)} checkpoints; "
-                       f"cascading sanity check of 4 methods on checkpoint {target} (24 new steps × methods)")
+                       f"cascading sanity check of 3 methods on checkpoint {target} (9 new steps × methods)")
     assert demo.stage_beyond(s, SILENT) == (f"deletion_auc, insertion_auc of 0 new maps on {len(checkpoints)} "
-                                            f"checkpoints; cascading sanity check of 4 methods on checkpoint {target} "
+                                            f"checkpoints; cascading sanity check of 3 methods on checkpoint {target} "
                                             "(0 new steps × methods)")
 
     page = write_report(tmp_path / "report").read_text()
