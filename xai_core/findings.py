@@ -119,7 +119,7 @@ def _pct(point: float, lo: float, hi: float, signed: bool = False) -> str:
     return ci_text(point, lo, hi, signed=signed)
 
 
-def _direction(lo: float, hi: float) -> str:
+def ci_direction(lo: float, hi: float) -> str:
     """``support`` (CI above 0), ``opposite`` (below 0) or ``unclear`` (contains 0 or undefined)."""
     if np.isfinite(lo) and lo > 0:
         return "support"
@@ -147,13 +147,13 @@ COMBINE_RULE = ("Reproduced when most tested cells show the study's direction an
                 "otherwise no clear difference.")
 
 
-def _working_rows(frame: pd.DataFrame, health: Health, column: str = "checkpoint_id") -> tuple[pd.DataFrame, list[str]]:
+def working_rows(frame: pd.DataFrame, health: Health, column: str = "checkpoint_id") -> tuple[pd.DataFrame, list[str]]:
     ids = frame[column].unique()
     keep = health.working(ids)
     return frame[frame[column].isin(keep)], health.excluded(ids)
 
 
-def _excluded_text(excluded: list[str]) -> str:
+def excluded_text(excluded: list[str]) -> str:
     return f" Left out as near chance: {', '.join(excluded)}." if excluded else ""
 
 
@@ -178,7 +178,7 @@ def _pretraining_finding(gt: pd.DataFrame, health: Health, n_boot: int) -> Findi
         return Finding(MRI, claim, f"pre-training sources evaluated at low degrees: {have}", UNTESTABLE,
                        f"Needs checkpoints pre-trained within domain ({within}) and out of domain ({out_names}) at "
                        f"a low degree ({', '.join(LOW_DEGREES)}); train them with `xaudit train-grid`.")
-    work, excluded = _working_rows(rows, health)
+    work, excluded = working_rows(rows, health)
     groups, boot = cluster_bootstrap(work, "precision", ["domain", "degree"], n_boot=n_boot)
     col = {(r.domain, r.degree): i for i, r in enumerate(groups.itertuples())}
     out_label = "/".join(present["out"])
@@ -190,7 +190,7 @@ def _pretraining_finding(gt: pd.DataFrame, health: Health, n_boot: int) -> Findi
         i, j = col["within", degree], col["out", degree]
         point = groups["mean"].iat[i] - groups["mean"].iat[j]
         diff = contrast_ci(point, boot[:, i] - boot[:, j], CONFIDENCE)
-        direction = _direction(diff[1], diff[2])
+        direction = ci_direction(diff[1], diff[2])
         directions.append(direction)
         a, b = (contrast_ci(groups["mean"].iat[k], boot[:, k], CONFIDENCE) for k in (i, j))
         label = {"support": f"{within} higher", "opposite": f"{out_label} higher (opposite)",
@@ -199,10 +199,10 @@ def _pretraining_finding(gt: pd.DataFrame, health: Health, n_boot: int) -> Findi
                      f"difference {_pct(*diff, signed=True)} — {label}")
     if not directions:
         return Finding(MRI, claim, "; ".join(parts) or "no low degree with working models of both domains",
-                       UNTESTABLE, f"No low degree has working checkpoints of both domains.{_excluded_text(excluded)} "
+                       UNTESTABLE, f"No low degree has working checkpoints of both domains.{excluded_text(excluded)} "
                        f"{NEAR_CHANCE_RULE}")
     evidence = "; ".join(parts) + (f". Not testable at {', '.join(untested)} (no working models of both domains "
-                                   "there)" if untested else "") + "." + _excluded_text(excluded)
+                                   "there)" if untested else "") + "." + excluded_text(excluded)
     return Finding(MRI, claim, evidence, combine(directions), rule)
 
 
@@ -214,7 +214,7 @@ def _degree_finding(gt: pd.DataFrame, health: Health, n_boot: int) -> Finding:
             f"below 0 a falling trend (opposite), containing 0 no clear trend. A trend needs at least "
             f"{MIN_TREND_DEGREES} degrees with working models (two points are not a trend). {COMBINE_RULE} "
             f"{NEAR_CHANCE_RULE} {CI_RULE}")
-    work, excluded = _working_rows(gt, health)
+    work, excluded = working_rows(gt, health)
     groups, boot = cluster_bootstrap(work, "precision", ["pretrain", "degree"], n_boot=n_boot)
     parts, directions, short = [], [], []
     for source in sorted(set(gt["pretrain"])):
@@ -226,7 +226,7 @@ def _degree_finding(gt: pd.DataFrame, health: Health, n_boot: int) -> Finding:
         order = np.array([degree_rank(d) for d in degrees])
         means = groups["mean"].to_numpy()[idx]
         rho = contrast_ci(spearman_rows(means, order)[0], spearman_rows(boot[:, idx], order), CONFIDENCE)
-        direction = _direction(rho[1], rho[2])
+        direction = ci_direction(rho[1], rho[2])
         directions.append(direction)
         label = {"support": "rising", "opposite": "falling (opposite)", "unclear": "no clear trend"}[direction]
         steps = ", ".join(f"{d} {m:.3f}" for d, m in zip(degrees, means, strict=True))
@@ -235,9 +235,9 @@ def _degree_finding(gt: pd.DataFrame, health: Health, n_boot: int) -> Finding:
         return Finding(MRI, claim, f"degrees with working models per source: {'; '.join(short) or 'none'}",
                        UNTESTABLE, f"A trend needs at least {MIN_TREND_DEGREES} fine-tuning degrees with working "
                        f"models for a source; train more degrees with `xaudit train-grid --degrees "
-                       f"tl,1conv,2conv,3conv,4conv,all`.{_excluded_text(excluded)}")
+                       f"tl,1conv,2conv,3conv,4conv,all`.{excluded_text(excluded)}")
     evidence = "; ".join(parts) + (f". Too few degrees for a trend: {'; '.join(short)}" if short else "") + "." \
-        + _excluded_text(excluded)
+        + excluded_text(excluded)
     return Finding(MRI, claim, evidence, combine(directions), rule)
 
 
@@ -254,13 +254,13 @@ def _methods_finding(gt: pd.DataFrame, health: Health, n_boot: int) -> Finding:
             f"p < {ALPHA} is a difference (the conventional 5% level); Kendall's W (0 = identical rankings of the "
             f"methods on every image, 1 = the same strict ranking on every image) sizes it. With two methods, the "
             f"Wilcoxon signed-rank test. {NEAR_CHANCE_RULE} {CI_RULE}")
-    work, excluded = _working_rows(gt, health)
+    work, excluded = working_rows(gt, health)
     per = work.pivot_table(index="sample_pk", columns="method", values="precision", aggfunc="mean").dropna()
     k, n = per.shape[1], per.shape[0]
     if k < 2 or n < 3:
         return Finding(MRI, claim, f"{k} method(s) on {n} image(s) with working models", UNTESTABLE,
                        "Needs at least 2 methods evaluated on the same 3+ correctly classified images."
-                       + _excluded_text(excluded))
+                       + excluded_text(excluded))
     if k >= 3:
         chi2, p = stats.friedmanchisquare(*per.to_numpy().T)
         w = chi2 / (n * (k - 1))
@@ -277,7 +277,7 @@ def _methods_finding(gt: pd.DataFrame, health: Health, n_boot: int) -> Finding:
         listed = ("; ".join(f"{m} {_pct(*c)}" for m, c in ranked[:3]) + "; …; "
                   + "; ".join(f"{m} {_pct(*c)}" for m, c in ranked[-3:]))
     evidence = (f"{test}. Mean precision, highest first: {listed}."
-                + _equivalence_text(list(per.columns)) + _excluded_text(excluded))
+                + _equivalence_text(list(per.columns)) + excluded_text(excluded))
     return Finding(MRI, claim, evidence, REPRODUCED if p < ALPHA else NO_DIFFERENCE, rule)
 
 
@@ -291,10 +291,10 @@ def _baseline_finding(gt: pd.DataFrame, baselines: pd.DataFrame, health: Health,
     if sobel.empty:
         return Finding(MRI, claim, "no Sobel baseline stored", UNTESTABLE,
                        "The Sobel baseline rows are missing; run `xaudit evaluate`.")
-    work, excluded = _working_rows(pd.concat([gt, sobel]), health)
+    work, excluded = working_rows(pd.concat([gt, sobel]), health)
     if work.empty:
         return Finding(MRI, claim, "no rows of working models", UNTESTABLE,
-                       _excluded_text(excluded).strip() + " " + NEAR_CHANCE_RULE)
+                       excluded_text(excluded).strip() + " " + NEAR_CHANCE_RULE)
     groups, boot = cluster_bootstrap(work, "precision", ["method"], n_boot=n_boot)
     names = list(groups["method"])
     s = names.index("baseline_sobel")
@@ -304,14 +304,14 @@ def _baseline_finding(gt: pd.DataFrame, baselines: pd.DataFrame, health: Health,
         if i == s:
             continue
         diff = contrast_ci(groups["mean"].iat[i] - groups["mean"].iat[s], boot[:, i] - boot[:, s], CONFIDENCE)
-        direction = _direction(diff[1], diff[2])
+        direction = ci_direction(diff[1], diff[2])
         text = f"{method} {_pct(*diff, signed=True)}"
         (above if direction == "support" else not_above).append(
             text + ("" if direction == "support" else " (below)" if direction == "opposite" else " (no clear difference)"))
     evidence = (f"Sobel edge map precision {_pct(*sobel_ci)}. Methods not beating it (difference to Sobel): "
                 f"{'; '.join(not_above) or 'none'}. Beating it: {len(above)} of {len(above) + len(not_above)}"
                 f"{' (' + '; '.join(above[:4]) + ('; …' if len(above) > 4 else '') + ')' if above else ''}."
-                + _excluded_text(excluded))
+                + excluded_text(excluded))
     if not above and not not_above:
         return Finding(MRI, claim, evidence, UNTESTABLE, "No attribution method evaluated on working models.")
     return Finding(MRI, claim, evidence, REPRODUCED if not_above else OPPOSITE, rule)
@@ -446,7 +446,7 @@ def architecture_dependence(rows: pd.DataFrame, n_boot: int = N_BOOT, seed: int 
         means[value] = {a: contrast_ci(m, gboot[:, i], CONFIDENCE)
                         for i, (a, m) in enumerate(zip(groups["arch"], groups["mean"], strict=True))}
     return {"eta_iou": eta_iou, "eta_displacement": eta_disp, "difference": diff,
-            "direction": _direction(diff[1], diff[2]), "means": means}
+            "direction": ci_direction(diff[1], diff[2]), "means": means}
 
 
 def _two_architectures(drift: pd.DataFrame, health: Health, claim: str) -> tuple[pd.DataFrame, list[str], Finding | None]:
@@ -457,7 +457,7 @@ def _two_architectures(drift: pd.DataFrame, health: Health, claim: str) -> tuple
     if len(archs) >= 2:
         return work, excluded, None
     return work, excluded, Finding(
-        CXR, claim, f"architectures with working TL→FT pairs: {', '.join(archs) or 'none'}" + _excluded_text(excluded),
+        CXR, claim, f"architectures with working TL→FT pairs: {', '.join(archs) or 'none'}" + excluded_text(excluded),
         UNTESTABLE, "Needs TL→FT pairs of working models of at least two architectures; train more with "
         "`xaudit train --protocol tl-ft`. " + NEAR_CHANCE_RULE)
 
@@ -484,9 +484,9 @@ def _architecture_finding(drift: pd.DataFrame, health: Health, n_boot: int) -> F
                      f"difference {_pct(*t['difference'], signed=True)} — {label} (mean IoU drift: {iou}; "
                      f"displacement, share of the diagonal: {disp})")
     if not directions:
-        return Finding(CXR, claim, "no method with TL→FT pairs of two architectures" + _excluded_text(excluded),
+        return Finding(CXR, claim, "no method with TL→FT pairs of two architectures" + excluded_text(excluded),
                        UNTESTABLE, "Needs one method explained on TL→FT pairs of at least two architectures.")
-    return Finding(CXR, claim, "; ".join(parts) + "." + _excluded_text(excluded), combine(directions), rule)
+    return Finding(CXR, claim, "; ".join(parts) + "." + excluded_text(excluded), combine(directions), rule)
 
 
 def reversal_verdict(agreement: pd.DataFrame) -> str:
@@ -528,7 +528,7 @@ def _reversal_finding(drift: pd.DataFrame, health: Health, n_boot: int = N_BOOT)
              f"{'reversal' if r.reversal else 'no reversal'} on the data, reversal in {r.reversal_share:.0%} of "
              f"{r.n_boot} replicates" for r in agreement.itertuples()]
     evidence = (f"Mean top-20% IoU per architecture (most stable first) — {order}. {'; '.join(pairs)}."
-                + _excluded_text(excluded))
+                + excluded_text(excluded))
     return Finding(CXR, claim, evidence, reversal_verdict(agreement), rule)
 
 

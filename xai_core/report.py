@@ -3,8 +3,10 @@
 It carries the MRI study's comparisons (precision by method × pre-training × degree; accuracy vs
 precision with the accuracy-controlled effect), the chest X-ray study's drift tables with the
 ranking-reversal check and the drift study at its grain (TL vs FT accuracy, drift with spread per
-pair, cross-method agreement, drift along epochs, what the demo's stand-ins limit), the reader
-studies' ratings and agreement, and a plain statement of which findings this workspace reproduces.
+pair, cross-method agreement, drift along epochs, what the demo's stand-ins limit), beyond the
+studies (verdict cards on faithfulness, sanity checks and suppressor/confounder regions, with their
+tables), the reader studies' ratings and agreement, and a plain statement of which findings this
+workspace reproduces.
 """
 
 from __future__ import annotations
@@ -145,16 +147,49 @@ def build_sections(tables: dict[str, pd.DataFrame]) -> list[str]:
         parts.append("<h3>Ranking reversal check (architectures ranked by top-20% IoU)</h3>")
         parts.append(_table_html(ranking) + _table_html(agreement))
     parts += drift_study_sections(tables)
-    parts += faithfulness_sections(tables)
+    parts += beyond_sections(tables, first)
     parts += reader_study_sections(tables)
-    parts += sanity_sections(tables, first)
     return parts
 
 
+def beyond_sections(tables: dict[str, pd.DataFrame], first: list[bool]) -> list[str]:
+    """Beyond the studies: the verdict cards of :func:`xai_core.beyond.beyond_findings` (faithfulness,
+    sanity checks, suppressor/confounder region), then the tables behind them. Fills ``tables`` with
+    ``beyond-findings`` and, where stored, ``faithfulness``, ``sanity-summary``, ``sanity-verdicts``
+    and ``region-share``."""
+    from xai_core.beyond import beyond_findings  # lazy: read only when a report is written
+
+    findings = beyond_findings()
+    tables["beyond-findings"] = pd.DataFrame([f.__dict__ for f in findings])
+    return (["<h2>Beyond the studies</h2><p>Is a map faithful to the model, does it depend on the model at all, and "
+             "does it put mass where no class information is? Each card states the claim with its direction, what "
+             "this workspace shows and the rule of its verdict.</p>"]
+            + [finding_card_html(f) for f in findings]
+            + faithfulness_sections(tables) + sanity_sections(tables, first) + region_sections(tables))
+
+
+def faithfulness_sections(tables: dict[str, pd.DataFrame]) -> list[str]:
+    """The faithfulness table behind the card: every stored metric (deletion/insertion AUC, ROAD,
+    faithfulness correlation, :mod:`xai_core.metrics.faithfulness`) per method; fills
+    ``tables['faithfulness']``."""
+    from xai_core.metrics.faithfulness_job import faithfulness_table, faithfulness_wide
+
+    parts = ["<h3>Faithfulness</h3>"]
+    table = faithfulness_table("correct")
+    if table.empty:
+        return parts + ["<p>No faithfulness metrics yet: run <code>xaudit faithfulness</code> (it runs each "
+                        "checkpoint on its stored maps).</p>"]
+    tables["faithfulness"] = table
+    parts.append("<p>Removing the pixels a faithful map ranks highest makes the target score fall fast (low deletion "
+                 "AUC, negative ROAD MoRF) and restoring them first makes it rise fast (high insertion AUC). Mean on "
+                 "correctly classified test images, 95% bootstrap CI; the random map is chance.</p>")
+    return parts + [_table_html(faithfulness_wide("correct").reset_index())]
+
+
 def sanity_sections(tables: dict[str, pd.DataFrame], first: list[bool]) -> list[str]:
-    """Adebayo et al.'s sanity checks: which methods fail (their maps barely change when the
-    model's weights or training labels are randomised), the rule, and the similarity curves by
-    randomised layer. Fills ``tables`` with ``sanity-summary`` and ``sanity-verdicts``."""
+    """Adebayo et al.'s sanity checks behind the card: the point verdict per method and test, the
+    similarity measures and the similarity curves by randomised layer. Fills ``tables`` with
+    ``sanity-summary`` and ``sanity-verdicts``."""
     # lazy: read only when a report is written
     from xai_core.metrics.sanity_results import (
         FAIL_RULE,
@@ -166,7 +201,7 @@ def sanity_sections(tables: dict[str, pd.DataFrame], first: list[bool]) -> list[
     )
     from xai_core.metrics.sanity_similarity import SANITY_SIMILARITIES
 
-    parts = ["<h2>Sanity checks (Adebayo et al. 2018)</h2>"]
+    parts = ["<h3>Sanity checks (Adebayo et al. 2018)</h3>"]
     summary = sanity_summary(sanity_frame())
     if summary.empty:
         return parts + ["<p>No sanity checks yet: run <code>xaudit sanity CHECKPOINT --methods "
@@ -178,12 +213,26 @@ def sanity_sections(tables: dict[str, pd.DataFrame], first: list[bool]) -> list[
     parts.append(f"<p><b>{html.escape(said)}</b> {html.escape(FAIL_RULE)} The Sobel edge map (baseline_sobel) never "
                  "looks at the model: it is the control that must fail.</p>")
     shown = verdicts.rename(columns={"mode": "test", "step": "deciding step", "spearman": "median Spearman"})
-    parts.append(_table_html(shown) + "<h3>Similarity measures</h3>" + _table_html(metrics_table(SANITY_SIMILARITIES)))
+    parts.append(_table_html(shown) + "<h4>Similarity measures</h4>" + _table_html(metrics_table(SANITY_SIMILARITIES)))
     for mode in dict.fromkeys(summary["mode"]):
         fig = sanity_figure(summary, mode)
         fig.update_layout(title=f"{mode}: median Spearman of |map|, trained vs randomised model")
         parts.append(_figure_html(fig, first))
     return parts
+
+
+def region_sections(tables: dict[str, pd.DataFrame]) -> list[str]:
+    """The share of attribution on the suppressor/confounder region per dataset and method (when a
+    variant dataset is evaluated); fills ``tables['region-share']``."""
+    from xai_core.metrics.regions import region_frame, region_summary
+
+    summary = region_summary(region_frame("correct"), n_boot=1000)
+    if summary.empty:
+        return []
+    tables["region-share"] = summary
+    return ["<h3>Attribution on the suppressor / confounder region</h3><p>Mean share of |attribution| on the second "
+            "region with its 95% bootstrap CI, next to a uniform map's share of the same samples.</p>"
+            + _table_html(summary)]
 
 
 STAND_INS = (
@@ -278,50 +327,6 @@ def agreement_verdict(agreement: pd.DataFrame) -> str:
                 "conclusions from the mean ratings.")
     return (f"{said}: the CI includes values below {ALPHA_TENTATIVE:.3f}, so it is not shown that the readers agree "
             "enough to draw conclusions; more ratings narrow it.")
-
-
-def faithfulness_verdict(table: pd.DataFrame, method: str, metric: str, reference: str = "baseline_random") -> str:
-    """One line: ``method``'s ``metric`` against the random map's — better or worse than chance when
-    the 95% CIs do not overlap (in the metric's better direction), else not distinguishable."""
-    from xai_core.metrics.registry import get_faithfulness_metric
-
-    rows = table[table["metric"] == metric].set_index("method")
-    if method not in rows.index or reference not in rows.index:
-        return ""
-    spec = get_faithfulness_metric(metric)
-    m, r = rows.loc[method], rows.loc[reference]
-    text = f"{method}: {metric} {m['mean']:.3f} [{m['ci_low']:.3f}, {m['ci_high']:.3f}] vs random maps {r['mean']:.3f}"
-    lower_wins = spec.better == "lower"
-    if (m["ci_high"] < r["ci_low"]) if lower_wins else (m["ci_low"] > r["ci_high"]):
-        return text + " — more faithful than chance"
-    if (m["ci_low"] > r["ci_high"]) if lower_wins else (m["ci_high"] < r["ci_low"]):
-        return text + " — less faithful than chance"
-    return text + " — not distinguishable from chance"
-
-
-def faithfulness_sections(tables: dict[str, pd.DataFrame]) -> list[str]:
-    """Beyond the studies: faithfulness of each method's maps to the model (deletion/insertion AUC,
-    ROAD, faithfulness correlation, :mod:`xai_core.metrics.faithfulness`) with a verdict against
-    the random map per method; fills ``tables['faithfulness']``."""
-    from xai_core.metrics.faithfulness_job import faithfulness_table, faithfulness_wide
-
-    parts = ["<h2>Beyond the studies: faithfulness</h2>"]
-    table = faithfulness_table("correct")
-    if table.empty:
-        return parts + ["<p>No faithfulness metrics yet: run <code>xaudit faithfulness</code> (it runs each "
-                        "checkpoint on its stored maps).</p>"]
-    tables["faithfulness"] = table
-    parts.append("<p>Is the map faithful to the model, whether or not it is right? Removing the pixels a faithful "
-                 "map ranks highest makes the target score fall fast (low deletion AUC, negative ROAD MoRF) and "
-                 "restoring them first makes it rise fast (high insertion AUC). Mean on correctly classified test "
-                 "images, 95% bootstrap CI; the random map is chance.</p>")
-    parts.append(_table_html(faithfulness_wide("correct").reset_index()))
-    verdicts = [faithfulness_verdict(table, method, metric) for method in sorted(set(table["method"]) - set(CHANCE_METHODS))
-                for metric in ("deletion_auc", "insertion_auc", "road_morf")]
-    verdicts = [v for v in verdicts if v]
-    if verdicts:
-        parts.append("<ul>" + "".join(f"<li>{html.escape(v)}</li>" for v in verdicts) + "</ul>")
-    return parts
 
 
 def reader_study_sections(tables: dict[str, pd.DataFrame]) -> list[str]:

@@ -55,7 +55,7 @@ def _cells_when(page, ok, timeout_s: float = 60) -> list[str]:  # type: ignore[n
 def test_quick_demo_build_is_complete(quick_workspace: Path) -> None:
     status = json.loads((quick_workspace / "build_status.json").read_text())
     assert status["finished"] is True
-    assert [s["state"] for s in status["stages"]] == ["done"] * 11  # the MRI study, the drift study, drift, review, report
+    assert [s["state"] for s in status["stages"]] == ["done"] * 12  # the MRI study, the drift study, drift, beyond, review, report
     assert [s["name"] for s in status["stages"]][-2:] == ["review", "report"]
     with sqlite3.connect(f"file:{quick_workspace / 'xaudit.db'}?mode=ro", uri=True) as db:
         cases = db.execute("SELECT COUNT(*), SUM(c.is_catch) FROM review_cases c JOIN review_studies s "
@@ -73,7 +73,7 @@ def test_quick_demo_build_is_complete(quick_workspace: Path) -> None:
 def test_every_page_in_a_real_browser(server: str, page, admin: DemoAccount) -> None:  # type: ignore[no-untyped-def]
     # Overview: sign-in mode, build stages and workspace counts
     _open(page, server, "", "This workspace", admin)
-    _cells_when(page, lambda c: c.count("done") == 11 and "mri-lesions, five-lesions (260 images)" in c)
+    _cells_when(page, lambda c: c.count("done") == 12 and "mri-lesions, five-lesions (260 images)" in c)
     assert page.get_by_text("Sign-in mode with 3 active accounts (1 admin, 2 reviewer).").count() == 1
     assert page.get_by_text("Demo accounts (3) — admins only").count() == 1  # the admin sees the demo passwords
     # findings as cards: claim, evidence and a verdict badge, all without horizontal scrolling

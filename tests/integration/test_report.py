@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from xai_core.findings import OPPOSITE
+from xai_core.findings import OPPOSITE, UNTESTABLE
 from tests.seed import add_precision_grid
 from xai_core.report import write_report
 
@@ -28,7 +28,13 @@ def test_report_cards_methods_order_and_notes(workspace: Path, tmp_path: Path) -
     out = write_report(tmp_path / "r")
     page = out.read_text()
     cards = re.findall(r'<div class="card">.*?</div>', page, flags=re.S)
-    assert len(cards) == 8  # pre-training, degree trend, methods, baseline, phases, drift, architecture, reversal
+    # the studies: pre-training, degree trend, methods, baseline, phases, drift, architecture, reversal; then beyond
+    # the studies: faithfulness, sanity checks, suppressor — none stored here, so not testable
+    assert len(cards) == 11
+    assert all(f'<span class="badge none">{UNTESTABLE}</span>' in c for c in cards[8:])
+    beyond = pd.read_csv(out.parent / "beyond-findings.csv")
+    assert list(beyond["evidence"]) == ["no deletion or insertion AUC stored", "no sanity checks stored",
+                                        "no suppressor or confounder dataset is evaluated in this workspace"]
     assert f'<span class="badge bad">{OPPOSITE}</span>' in cards[0]
     assert "natural higher (opposite)" in cards[0] and "0.60 for 2 classes" in cards[0]
     assert "tl &lt; 1conv &lt; 2conv" in cards[1]  # escaped text

@@ -15,7 +15,7 @@ from xai_core.report import write_report
 
 def test_report_names_failing_methods(workspace: Path, tmp_path: Path) -> None:
     page = write_report(tmp_path / "empty").read_text()
-    assert "<h2>Sanity checks (Adebayo et al. 2018)</h2>" in page and "No sanity checks yet" in page
+    assert "<h3>Sanity checks (Adebayo et al. 2018)</h3>" in page and "No sanity checks yet" in page
 
     pks = add_dataset_rows("tiny", np.zeros((4, 16, 16), bool), [0, 1, 0, 1])
     ck = add_checkpoint("dn-ft", "densenet_mini", "natural", "all", "ft", pks, [0, 1, 0, 1], [0, 1, 0, 1])
@@ -24,7 +24,7 @@ def test_report_names_failing_methods(workspace: Path, tmp_path: Path) -> None:
     add_sanity_rows(ck, "guided_backprop", pks, [0.9, 0.6], mode="independent", steps=["head", "block1"])
     out = write_report(tmp_path / "r")
     page = out.read_text()
-    section = page[page.index("<h2>Sanity checks"):]
+    section = page[page.index("<h3>Sanity checks"):]
     assert "<b>Fails: guided_backprop on densenet_mini (cascading), guided_backprop on densenet_mini (independent).</b>" \
         in section
     assert "stays above 0.5" in section and section.count('class="plotly-graph-div"') == 2  # cascading, independent

@@ -54,7 +54,7 @@ class SampleBatch:
     masks: np.ndarray | None = None
 
 
-def _dataset_name(dataset: str | None, checkpoint_id: int, sample_pks: Sequence[int] | None) -> str:
+def dataset_to_explain(dataset: str | None, checkpoint_id: int, sample_pks: Sequence[int] | None) -> str:
     """The dataset to explain: as given, else the first sample's, else the checkpoint's."""
     if dataset:
         return dataset
@@ -190,7 +190,7 @@ def explain_checkpoint(
     net, meta = _checkpoint_meta(checkpoint_ref, model)
     ckpt_id = int(meta["checkpoint_id"])
     check_supported(method, meta["arch"])
-    name = _dataset_name(dataset, ckpt_id, sample_pks)
+    name = dataset_to_explain(dataset, ckpt_id, sample_pks)
     resolved = _resolve_params(method, params, name)
     hashed = {**get_method(method).hashed_params(resolved), **({"target": "true"} if target == "true" else {})}
     phash = params_hash(method, {**resolved, "target": target})
@@ -226,7 +226,7 @@ def _hash_for(method: str, params: dict[str, Any] | None, checkpoint_id: int, ta
     target = p_target if target == "predicted" else target
     resolved = get_method(method).resolve(rest)
     if resolved.get("baseline") == "mean" and resolved.get("baseline_value") is None:
-        resolved["baseline_value"] = dataset_mean(_dataset_name(None, checkpoint_id, None))
+        resolved["baseline_value"] = dataset_mean(dataset_to_explain(None, checkpoint_id, None))
     return params_hash(method, {**resolved, "target": target})
 
 

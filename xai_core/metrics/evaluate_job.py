@@ -72,7 +72,7 @@ class EvaluateResult:
 
 
 @dataclass
-class _Plan:
+class MetricPlan:
     """One (checkpoint, method, params hash): the samples to compute and what is stored for them."""
 
     checkpoint_id: int
@@ -131,10 +131,13 @@ def _todo(chosen: list[int], stored: dict[int, set[str]], metrics: Sequence[str]
     return sorted(with_region + missing([p for p, h in zip(chosen, has.tolist()) if not h], stored, base))
 
 
-def _plans(checkpoints: Sequence[int | str] | None, methods: Sequence[str] | None, selection: str, baselines: bool,
-           metrics: Sequence[str], dataset: Any = None) -> tuple[list[_Plan], list[EvaluateResult]]:
-    """What to compute per (checkpoint, method, params hash), and notes on checkpoints skipped."""
-    plans: list[_Plan] = []
+def metric_plans(checkpoints: Sequence[int | str] | None, methods: Sequence[str] | None, selection: str,
+                 baselines: bool, metrics: Sequence[str], dataset: Any = None,
+                 max_samples: int | None = None) -> tuple[list[MetricPlan], list[EvaluateResult]]:
+    """What to compute per (checkpoint, method, params hash), and notes on checkpoints skipped.
+    ``max_samples`` keeps only the first that many selected samples (by id) of each group: a fixed
+    subset, so a second run with the same value finds everything stored."""
+    plans: list[MetricPlan] = []
     notes: list[EvaluateResult] = []
     problems: list[str] = []
     with session_scope() as session:
@@ -163,18 +166,18 @@ def _plans(checkpoints: Sequence[int | str] | None, methods: Sequence[str] | Non
             for method, phash in [*groups, *chance]:
                 is_chance = (method, phash) in chance
                 chosen = sorted(union) if is_chance else select_samples(preds, map_samples(session, ck.id, method, phash),
-                                                                        selection)
+                                                                        selection)[:max_samples]
                 union.update(chosen)
                 stored = stored_metrics(session, GroundTruthMetric, checkpoint_id=ck.id, method=method, params_hash=phash)
                 todo = _todo(chosen, stored, metrics, dataset)
                 if chosen or not is_chance:
-                    plans.append(_Plan(ck.id, method, phash, todo, len(chosen) - len(todo), preds, stored))
+                    plans.append(MetricPlan(ck.id, method, phash, todo, len(chosen) - len(todo), preds, stored))
     if not plans and problems:
         raise WorkspaceError(problems[0])
     return plans, notes
 
 
-def _maps(plan: _Plan, pks: list[int], masks: np.ndarray, images: np.ndarray | None) -> np.ndarray:
+def plan_maps(plan: MetricPlan, pks: list[int], masks: np.ndarray, images: np.ndarray | None) -> np.ndarray:
     """The maps of ``pks``: made on the fly for a chance-level method, else read from the store."""
     chance = CHANCE_MAPS.get(plan.method)
     if chance is not None and chance.params_hash == plan.params_hash:
@@ -213,7 +216,7 @@ def evaluate(
     names = ([get_ground_truth_metric(k).name for k in metrics] if metrics
              else list_ground_truth_metrics() + list_region_metrics())
     regional = any(get_ground_truth_metric(k).needs_region for k in names)
-    plans, notes = _plans(checkpoints, methods, selection, baselines, names, dataset)
+    plans, notes = metric_plans(checkpoints, methods, selection, baselines, names, dataset)
     total = sum(len(p.todo) for p in plans)
     done_n = 0
     progress(0, total, "evaluate")
@@ -235,7 +238,7 @@ def evaluate(
                 regions = None if regions is None else regions[keep]
             if pks:
                 insert_rows(GroundTruthMetric, gt_rows(plan.checkpoint_id, plan.method, plan.params_hash, selection,
-                                                       pks, plan.preds, _maps(plan, pks, masks, images), masks, names,
+                                                       pks, plan.preds, plan_maps(plan, pks, masks, images), masks, names,
                                                        plan.stored, n_directions, regions))
                 written += len(pks)
                 done_n += len(pks)

@@ -35,7 +35,7 @@ from xai_core.config import workspace_dir
 from xai_core.errors import ConfigError
 from xai_core.metrics import faithfulness as _faithfulness  # noqa: F401  (registers the metrics)
 from xai_core.metrics.chance_maps import CHANCE_MAPS
-from xai_core.metrics.evaluate_job import GT_SELECTIONS, EvaluateResult, _maps, _plans
+from xai_core.metrics.evaluate_job import GT_SELECTIONS, EvaluateResult, metric_plans, plan_maps
 from xai_core.metrics.faithfulness import FaithBatch, check_params, model_forward
 from xai_core.metrics.ground_truth import constant_maps
 from xai_core.metrics.registry import FaithfulnessSpec, get_faithfulness_metric, list_faithfulness_metrics
@@ -111,13 +111,16 @@ def faithfulness(
     params: Mapping[str, Mapping[str, Any]] | None = None,
     chunk_size: int = CHUNK,
     limit: int | None = None,
+    max_samples: int | None = None,
     device: str | None = None,
     dataset: Any = None,
 ) -> list[EvaluateResult]:
     """Faithfulness metrics of every stored map of ``checkpoints`` (default: all with maps).
 
     ``metrics``: registered faithfulness metric names (default: all); ``params``: ``{metric:
-    {parameter: value}}``; ``limit``: at most this many maps per (checkpoint, method) in this run.
+    {parameter: value}}``; ``limit``: at most this many maps per (checkpoint, method) in this run;
+    ``max_samples``: only the first that many selected samples (by id) of each (checkpoint, method),
+    a fixed subset (a rerun computes nothing new, unlike ``limit``).
     Samples, chance maps and resumability as :func:`~xai_core.metrics.evaluate_job.evaluate`.
     Returns one :class:`~xai_core.metrics.evaluate_job.EvaluateResult` per group.
     """
@@ -125,9 +128,11 @@ def faithfulness(
         raise ConfigError(f"selection must be one of {', '.join(GT_SELECTIONS)} (got {selection!r})")
     if limit is not None and limit < 1:
         raise ConfigError(f"--limit must be >= 1 (got {limit})")
+    if max_samples is not None and max_samples < 1:
+        raise ConfigError(f"max_samples must be >= 1 (got {max_samples})")
     chosen = resolve_metrics(metrics, params)
     keys = [key for _, _, key in chosen]
-    plans, notes = _plans(checkpoints, methods, selection, baselines, keys)
+    plans, notes = metric_plans(checkpoints, methods, selection, baselines, keys, max_samples=max_samples)
     for plan in plans:
         plan.todo = plan.todo[:limit] if limit else plan.todo
     checked: set[tuple[int, int]] = set()
@@ -158,7 +163,7 @@ def faithfulness(
                 name = _dataset_of(pks[0])
                 mean_value = means.setdefault(name, dataset_mean(name))
             if plan.method in CHANCE_MAPS and CHANCE_MAPS[plan.method].params_hash == plan.params_hash:
-                maps = _maps(plan, pks, masks, images)
+                maps = plan_maps(plan, pks, masks, images)
                 targets = np.asarray([plan.preds[int(p)][0] for p in pks], np.int64)
             else:
                 stored = read_maps_by_hash(plan.checkpoint_id, plan.method, plan.params_hash, pks)

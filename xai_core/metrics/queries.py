@@ -39,7 +39,7 @@ DRIFT_KEY = ["checkpoint_a_id", "checkpoint_b_id", "method_a", "params_hash_a", 
              "sample_pk"]  # one map pair
 
 
-def _frame(statement: Any) -> pd.DataFrame:
+def read_frame(statement: Any) -> pd.DataFrame:
     with get_engine().connect() as conn:
         return pd.read_sql(statement, conn)
 
@@ -101,7 +101,7 @@ def gt_frame(selection: str = "correct", methods: list[str] | None = None,
         .join(Sample, Sample.id == g.c.sample_pk)
         .order_by(*[g.c[c] for c in GT_KEY])
     )
-    df = _frame(stmt)
+    df = read_frame(stmt)
     df["degree"] = df["degree"].fillna("-")
     df["correct"] = df["correct"].astype(bool)
     df["constant_map"] = df["constant_map"].astype(bool)
@@ -159,7 +159,7 @@ def drift_frame(selection: str | None = None, methods: list[str] | None = None,
         .join(Dataset, Dataset.id == Sample.dataset_id)
         .order_by(*[d.c[c] for c in DRIFT_KEY])
     )
-    df = _frame(stmt).astype({k: float for k in names})
+    df = read_frame(stmt).astype({k: float for k in names})
     df["epoch_b"] = df["epoch_b"].astype("Int64")
     same = (df["checkpoint_a_id"] == df["checkpoint_b_id"]).to_numpy()
     df.insert(df.columns.get_loc("epoch_b") + 1, "kind",
@@ -175,7 +175,7 @@ def drift_frame(selection: str | None = None, methods: list[str] | None = None,
 def checkpoint_accuracy() -> pd.DataFrame:
     """Test accuracy per checkpoint from its ``Prediction`` rows on test-split samples
     (falls back to all its predictions when none are on the test split)."""
-    df = _frame(
+    df = read_frame(
         select(Prediction.checkpoint_id, Prediction.correct, Sample.split).join(Sample, Sample.id == Prediction.sample_pk)
     )
     if df.empty:
@@ -194,7 +194,7 @@ def checkpoint_info() -> pd.DataFrame:
     """Per checkpoint: ``checkpoint_id, checkpoint`` (name), ``arch, pretrain, degree, num_classes``,
     its ``dataset`` (None for a checkpoint of no registered dataset) and its test ``accuracy`` /
     ``n_predictions`` (:func:`checkpoint_accuracy`; NaN / 0 without)."""
-    info = _frame(select(Checkpoint.id.label("checkpoint_id"), Checkpoint.name.label("checkpoint"), Checkpoint.arch,
+    info = read_frame(select(Checkpoint.id.label("checkpoint_id"), Checkpoint.name.label("checkpoint"), Checkpoint.arch,
                          Checkpoint.pretrain, Checkpoint.degree, Checkpoint.num_classes, Dataset.name.label("dataset"))
                   .outerjoin(Dataset, Dataset.id == Checkpoint.dataset_id))
     out = info.merge(checkpoint_accuracy(), on="checkpoint_id", how="left")
@@ -454,7 +454,7 @@ def export_table(name: str, path: str | Path, **options: Any) -> tuple[Path, int
 def chance_precision(selection: str = "correct") -> float:
     """Mean lesion share ``n / HW`` of the evaluated samples (the expected precision by chance)."""
     evaluated = select(GroundTruthMetric.sample_pk).where(*_selected(selection)).distinct()
-    df = _frame(select(Sample.lesion_area, Dataset.image_size).join(Dataset).where(Sample.id.in_(evaluated)))
+    df = read_frame(select(Sample.lesion_area, Dataset.image_size).join(Dataset).where(Sample.id.in_(evaluated)))
     if df.empty:
         return float("nan")
     return float(np.mean(df["lesion_area"].to_numpy(float) / df["image_size"].to_numpy(float) ** 2))

@@ -83,7 +83,7 @@ GROUND_TRUTH_METRICS: Registry[MetricSpec] = Registry("ground-truth metric")
 DRIFT_METRICS: Registry[MetricSpec] = Registry("drift metric")
 
 
-def _spec_builder(name: str, label: str, help: str, better: str, value_range: tuple[float, float],
+def spec_builder(name: str, label: str, help: str, better: str, value_range: tuple[float, float],
                   paper: str, needs_region: bool = False) -> Callable[[Callable[[Any], np.ndarray]], MetricSpec]:
     if not NAME_PATTERN.fullmatch(name) or name in RESERVED:
         raise ConfigError(f"metric name {name!r} must be 1..50 lower-case letters, digits or _ starting with a "
@@ -102,13 +102,13 @@ def register_ground_truth_metric(name: str, *, label: str, better: str, value_ra
                                  needs_region: bool = False) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Decorator: register ``fn(batch: MapBatch) -> (N,)`` as ground-truth metric ``name``
     (``help`` defaults to the docstring; ``needs_region``: it reads the second mask ``batch.r``)."""
-    return GROUND_TRUTH_METRICS.register(_spec_builder(name, label, help, better, value_range, paper, needs_region))
+    return GROUND_TRUTH_METRICS.register(spec_builder(name, label, help, better, value_range, paper, needs_region))
 
 
 def register_drift_metric(name: str, *, label: str, better: str, value_range: tuple[float, float],
                           help: str = "", paper: str = "") -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Decorator: register ``fn(batch: PairBatch) -> (N,)`` as drift metric ``name`` (A → B)."""
-    return DRIFT_METRICS.register(_spec_builder(name, label, help, better, value_range, paper))
+    return DRIFT_METRICS.register(spec_builder(name, label, help, better, value_range, paper))
 
 
 def list_ground_truth_metrics() -> list[str]:
@@ -196,7 +196,7 @@ def register_faithfulness_metric(name: str, *, label: str, better: str, value_ra
                                  paper: str = "") -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Decorator: register ``fn(batch: FaithBatch, params: dict) -> FaithfulnessOutput`` as faithfulness
     metric ``name`` with typed ``params`` (``help`` defaults to the docstring)."""
-    build = _spec_builder(name, label, help, better, value_range, paper)
+    build = spec_builder(name, label, help, better, value_range, paper)
 
     def make(fn: Callable[..., Any]) -> FaithfulnessSpec:
         base = build(fn)

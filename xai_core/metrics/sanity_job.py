@@ -41,7 +41,7 @@ from models.prediction import predict
 from models.pretraining import list_pretraining_sources
 from xai_core.attribution.capabilities import check_supported
 from xai_core.attribution.engine import explain_with_info
-from xai_core.attribution.jobs import TARGETS, _dataset_name, dataset_mean, select_samples
+from xai_core.attribution.jobs import TARGETS, dataset_mean, dataset_to_explain, select_samples
 from xai_core.attribution.registry import get_method, params_hash
 from xai_core.errors import ConfigError, InvalidValueError, UnsupportedError, WorkspaceError
 from xai_core.metrics.chance_maps import CHANCE_MAPS
@@ -219,7 +219,7 @@ def sanity(
     if limit is not None and limit < 1:
         raise InvalidValueError(f"--limit must be >= 1 (got {limit})")
     row, step_list = check_request(checkpoint, mode, layers, shuffled)
-    dataset = _dataset_name(None, int(row.id), None)
+    dataset = dataset_to_explain(None, int(row.id), None)
     checked = _methods(methods, row.arch, params, dataset, target)
     names = list_sanity_similarities()
     batch = select_samples(dataset, split, None, limit)

@@ -21,7 +21,7 @@ from plotly.subplots import make_subplots
 from sqlalchemy import select
 
 from db import Checkpoint, DriftMetric, Sample
-from xai_core.metrics.queries import DRIFT_KEY, _frame, pivoted
+from xai_core.metrics.queries import DRIFT_KEY, pivoted, read_frame
 from xai_core.metrics.sanity_randomise import DATA_STEP, MODES, SELECTION, parse_randomisation_key
 from xai_core.metrics.sanity_similarity import list_sanity_similarities
 
@@ -54,7 +54,7 @@ def sanity_frame(methods: list[str] | None = None) -> pd.DataFrame:
         .join(Sample, Sample.id == d.c.sample_pk)
         .order_by(*[d.c[c] for c in DRIFT_KEY])
     )
-    df = _frame(stmt)
+    df = read_frame(stmt)
     keys = [parse_randomisation_key(k) for k in df["params_hash_b"]]
     keep = np.asarray([k is not None for k in keys], dtype=bool)
     df = df.loc[keep].reset_index(drop=True)

@@ -35,7 +35,7 @@ from scipy.stats import rankdata
 
 from xai_core.errors import ShapeError
 from xai_core.metrics._arrays import to_numpy
-from xai_core.metrics.registry import MetricSpec, _spec_builder
+from xai_core.metrics.registry import MetricSpec, spec_builder
 from xai_core.registry import Registry
 
 SANITY_SIMILARITIES: Registry[MetricSpec] = Registry("sanity similarity")
@@ -52,7 +52,7 @@ def register_sanity_similarity(name: str, *, label: str, value_range: tuple[floa
     """Decorator: register ``fn(a, b) -> (N,)`` (two ``(N, H, W)`` map batches) as a sanity
     similarity; higher means the maps stayed more alike (``better="higher"``: a map that does not
     change when the model does is what the check flags, so "better" here reads "more similar")."""
-    return SANITY_SIMILARITIES.register(_spec_builder(name, label, help, "higher", value_range, paper))
+    return SANITY_SIMILARITIES.register(spec_builder(name, label, help, "higher", value_range, paper))
 
 
 def list_sanity_similarities() -> list[str]:
