@@ -271,7 +271,8 @@ def quick_settings(full: DemoSettings | None = None) -> DemoSettings:
         method_params={"integrated_gradients": {"n_steps": 8}, "gradient_shap": {"n_samples": 4},
                        "smoothgrad": {"n_samples": 4}, "occlusion": {"window": 16, "stride": 16}},
         drift_study=replace(d, data=_resized(d.data, 100, 32), archs=("densenet_mini", "resnetv2_mini"), width=0.125,
-                            pretrain_steps=4, pretrain_size=32, train=replace(d.train, epochs=1, min_epochs=1),
+                            pretrain_steps=4, pretrain_size=32,
+                            train=replace(d.train, epochs=1, min_epochs=1, save_every=1),
                             ft_epochs=2, maps_per_checkpoint=6),
         beyond=BeyondStudies(faith_samples=4, sanity_samples=4),
     )

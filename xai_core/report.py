@@ -291,7 +291,7 @@ def drift_study_sections(tables: dict[str, pd.DataFrame]) -> list[str]:
     epochs = drift_by_epoch(n_boot=1000)
     if not epochs.empty:
         tables["drift-epochs"] = epochs
-        parts.append("<h3>Drift along fine-tuning: every FT epoch against TL (top-20% IoU)</h3>"
+        parts.append("<h3>Drift along fine-tuning: each kept FT epoch against TL (top-20% IoU)</h3>"
                      + _table_html(epochs))
     return parts + [STAND_INS]
 

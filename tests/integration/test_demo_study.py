@@ -62,9 +62,9 @@ def test_full_settings_are_the_values_of_demo_yaml() -> None:
     assert (d.pretrain, d.pretrain_steps, d.pretrain_size) == (dm["pretrain"]["sources"][0], dm["pretrain"]["steps"],
                                                                dm["pretrain"]["size"])
     assert dm["protocol"] == "tl-ft" and (d.tl_epochs, d.ft_epochs) == (dt["epochs"], dt["ft_epochs"])
-    # TL without early stopping, a checkpoint after every epoch
+    # TL without early stopping, a checkpoint every third epoch
     assert d.train == TrainConfig(epochs=dt["epochs"], min_epochs=dt["min_epochs"], augment=dt["augment"],
-                                  save_every=dt["save_every"]) and dt["save_every"] == 1
+                                  save_every=dt["save_every"]) and dt["save_every"] == 3
     assert (d.methods, d.maps_per_checkpoint) == (tuple(dr["methods"]["names"]), dr["methods"]["samples"])
     assert d.methods == ("layercam", "gradcam_plus_plus") and d.method_params == {}
 
@@ -95,10 +95,10 @@ def _broken(tmp_path: Path, old: str, new: str) -> Path:
 
 
 @pytest.mark.parametrize(("old", "new", "message"), [
-    ("lesion_area_max: 0.05", "lesion_area_max: 0.5",
-     "demo.yaml: parts.drift.dataset.build: need 0 < lesion_area_min <= lesion_area_max <= 0.05 "
+    ("lesion_area_max: 0.1", "lesion_area_max: 0.5",
+     "demo.yaml: parts.drift.dataset.build: need 0 < lesion_area_min <= lesion_area_max <= 0.12 "
      "(fractions of the image area)"),
-    ("width: 0.25", "width: -0.25", "demo.yaml: parts.drift.models.width: Input should be greater than 0"),
+    ("width: 0.5 ", "width: -0.5 ", "demo.yaml: parts.drift.models.width: Input should be greater than 0"),
     ("protocol: tl-ft", "protocol: grid",
      "demo.yaml: parts.drift.models: training.ft_epochs applies to protocol tl-ft only; drop it or set protocol: tl-ft"),
     ("names: []             # drift only: no ground-truth metrics of this part\n      baselines: false",

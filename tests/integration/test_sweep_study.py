@@ -43,8 +43,8 @@ def test_every_preset_loads_and_dry_runs(preset: Path, workspace: Path, capsys: 
 def test_the_demo_study_plans_both_parts(workspace: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """studies/demo.yaml's dry run, by hand from its values (read as plain YAML). Today: MRI grid
     2 sources x 6 degrees = 12 cells; 300 test images, 40 explained in shards of 20 with VGG-16's 13
-    methods; drift study 3 archs x (TL, FT, 15 FT epochs) = 51 checkpoints, 2 methods, 60 images in
-    shards of 30 -> tasks per stage 2, 5, 15, 312 + 204, 12 x 14, (10 + 12) + (3 x 16 + 6), 1."""
+    methods; drift study 3 archs x (TL, FT, FT epochs 3, 6, .., 15) = 21 checkpoints, 2 methods, 60 images
+    in shards of 30 -> tasks per stage 2, 5, 15, 312 + 84, 12 x 14, (10 + 12) + (3 x 6 + 6), 1."""
     raw = yaml.safe_load((studies_dir() / "demo.yaml").read_text())
     mri, dr = raw["parts"]["mri"], raw["parts"]["drift"]
     n_mri, n_dr = mri["dataset"]["build"]["n"], dr["dataset"]["build"]["n"]
@@ -53,25 +53,26 @@ def test_the_demo_study_plans_both_parts(workspace: Path, capsys: pytest.Capture
     test_dr = n_dr - k * round(0.7 * n_dr / k) - k * round(0.15 * n_dr / k)
     sources, degrees, archs = len(mri["models"]["pretrain"]["sources"]), len(mri["models"]["degrees"]), len(dr["models"]["archs"])
     cells, ft_epochs = sources * degrees, dr["models"]["training"]["ft_epochs"]
+    kept = ft_epochs // dr["models"]["training"]["save_every"]  # the FT run's epoch checkpoints
     shards_mri = -(-min(mri["methods"]["samples"], test_mri) // mri["methods"]["shard"])
     shards_dr = -(-min(dr["methods"]["samples"], test_dr) // dr["methods"]["shard"])
     vgg_methods = 13  # every method VGG-16 supports (names: all)
     expected = {
         "data": 2, "pretrain": sources + archs, "train": cells + archs,
-        "explain": cells * vgg_methods * shards_mri + archs * (2 + ft_epochs) * 2 * shards_dr,
+        "explain": cells * vgg_methods * shards_mri + archs * (2 + kept) * 2 * shards_dr,
         "evaluate": cells * (vgg_methods + 1),  # + the baselines per checkpoint; none for the drift part
-        "drift": (sources * (degrees - 1) + cells) + archs * (1 + ft_epochs + 2),  # pairs + cross-method per TL/FT
+        "drift": (sources * (degrees - 1) + cells) + archs * (1 + kept + 2),  # pairs + cross-method per TL/FT
         "report": 1,
     }
-    if (n_mri, n_dr, ft_epochs, archs) == (2000, 1000, 15, 3):  # today's file
-        assert list(expected.values()) == [2, 5, 15, 516, 168, 76, 1]
+    if (n_mri, n_dr, ft_epochs, kept, archs) == (2000, 1000, 15, 5, 3):  # today's file
+        assert list(expected.values()) == [2, 5, 15, 396, 168, 46, 1]
     study = load_study(studies_dir() / "demo.yaml")
     assert {p.stage: len(p.tasks) for p in plan_study(study)} == expected
     assert run(["sweep", str(studies_dir() / "demo.yaml"), "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert all(f"{stage}" in out for stage in STAGES)
     # FT epochs apart from TL's: the predicted epoch checkpoints are the FT run's
-    raw["parts"]["drift"]["models"]["training"].update(epochs=3, ft_epochs=2)
+    raw["parts"]["drift"]["models"]["training"].update(epochs=3, ft_epochs=2, save_every=1)
     plans = {p.stage: p for p in plan_study(parse_study(raw))}
     drift_maps = [t for t in plans["explain"].tasks if t.args["part"] == "drift"]
     assert len(drift_maps) == archs * (2 + 2) * 2 * shards_dr

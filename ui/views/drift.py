@@ -62,7 +62,7 @@ def _evidence(sides: tuple, a_id: int, b_id: int, sample_pk: int, stamp: tuple) 
 
 @st.cache_data(show_spinner=False, max_entries=16)
 def _epochs(metric: str, stamp: tuple) -> pd.DataFrame:
-    """Drift of every FT epoch checkpoint against its TL checkpoint, with CIs and validation accuracy."""
+    """Drift of each FT epoch checkpoint against its TL checkpoint, with CIs and validation accuracy."""
     return queries.drift_by_epoch(metric=metric)
 
 
@@ -84,7 +84,7 @@ def _epoch_figure(metric: str, stamp: tuple) -> go.Figure:
 
 
 def along_training(metrics: list[str], stamp: tuple) -> None:
-    """When did the evidence move: a drift metric of every FT epoch checkpoint against its TL
+    """When did the evidence move: a drift metric of each FT epoch checkpoint against its TL
     checkpoint per architecture × method (95% CI bands) next to the validation accuracy."""
     metric = st.selectbox("Metric", metrics, index=metrics.index("iou_top20"), key="epoch_metric",
                           format_func=lambda k: DRIFT_METRICS.get(k).label)

@@ -105,8 +105,8 @@ def validate(p: GeneratorParams) -> GeneratorParams:
     _check(0.02 <= p.elastic_spacing <= 1.0, "elastic_spacing must be in [0.02, 1] (fraction of the image side)")
     _check(isinstance(p.max_lesions, int) and 1 <= p.max_lesions <= 10, "max_lesions must be 1..10")
     _check(
-        0 < p.lesion_area_min <= p.lesion_area_max <= 0.05,
-        "need 0 < lesion_area_min <= lesion_area_max <= 0.05 (fractions of the image area)",
+        0 < p.lesion_area_min <= p.lesion_area_max <= 0.12,
+        "need 0 < lesion_area_min <= lesion_area_max <= 0.12 (fractions of the image area)",
     )
     _check(1.0 <= p.max_aspect <= 4.0, "max_aspect must be in [1, 4]")
     _check(p.irregular_style in IRREGULAR_STYLES, f"irregular_style must be one of {', '.join(IRREGULAR_STYLES)}")

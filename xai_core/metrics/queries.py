@@ -383,7 +383,7 @@ TABLES = {
     "drift-study": "drift per architecture x method x pre-training x TL→FT pair with SD, IQR and CIs",
     "phase-accuracy": "TL vs FT test accuracy and AUC per TL→FT pair, and whether each phase works",
     "cross-method": "LayerCAM vs Grad-CAM++ agreement on the same checkpoint per architecture, TL and FT",
-    "drift-epochs": "drift of every FT epoch checkpoint vs TL per architecture x method x epoch with CIs (iou_top20)",
+    "drift-epochs": "drift of each FT epoch checkpoint vs TL per architecture x method x epoch with CIs (iou_top20)",
 }
 
 
