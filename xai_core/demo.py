@@ -57,12 +57,31 @@ def demo_study_file() -> Path:
     return studies_dir() / "demo.yaml"
 
 
+class _Sizes:
+    """What both studies' settings derive from their generator parameters and pre-training sizes."""
+
+    data: GeneratorParams
+    pretrain_steps: int | None  # None: the source's default
+    pretrain_size: int | None  # px of the pretext crops
+
+    @property
+    def n_images(self) -> int:
+        return self.data.n
+
+    @property
+    def size(self) -> int:
+        return self.data.size
+
+    def pretrain_kwargs(self) -> dict[str, int]:
+        return _pretrain_kwargs(self.pretrain_steps, self.pretrain_size)
+
+
 @dataclass(frozen=True)
-class DriftStudy:
+class DriftStudy(_Sizes):
     """The demo's drift study (Elangovan & Ting's design at CPU size; the ``drift`` part of
     studies/demo.yaml): a five-class benchmark, compact networks pre-trained on the formula-driven
-    stand-in for ImageNet, each trained TL (head only) then FT (all layers) with an epoch checkpoint
-    per FT epoch."""
+    stand-in for ImageNet, each trained TL (head only) then FT (all layers) with a checkpoint every
+    ``train.save_every`` FT epochs."""
 
     dataset: str
     data: GeneratorParams
@@ -78,23 +97,12 @@ class DriftStudy:
     method_params: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
-    def n_images(self) -> int:
-        return self.data.n
-
-    @property
-    def size(self) -> int:
-        return self.data.size
-
-    @property
     def classes(self) -> int:
         return self.data.classes
 
     @property
     def tl_epochs(self) -> int:
         return self.train.epochs
-
-    def pretrain_kwargs(self) -> dict[str, int]:
-        return _pretrain_kwargs(self.pretrain_steps, self.pretrain_size)
 
     def describe(self) -> dict[str, Any]:
         d = self.data
@@ -103,7 +111,8 @@ class DriftStudy:
                        f"classes, area {d.lesion_area_min:g}–{d.lesion_area_max:g} of the image",
             "models": f"{', '.join(self.archs)} width {self.width:g}, pre-training {self.pretrain} "
                       f"({self.pretrain_steps or 'default'} steps at {self.pretrain_size or 'default'} px), TL "
-                      f"{self.tl_epochs} epochs then FT {self.ft_epochs} epochs with an epoch checkpoint each",
+                      f"{self.tl_epochs} epochs then FT {self.ft_epochs} epochs with a checkpoint every "
+                      f"{self.train.save_every or self.ft_epochs}",
             "maps": f"{', '.join(self.methods or ('every supported method',))} on "
                     f"{self.maps_per_checkpoint or 'all'} test images per checkpoint",
         }
@@ -115,9 +124,8 @@ class BeyondStudies:
     the chance maps) to the model on the grid's all-layers FT checkpoints (the TL ones sit near
     chance in the full demo, so the verdicts would leave them out), and Adebayo et al.'s cascading
     model-randomisation test on one of them, with three cascade steps (head; head to block3; every
-    layer — the deciding one) and the Sobel map as the control. Full size, one thread: faithfulness
-    ~0.26 s a map (120 maps) and the cascade ~21 s, about 52 s in all on a quiet core (measured 121 s
-    at a load of 3-4)."""
+    layer — the deciding one) and the Sobel map as the control. Full size: 7 s in the quiet full build
+    (bench/RESULTS.md; 121 s at a load of 3-4 with oversubscribed threads)."""
 
     faith_samples: int  # first correctly classified test images per checkpoint and method
     sanity_samples: int  # first test images of the sanity check
@@ -138,7 +146,7 @@ class BeyondStudies:
 
 
 @dataclass(frozen=True)
-class DemoSettings:
+class DemoSettings(_Sizes):
     """Sizes and recipes of the demo build: :func:`full_settings` is what ``make demo`` builds
     (studies/demo.yaml), :func:`quick_settings` the tests' scale-down of it."""
 
@@ -163,17 +171,6 @@ class DemoSettings:
     drift_study: DriftStudy
     beyond: BeyondStudies
     method_params: dict[str, dict[str, Any]] = field(default_factory=dict)
-
-    @property
-    def n_images(self) -> int:
-        return self.data.n
-
-    @property
-    def size(self) -> int:
-        return self.data.size
-
-    def pretrain_kwargs(self) -> dict[str, int]:
-        return _pretrain_kwargs(self.pretrain_steps, self.pretrain_size)
 
     def describe(self) -> dict[str, Any]:
         t = self.train
