@@ -214,7 +214,9 @@ def test_report_has_the_drift_study_section(workspace: Path, tmp_path: Path) -> 
     reversals = pd.read_csv(out.parent / "reversals.csv")
     assert reversals[["tau_ci_low", "reversal_share"]].values.tolist() == [[-1.0, 1.0]]
     cards = page.count('<div class="card">')
-    assert cards == 5  # no ground-truth rows: one card for them, then phases, drift, architecture, reversal
+    # no ground-truth rows: one card for them, then phases, drift, architecture, reversal; then the three
+    # "Beyond the studies" cards (faithfulness, sanity, suppressor region: not testable here)
+    assert cards == 8
 
 
 def test_real_tl_ft_training_with_epoch_checkpoints(workspace: Path) -> None:
