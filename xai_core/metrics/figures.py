@@ -236,10 +236,13 @@ def drift_epoch_lines(curve: pd.DataFrame, metric: str) -> go.Figure:
                                          hovertemplate=f"{arch}: epoch %{{x}} val accuracy %{{y:.3f}}<extra></extra>"),
                               row=1, col=col, secondary_y=True)
                 shown.add(label)
-    fig.update_xaxes(title_text="FT epoch", dtick=1)
+    fig.update_xaxes(title_text="FT epoch", tickvals=sorted(int(e) for e in curve["epoch"].unique()))
     fig.update_yaxes(matches="y", secondary_y=False)  # one drift scale: architectures compare at a glance
+    fig.update_yaxes(range=[0, 1.02], showgrid=False, tickmode="linear", tick0=0, dtick=0.2, secondary_y=True)
+    for col in range(1, n_cols + 1):  # tick labels on the outer axes only: inner ones would collide
+        fig.update_yaxes(showticklabels=col == 1, secondary_y=False, col=col)
+        fig.update_yaxes(showticklabels=col == n_cols, secondary_y=True, col=col)
     fig.update_yaxes(title_text=f"{metric} vs TL", secondary_y=False, col=1)
-    fig.update_yaxes(range=[0, 1.02], showgrid=False, secondary_y=True)
     fig.update_yaxes(title_text="val accuracy", secondary_y=True, col=n_cols)
     fig.update_layout(height=380, legend_title_text="method", margin={"t": 40})
     return fig
