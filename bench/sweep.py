@@ -11,7 +11,7 @@ Each run gets a fresh workspace and a fresh database on a throw-away PostgreSQL 
 one; the local run uses it too). Ray's cluster start is not counted; connecting, the workers'
 start-up and every task round trip are. Appends the table to bench/RESULTS.md.
 
-    XAUDIT_THREADS=1 python bench/sweep.py [--no-record]
+    XAUDIT_THREADS=1 python bench/sweep.py [--no-record] [--factor K]
 """
 
 from __future__ import annotations
@@ -41,16 +41,17 @@ RAY = str(Path(sys.executable).parent / "ray")
 SCALE = {"n": 200, "size": 128, "epochs": 2, "pretrain_steps": 12, "samples": 20}
 
 
-def scaled_demo() -> dict:
-    """studies/demo.yaml's MRI part at :data:`SCALE`."""
+def scaled_demo(factor: int = 1) -> dict:
+    """studies/demo.yaml's MRI part at :data:`SCALE`, with ``factor`` times the images and the maps per
+    checkpoint and method (the same tasks, each about ``factor`` times longer)."""
     data = yaml.safe_load((ROOT / "studies" / "demo.yaml").read_text())
     part = data["parts"]["mri"]
     data["parts"] = {"mri": part}  # the drift study's part is left out
-    part["dataset"]["build"].update(n=SCALE["n"], size=SCALE["size"])
+    part["dataset"]["build"].update(n=SCALE["n"] * factor, size=SCALE["size"])
     part["models"]["degrees"] = ["tl", "all"]
     part["models"]["pretrain"].update(steps=SCALE["pretrain_steps"], size=SCALE["size"])
     part["models"]["training"].update(epochs=SCALE["epochs"], min_epochs=1)
-    part["methods"].update(samples=SCALE["samples"], shard=SCALE["samples"])
+    part["methods"].update(samples=SCALE["samples"] * factor, shard=SCALE["samples"] * factor)
     data["report"] = False
     return data
 
@@ -63,14 +64,14 @@ def ray(*args: str) -> None:
     subprocess.run([RAY, *args], check=True, capture_output=True, timeout=180, env=env)
 
 
-def one_run(executor: str, nodes: int, url: str, folder: Path) -> tuple[float, float, list[int]]:
+def one_run(executor: str, nodes: int, url: str, folder: Path, factor: int = 1) -> tuple[float, float, list[int]]:
     """Wall seconds of one sweep in a fresh workspace, the seconds spent inside its tasks (summed over
     tasks, as the workers measured them), and its task count per stage."""
     folder.mkdir()
     os.environ["XAUDIT_HOME"] = str(folder)
     os.environ["DATABASE_URL"] = url
     reset_engines()
-    study = parse_study(scaled_demo(), "demo (scaled)")
+    study = parse_study(scaled_demo(factor), "demo (scaled)")
     address = None
     if executor == "ray":
         port = free_port()
@@ -96,6 +97,7 @@ def one_run(executor: str, nodes: int, url: str, folder: Path) -> tuple[float, f
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--no-record", action="store_true", help="do not append to bench/RESULTS.md")
+    parser.add_argument("--factor", type=int, default=1, help="images and maps per checkpoint x this (longer tasks)")
     args = parser.parse_args()
     threads = configure_threads()
     pg = start_cluster()
@@ -104,7 +106,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory(prefix="xaudit-bench-sweep-") as tmp:
             for executor, nodes in (("local", 0), ("ray", 1), ("ray", 2)):
                 url = pg.url(pg.create_database())
-                seconds, inside, tasks = one_run(executor, nodes, url, Path(tmp) / f"{executor}{nodes}")
+                seconds, inside, tasks = one_run(executor, nodes, url, Path(tmp) / f"{executor}{nodes}", args.factor)
                 rows.append((executor, nodes, sum(tasks), seconds, inside))
                 print(f"{executor} {nodes or ''}: {tasks} tasks per stage, {seconds:.1f} s ({inside:.1f} s in tasks)",
                       flush=True)
@@ -123,9 +125,10 @@ def main() -> None:
     load = os.getloadavg()[0]
     header = (f"## Sweeps: local vs Ray executor (bench/sweep.py, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC)\n\n"
               f"Machine: {platform.machine()} {os.cpu_count()} cores, {platform.python_version()}, XAUDIT_THREADS="
-              f"{threads}, load average {load:.1f} at the end (shared with other jobs). Study: studies/demo.yaml "
-              f"scaled down ({SCALE['n']} images of {SCALE['size']} px, degrees tl and all, {SCALE['epochs']} epochs, "
-              f"{SCALE['pretrain_steps']} pre-training steps, {SCALE['samples']} maps per checkpoint and method, every "
+              f"{threads}, load average {load:.1f} at the end. Study: studies/demo.yaml "
+              f"scaled down ({SCALE['n'] * args.factor} images of {SCALE['size']} px, degrees tl and all, {SCALE['epochs']} "
+              f"epochs, {SCALE['pretrain_steps']} pre-training steps, {SCALE['samples'] * args.factor} maps per checkpoint and "
+              "method, every "
               "VGG-16 method). Ray's cluster start is not counted; connecting and worker start-up are.\n")
     print(header)
     print(table)
