@@ -7,11 +7,15 @@ two cores (stated in the output): same structure (two pre-training sources, TL a
 cells, every VGG-16 method with the demo's parameters, ground-truth metrics with baselines, drift
 with LayerCAM vs Grad-CAM++) at the demo's 128 px and method parameters, 200 images, 2 epochs, 20 maps
 per checkpoint and method (one shard, as the demo's 40 maps are two).
+``--full`` runs studies/demo.yaml as shipped instead (both parts, the report: what ``make demo``
+builds; ~35 min for the three runs on two cores).
 Each run gets a fresh workspace and a fresh database on a throw-away PostgreSQL server (Ray needs
 one; the local run uses it too). Ray's cluster start is not counted; connecting, the workers'
-start-up and every task round trip are. Appends the table to bench/RESULTS.md.
+start-up and every task round trip are. A probe on a fresh one-node cluster splits Ray's fixed cost:
+connecting, the first (no-op) task, the worker's imports of the task modules, and the round trip of
+a no-op task. Appends the tables to bench/RESULTS.md.
 
-    XAUDIT_THREADS=1 python bench/sweep.py [--no-record] [--factor K]
+    XAUDIT_THREADS=1 python bench/sweep.py [--no-record] [--factor K | --full]
 """
 
 from __future__ import annotations
@@ -56,6 +60,11 @@ def scaled_demo(factor: int = 1) -> dict:
     return data
 
 
+def study_data(full: bool, factor: int) -> dict:
+    """The study a run sweeps: demo.yaml as shipped (``full``) or :func:`scaled_demo`."""
+    return yaml.safe_load((ROOT / "studies" / "demo.yaml").read_text()) if full else scaled_demo(factor)
+
+
 def ray(*args: str) -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "RAY_USAGE_STATS_ENABLED": "0",
            # a throw-away cluster on 127.0.0.1 without token auth: Ray >= 2.59 turns it on when
@@ -64,23 +73,64 @@ def ray(*args: str) -> None:
     subprocess.run([RAY, *args], check=True, capture_output=True, timeout=180, env=env)
 
 
-def one_run(executor: str, nodes: int, url: str, folder: Path, factor: int = 1) -> tuple[float, float, list[int]]:
+def start_ray(nodes: int) -> str:
+    """A local Ray cluster of ``nodes`` one-CPU nodes on 127.0.0.1; returns its address."""
+    port = free_port()
+    common = ("--num-cpus=1", "--node-ip-address=127.0.0.1", "--object-store-memory=80000000",
+              "--disable-usage-stats")
+    ray("start", "--head", f"--port={port}", "--include-dashboard=false", *common)
+    for _ in range(nodes - 1):
+        ray("start", f"--address=127.0.0.1:{port}", *common)
+    return f"127.0.0.1:{port}"
+
+
+def _noop() -> int:
+    return 0
+
+
+def _import_tasks() -> int:
+    import xai_core.sweep.tasks  # noqa: F401  (what a sweep task's worker imports first)
+
+    return 0
+
+
+def ray_probe(rounds: int = 100) -> dict[str, float]:
+    """Ray's fixed costs on a fresh one-node cluster, as the sweep's executor meets them: seconds to
+    connect, to run the first no-op task (a worker starts), to import the task modules in that worker,
+    and the mean round trip of a no-op task submitted and awaited one at a time (ms)."""
+    import ray as ray_api
+
+    from xai_core.sweep.executors import worker_env
+
+    address = start_ray(1)
+    try:
+        t0 = time.perf_counter()
+        ray_api.init(address=address, runtime_env={"env_vars": worker_env()}, log_to_driver=False,
+                     logging_level="ERROR")
+        t1 = time.perf_counter()
+        noop, imports = ray_api.remote(_noop), ray_api.remote(_import_tasks)
+        ray_api.get(noop.remote())
+        t2 = time.perf_counter()
+        ray_api.get(imports.remote())
+        t3 = time.perf_counter()
+        for _ in range(rounds):
+            ray_api.get(noop.remote())
+        t4 = time.perf_counter()
+    finally:
+        ray_api.shutdown()
+        subprocess.run([RAY, "stop", "--force"], capture_output=True, timeout=120)
+    return {"connect": t1 - t0, "first task": t2 - t1, "imports": t3 - t2, "round trip ms": (t4 - t3) / rounds * 1000}
+
+
+def one_run(executor: str, nodes: int, url: str, folder: Path, data: dict) -> tuple[float, float, list[int]]:
     """Wall seconds of one sweep in a fresh workspace, the seconds spent inside its tasks (summed over
     tasks, as the workers measured them), and its task count per stage."""
     folder.mkdir()
     os.environ["XAUDIT_HOME"] = str(folder)
     os.environ["DATABASE_URL"] = url
     reset_engines()
-    study = parse_study(scaled_demo(factor), "demo (scaled)")
-    address = None
-    if executor == "ray":
-        port = free_port()
-        common = ("--num-cpus=1", "--node-ip-address=127.0.0.1", "--object-store-memory=80000000",
-                  "--disable-usage-stats")
-        ray("start", "--head", f"--port={port}", "--include-dashboard=false", *common)
-        for _ in range(nodes - 1):
-            ray("start", f"--address=127.0.0.1:{port}", *common)
-        address = f"127.0.0.1:{port}"
+    study = parse_study(data, "demo")
+    address = start_ray(nodes) if executor == "ray" else None
     try:
         t0 = time.perf_counter()
         result = run_sweep(study, executor, address)
@@ -97,22 +147,26 @@ def one_run(executor: str, nodes: int, url: str, folder: Path, factor: int = 1) 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--no-record", action="store_true", help="do not append to bench/RESULTS.md")
-    parser.add_argument("--factor", type=int, default=1, help="images and maps per checkpoint x this (longer tasks)")
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument("--factor", type=int, default=1, help="images and maps per checkpoint x this (longer tasks)")
+    size.add_argument("--full", action="store_true", help="studies/demo.yaml as shipped (both parts, the report)")
     args = parser.parse_args()
     threads = configure_threads()
+    data = study_data(args.full, args.factor)
     pg = start_cluster()
     rows = []
     try:
         with tempfile.TemporaryDirectory(prefix="xaudit-bench-sweep-") as tmp:
             for executor, nodes in (("local", 0), ("ray", 1), ("ray", 2)):
                 url = pg.url(pg.create_database())
-                seconds, inside, tasks = one_run(executor, nodes, url, Path(tmp) / f"{executor}{nodes}", args.factor)
+                seconds, inside, tasks = one_run(executor, nodes, url, Path(tmp) / f"{executor}{nodes}", data)
                 rows.append((executor, nodes, sum(tasks), seconds, inside))
                 print(f"{executor} {nodes or ''}: {tasks} tasks per stage, {seconds:.1f} s ({inside:.1f} s in tasks)",
                       flush=True)
     finally:
         reset_engines()
         pg.stop()
+    probe = ray_probe()
     base, base_out = rows[0][3], rows[0][3] - rows[0][4]
     lines = ["| executor | nodes (1 CPU each) | tasks | total s | vs local | in tasks s | outside tasks s | "
              "overhead per task (wall) | overhead per task (outside tasks) |", "|---|---|---|---|---|---|---|---|---|"]
@@ -123,13 +177,17 @@ def main() -> None:
                      f"{seconds - inside:.1f} | {wall} | {out} |")
     table = "\n".join(lines)
     load = os.getloadavg()[0]
+    what = ("as shipped (both parts and the report: what `make demo` builds)" if args.full else
+            f"scaled down ({SCALE['n'] * args.factor} images of {SCALE['size']} px, degrees tl and all, {SCALE['epochs']} "
+            f"epochs, {SCALE['pretrain_steps']} pre-training steps, {SCALE['samples'] * args.factor} maps per checkpoint "
+            "and method, every VGG-16 method)")
     header = (f"## Sweeps: local vs Ray executor (bench/sweep.py, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC)\n\n"
               f"Machine: {platform.machine()} {os.cpu_count()} cores, {platform.python_version()}, XAUDIT_THREADS="
-              f"{threads}, load average {load:.1f} at the end. Study: studies/demo.yaml "
-              f"scaled down ({SCALE['n'] * args.factor} images of {SCALE['size']} px, degrees tl and all, {SCALE['epochs']} "
-              f"epochs, {SCALE['pretrain_steps']} pre-training steps, {SCALE['samples'] * args.factor} maps per checkpoint and "
-              "method, every "
-              "VGG-16 method). Ray's cluster start is not counted; connecting and worker start-up are.\n")
+              f"{threads}, load average {load:.1f} at the end. Study: studies/demo.yaml {what}. Ray's cluster start is "
+              "not counted; connecting and worker start-up are.\n")
+    table += ("\n\nRay's fixed costs (fresh one-node cluster): connect "
+              f"{probe['connect']:.2f} s, first no-op task (worker start) {probe['first task']:.2f} s, the worker's "
+              f"imports of the task modules {probe['imports']:.2f} s, no-op task round trip {probe['round trip ms']:.1f} ms.")
     print(header)
     print(table)
     if not args.no_record:
