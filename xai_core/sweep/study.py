@@ -240,7 +240,8 @@ def _known_methods(value: list[str]) -> list[str]:
 class FaithfulnessCheck(_Strict):
     """Faithfulness to the model (Petsiuk et al. 2018: deletion/insertion AUC, ...) of the stored maps
     of ``methods`` and of the chance maps (with ``metrics.baselines``) on the checkpoints of
-    ``degrees`` (``tl-ft``: tl and all), on the first ``samples`` selected test images (by id)."""
+    ``degrees`` (``tl-ft``: tl and all), on the first ``samples`` samples (by id) of each
+    (checkpoint, method) that ``selections.metrics`` selects among those with maps."""
 
     degrees: list[str] = Field(default_factory=lambda: ["all"], min_length=1)
     methods: list[str] = Field(min_length=1)
