@@ -32,14 +32,14 @@ from xai_core.config import workspace_dir
 from xai_core.data import build_dataset, dataset_exists
 from xai_core.data.params import GeneratorParams, make_params
 from xai_core.metrics import drift, evaluate
-from xai_core.metrics.faithfulness_job import faithfulness
-from xai_core.metrics.sanity_job import sanity
+from xai_core.metrics.registry import list_faithfulness_metrics
 from xai_core.progress import Progress, silent
 from xai_core.report import write_report
 from xai_core.review import accounts, studies
 from xai_core.review.demo_accounts import DemoAccount, read_demo_accounts, save_demo_accounts
 from xai_core.sweep.plan import ft_epochs
-from xai_core.sweep.study import Study, StudyError, StudyPart, load_study, studies_dir
+from xai_core.sweep.checks import run_faithfulness, run_sanity, sanity_methods
+from xai_core.sweep.study import BeyondSpec, Study, StudyError, StudyPart, load_study, studies_dir
 from xai_core.status import BuildStatus, StageStatus, StageTracker, read_status, write_status
 
 ACCOUNTS = (("demo-admin", "admin"), ("reader-1", "reviewer"), ("reader-2", "reviewer"))
@@ -118,31 +118,18 @@ class DriftStudy(_Sizes):
         }
 
 
-@dataclass(frozen=True)
-class BeyondStudies:
-    """Sizes of the demo's checks beyond the two studies: faithfulness of a few methods' maps (and of
-    the chance maps) to the model on the grid's all-layers FT checkpoints (the TL ones sit near
-    chance in the full demo, so the verdicts would leave them out), and Adebayo et al.'s cascading
-    model-randomisation test on one of them, with three cascade steps (head; head to block3; every
-    layer — the deciding one) and the Sobel map as the control. Full size: 7 s in the quiet full build
-    (bench/RESULTS.md; 121 s at a load of 3-4 with oversubscribed threads)."""
-
-    faith_samples: int  # first correctly classified test images per checkpoint and method
-    sanity_samples: int  # first test images of the sanity check
-    degrees: tuple[str, ...] = ("all",)  # grid checkpoints whose faithfulness is measured
-    methods: tuple[str, ...] = ("saliency", "integrated_gradients", "gradcam")
-    faith_metrics: tuple[str, ...] = ("deletion_auc", "insertion_auc")  # default parameters (16 steps)
-    sanity_methods: tuple[str, ...] = ("saliency", "integrated_gradients")  # a gradient and a path method
-    sanity_layers: tuple[str, ...] = ("head", "block3", "block1")  # cumulative cascade steps
-    sanity_control: str = "baseline_sobel"  # never looks at the model: the check's control, must fail
-    sanity_pretrain: str = "mri"  # the sanity check runs on this source's all-layers FT checkpoint
-
-    def describe(self) -> str:
-        return (f"{', '.join(self.faith_metrics)} of {', '.join(self.methods)} and the chance maps on the first "
-                f"{self.faith_samples} correctly classified test images of the {'/'.join(self.degrees)} checkpoint "
-                f"of each source; cascading model randomisation (steps {', '.join(self.sanity_layers)}) of "
-                f"{', '.join(self.sanity_methods)} and {self.sanity_control} (control) on {self.sanity_samples} test "
-                f"images of the {self.sanity_pretrain}/all checkpoint")
+def describe_beyond(b: BeyondSpec, selection: str) -> str:
+    """The demo's checks beyond the two studies (studies/demo.yaml's ``parts.mri.beyond``) in words."""
+    said = []
+    if (f := b.faithfulness) is not None:
+        said.append(f"{', '.join(f.metrics or list_faithfulness_metrics())} of {', '.join(f.methods)} and the chance "
+                    f"maps on the first {f.samples or 'all'} test images ({selection}) of the {'/'.join(f.degrees)} "
+                    "checkpoint of each source")
+    if (c := b.sanity) is not None:
+        said.append(f"cascading model randomisation (steps {', '.join(c.layers or ('every layer',))}) of "
+                    f"{', '.join(c.methods)}{f' and {c.control} (control)' if c.control else ''} on {c.samples} test "
+                    f"images of the {c.pretrain}/all checkpoint")
+    return "; ".join(said) or "none"
 
 
 @dataclass(frozen=True)
@@ -169,7 +156,7 @@ class DemoSettings(_Sizes):
     drift_selection: str  # samples compared between TL and FT (the study: true positives of both)
     cross_methods: tuple[str, ...]  # methods compared with each other on one checkpoint
     drift_study: DriftStudy
-    beyond: BeyondStudies
+    beyond: BeyondSpec  # parts.mri.beyond, the sanity check's source resolved (empty: no such checks)
     method_params: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def describe(self) -> dict[str, Any]:
@@ -185,7 +172,7 @@ class DemoSettings(_Sizes):
             "drift samples": self.drift_selection,
             "method settings": self.method_params,
             "drift study": self.drift_study.describe(),
-            "beyond the studies": self.beyond.describe(),
+            "beyond the studies": describe_beyond(self.beyond, self.metrics_selection),
         }
 
 
@@ -238,8 +225,23 @@ def settings_from_study(study: Study, source: str = "demo.yaml") -> DemoSettings
             pretrain=d.pretrain.sources[0], pretrain_steps=d.pretrain.steps, pretrain_size=d.pretrain.size,
             train=TrainConfig(**d.training.config_fields()), ft_epochs=ft_epochs(dr), methods=_method_names(dr),
             maps_per_checkpoint=dr.methods.samples, method_params=dict(dr.methods.params)),
-        beyond=BeyondStudies(faith_samples=12, sanity_samples=8),
+        beyond=_beyond(mri),
     )
+
+
+def _beyond(part: StudyPart) -> BeyondSpec:
+    """The part's ``beyond`` section (none: an empty one) with the sanity check's source resolved."""
+    b = part.beyond or BeyondSpec()
+    if b.sanity is None:
+        return b
+    return b.model_copy(update={"sanity": b.sanity.model_copy(update={"pretrain": part.sanity_source()})})
+
+
+def _beyond_samples(b: BeyondSpec, faithfulness: int, sanity: int) -> BeyondSpec:
+    """``b`` with the checks' sample counts replaced (the quick scale-down)."""
+    f = b.faithfulness and b.faithfulness.model_copy(update={"samples": faithfulness})
+    c = b.sanity and b.sanity.model_copy(update={"samples": sanity})
+    return b.model_copy(update={"faithfulness": f, "sanity": c})
 
 
 def _method_names(part: StudyPart) -> tuple[str, ...] | None:
@@ -271,7 +273,7 @@ def quick_settings(full: DemoSettings | None = None) -> DemoSettings:
                             pretrain_steps=4, pretrain_size=32,
                             train=replace(d.train, epochs=1, min_epochs=1, save_every=1),
                             ft_epochs=2, maps_per_checkpoint=6),
-        beyond=BeyondStudies(faith_samples=4, sanity_samples=4),
+        beyond=_beyond_samples(full.beyond, faithfulness=4, sanity=4),
     )
 
 
@@ -429,31 +431,32 @@ def sanity_checkpoint(s: DemoSettings, pretrain: str) -> int | None:
 
 
 def stage_beyond(s: DemoSettings, progress: Progress) -> str:
-    """Faithfulness (deletion/insertion AUC) of a few methods' maps and of the chance maps on the
-    grid's all-layers FT checkpoints, and the model-randomisation sanity check on one of them
-    (:class:`BeyondStudies`); both jobs skip what is stored."""
-    b = s.beyond
-    caps = capabilities(s.arch)
-    methods = [m for m in b.methods if caps.get(m) is True]
-    checkpoints = study_checkpoints(s, b.degrees)
-    if not checkpoints:  # faithfulness() reads an empty list as "every checkpoint"
-        return f"no checkpoints of {s.dataset} yet: run the grid stage first"
-    scored = faithfulness(checkpoints, methods, selection="correct", metrics=list(b.faith_metrics),
-                          max_samples=b.faith_samples,
-                          progress=lambda d, t, m: progress(d, 2 * max(t, 1), f"faithfulness: {m}"))
-    said = (f"{', '.join(b.faith_metrics)} of {sum(r.computed for r in scored)} new maps on "
-            f"{len(checkpoints)} checkpoints")
-    checkpoint = sanity_checkpoint(s, b.sanity_pretrain)
-    if checkpoint is None:
-        return f"{said}; no sanity check: no {b.sanity_pretrain}/all checkpoint"
-    checked_methods = [m for m in b.sanity_methods if caps.get(m) is True] + [b.sanity_control]
-    checked = sanity(checkpoint, checked_methods, mode="cascading", layers=list(b.sanity_layers),
-                     limit=b.sanity_samples, params={m: dict(s.method_params.get(m, {})) for m in checked_methods
-                                                     if m in s.method_params},
-                     progress=lambda d, t, m: progress(max(t, 1) + d, 2 * max(t, 1), m))
+    """The study file's checks beyond the two studies (``parts.mri.beyond``): faithfulness of a few
+    methods' maps and of the chance maps on the grid's checkpoints of its degrees, and the cascading
+    model-randomisation sanity check on one all-layers FT checkpoint; the same functions as the
+    sweep's beyond tasks (:mod:`xai_core.sweep.checks`), and both skip what is stored."""
+    faith, check = s.beyond.faithfulness, s.beyond.sanity
+    said: list[str] = []
+    half = 2 if faith is not None and check is not None else 1  # share of the progress bar per check
+    if faith is not None:
+        checkpoints = study_checkpoints(s, tuple(faith.degrees))
+        if not checkpoints:
+            return f"no checkpoints of {s.dataset} yet: run the grid stage first"
+        scored = run_faithfulness(faith, checkpoints, s.arch, s.metrics_selection, s.baselines,
+                                  progress=lambda d, t, m: progress(d, half * max(t, 1), f"faithfulness: {m}"))
+        said.append(f"{', '.join(faith.metrics or list_faithfulness_metrics())} of "
+                    f"{sum(r.computed for r in scored)} new maps on {len(checkpoints)} checkpoints")
+    if check is not None:
+        checkpoint = sanity_checkpoint(s, str(check.pretrain))
+        if checkpoint is None:
+            said.append(f"no sanity check: no {check.pretrain}/all checkpoint")
+        else:
+            checked = run_sanity(check, checkpoint, s.arch, "test", s.method_params,
+                                 progress=lambda d, t, m: progress((half - 1) * max(t, 1) + d, half * max(t, 1), m))
+            said.append(f"cascading sanity check of {len(sanity_methods(check, s.arch))} methods on checkpoint "
+                        f"{checkpoint} ({sum(1 for r in checked if r.computed)} new steps × methods)")
     progress(1, 1, "done")
-    return (f"{said}; cascading sanity check of {len(checked_methods)} methods on checkpoint {checkpoint} "
-            f"({sum(1 for r in checked if r.computed)} new steps × methods)")
+    return "; ".join(said) or "no checks beyond the studies in the study file"
 
 
 def stage_report(s: DemoSettings, progress: Progress) -> str:

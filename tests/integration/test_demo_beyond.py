@@ -32,9 +32,10 @@ def _correct_with_maps(checkpoint: int, methods: list[str], s: demo.DemoSettings
 
 def test_quick_beyond_stage(workspace: Path, tmp_path: Path) -> None:
     s = demo.quick_settings()
-    b = s.beyond
+    b, c = s.beyond.faithfulness, s.beyond.sanity
+    assert b is not None and c is not None and (b.samples, c.samples, c.pretrain) == (4, 4, "mri")
     demo.build_demo(quick=True, only=("data", "pretrain", "train"))
-    checkpoints = demo.study_checkpoints(s, b.degrees)
+    checkpoints = demo.study_checkpoints(s, tuple(b.degrees))
     assert len(checkpoints) == 2  # the all-layers FT checkpoint of each source
     methods = list(b.methods)
     for ck in checkpoints:  # the maps the explain stage stores for these methods
@@ -50,7 +51,7 @@ def test_quick_beyond_stage(workspace: Path, tmp_path: Path) -> None:
         faith = session.execute(
             select(GroundTruthMetric.checkpoint_id, GroundTruthMetric.method, GroundTruthMetric.metric,
                    func.count(), func.min(GroundTruthMetric.value), func.max(GroundTruthMetric.value))
-            .where(GroundTruthMetric.metric.in_(b.faith_metrics))
+            .where(GroundTruthMetric.metric.in_(b.metrics))
             .group_by(GroundTruthMetric.checkpoint_id, GroundTruthMetric.method, GroundTruthMetric.metric)).all()
         sanity = session.execute(
             select(DriftMetric.method_a, DriftMetric.metric, func.count(), func.min(DriftMetric.value))
@@ -58,19 +59,19 @@ def test_quick_beyond_stage(workspace: Path, tmp_path: Path) -> None:
             .group_by(DriftMetric.method_a, DriftMetric.metric)).all()
     expected = {}
     for ck in checkpoints:
-        n = min(b.faith_samples, len(_correct_with_maps(ck, methods, s)))
+        n = min(b.samples, len(_correct_with_maps(ck, methods, s)))
         for m in [*methods, "baseline_random", "baseline_sobel"] if n else []:
-            for key in b.faith_metrics:
+            for key in b.metrics:
                 expected[(ck, m, key)] = n
     assert {(ck, m, k): n for ck, m, k, n, _, _ in faith} == expected and expected
     assert all(0.0 <= lo <= hi <= 1.0 for *_, lo, hi in faith)  # AUCs of softmax scores over [0, 1]
-    steps = len(b.sanity_layers)  # head; head … block3; every layer
+    steps = len(c.layers)  # head; head … block3; every layer
     counts = {(m, k): n for m, k, n, _ in sanity}
-    assert counts == {(m, k): steps * b.sanity_samples for m in [*b.sanity_methods, b.sanity_control]
+    assert counts == {(m, k): steps * c.samples for m in [*c.methods, c.control]
                       for k in ("sanity_spearman", "sanity_ssim", "sanity_hog")}
-    control = {k: lo for m, k, _, lo in sanity if m == b.sanity_control}
+    control = {k: lo for m, k, _, lo in sanity if m == c.control}
     np.testing.assert_allclose(control["sanity_spearman"], 1.0, atol=1e-9)  # the control never changes
-    total = sum(expected.values()) // len(b.faith_metrics)
+    total = sum(expected.values()) // len(b.metrics)
     assert summary == (f"deletion_auc, insertion_auc of {total} new maps on {len(checkpoints)} checkpoints; "
                        f"cascading sanity check of 3 methods on checkpoint {target} (9 new steps × methods)")
     assert demo.stage_beyond(s, SILENT) == (f"deletion_auc, insertion_auc of 0 new maps on {len(checkpoints)} "

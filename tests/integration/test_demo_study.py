@@ -13,6 +13,7 @@ import yaml
 
 from models.finetune import TrainConfig
 from xai_core import demo
+from xai_core.attribution.registry import list_methods
 from xai_core.cli import run
 from xai_core.data.params import make_params
 from xai_core.sweep import StudyError, load_study
@@ -51,6 +52,11 @@ def test_full_settings_are_the_values_of_demo_yaml() -> None:
     assert (s.metrics, s.baselines) == (None, mri["metrics"]["baselines"])
     assert (s.metrics_selection, s.drift_selection) == (mri["selections"]["metrics"], mri["selections"]["drift"])
     assert s.cross_methods == tuple(mri["drift"]["cross_methods"])
+    # the checks beyond the studies: the file's values, key for key (sanity on the mri/all checkpoint)
+    assert s.beyond.faithfulness.model_dump() == mri["beyond"]["faithfulness"]
+    assert s.beyond.sanity.model_dump() == mri["beyond"]["sanity"] and s.beyond.sanity.pretrain == "mri"
+    assert mri["beyond"]["faithfulness"]["samples"] == 12 and mri["beyond"]["sanity"]["samples"] == 8
+    assert "beyond" not in dr
 
     d, b, dm, dt = s.drift_study, dr["dataset"]["build"], dr["models"], dr["models"]["training"]
     assert d.dataset == dr["dataset"]["name"] == "five-lesions"
@@ -84,6 +90,9 @@ def test_quick_settings_scale_the_file_down() -> None:
     assert (d.classes, d.data.lesion_area_min, d.data.lesion_area_max, d.methods) == (
         fd.classes, fd.data.lesion_area_min, fd.data.lesion_area_max, fd.methods)
     assert (d.train.min_epochs, d.train.save_every, d.train.augment) == (1, 1, fd.train.augment)
+    # the beyond checks: the file's but for their sample counts
+    assert q.beyond.faithfulness == full.beyond.faithfulness.model_copy(update={"samples": 4})
+    assert q.beyond.sanity == full.beyond.sanity.model_copy(update={"samples": 4})
 
 
 def _broken(tmp_path: Path, old: str, new: str) -> Path:
@@ -105,6 +114,12 @@ def _broken(tmp_path: Path, old: str, new: str) -> Path:
      "baselines: false",
      "demo.yaml: parts.drift.metrics.names: must be [] (the demo's drift study has no ground-truth metrics stage) "
      "(the demo's stages are built around it; other designs run with `xaudit sweep`)"),
+    ("pretrain: mri       # on the mri/all checkpoint", "pretrain: imagenet",
+     "demo.yaml: parts.mri: beyond.sanity.pretrain: 'imagenet' is not among the pre-training sources of the part; "
+     "allowed: natural, mri"),
+    ("methods: [saliency, integrated_gradients, gradcam]", "methods: [saliency, integrated_gradient, gradcam]",
+     "demo.yaml: parts.mri.beyond.faithfulness.methods: unknown attribution method 'integrated_gradient'; allowed: "
+     + ", ".join(list_methods())),
 ])
 def test_a_broken_demo_yaml_value_is_one_line(tmp_path: Path, old: str, new: str, message: str) -> None:
     with pytest.raises(StudyError) as info:

@@ -113,7 +113,7 @@ def test_ray_sweep_equals_local_and_survives_a_killed_worker(
             s.execute(GroundTruthMetric.__table__.delete())
             s.execute(DriftMetric.__table__.delete())
         again = run_sweep(study, "local")
-        assert again.ok and [len(p.tasks) for p in again.stages] == [0, 0, 0, 0, 6, 3, 0]
+        assert again.ok and [len(p.tasks) for p in again.stages] == [0, 0, 0, 0, 6, 3, 0, 0]
         recomputed = snapshot()
         assert recomputed["gt"] == ray_run["gt"] and recomputed["drift"] == ray_run["drift"]
         assert len(ray_run["gt"]) == len(local["gt"]) > 0 and len(ray_run["drift"]) == len(local["drift"]) > 0

@@ -7,18 +7,26 @@ from pathlib import Path
 
 import pytest
 import yaml
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 
-from db import AttributionMap, Checkpoint, session_scope
+from db import AttributionMap, Checkpoint, DriftMetric, GroundTruthMetric, session_scope
 
 from tests.postgres import only_sqlite
 from tests.sweep_study import tiny_study
 from xai_core.cli import run
+from xai_core.metrics.faithfulness_job import faithfulness
+from xai_core.metrics.sanity_job import sanity
+from xai_core.metrics.sanity_randomise import SELECTION
 from xai_core.sweep import STAGES, StudyError, load_study, parse_study, plan_study, run_sweep
 from xai_core.sweep.study import studies_dir
 from xai_core.sweep.tracking import latest_run_id
 
 PRESETS = sorted(studies_dir().glob("*.yaml"))
+FAITH = ["deletion_auc", "insertion_auc"]
+# the tiny study's checks beyond the studies: faithfulness of both methods' maps and the chance maps
+# on the first 3 of the all checkpoint's samples; the cascading sanity check (2 steps) on 2 images
+TINY_BEYOND = {"faithfulness": {"methods": ["saliency", "gradcam"], "metrics": FAITH, "samples": 3},
+               "sanity": {"methods": ["saliency"], "layers": ["head", "block1"], "samples": 2}}
 
 
 def test_the_three_presets_are_shipped() -> None:
@@ -44,7 +52,8 @@ def test_the_demo_study_plans_both_parts(workspace: Path, capsys: pytest.Capture
     """studies/demo.yaml's dry run, by hand from its values (read as plain YAML). Today: MRI grid
     2 sources x 6 degrees = 12 cells; 300 test images, 40 explained in shards of 20 with VGG-16's 13
     methods; drift study 3 archs x (TL, FT, FT epochs 3, 6, .., 15) = 21 checkpoints, 2 methods, 60 images
-    in shards of 30 -> tasks per stage 2, 5, 15, 312 + 84, 12 x 14, (10 + 12) + (3 x 6 + 6), 1."""
+    in shards of 30; the MRI part's beyond checks: faithfulness of each source's all checkpoint, one
+    sanity check -> tasks per stage 2, 5, 15, 312 + 84, 12 x 14, (10 + 12) + (3 x 6 + 6), 2 + 1, 1."""
     raw = yaml.safe_load((studies_dir() / "demo.yaml").read_text())
     mri, dr = raw["parts"]["mri"], raw["parts"]["drift"]
     n_mri, n_dr = mri["dataset"]["build"]["n"], dr["dataset"]["build"]["n"]
@@ -62,15 +71,19 @@ def test_the_demo_study_plans_both_parts(workspace: Path, capsys: pytest.Capture
         "explain": cells * vgg_methods * shards_mri + archs * (2 + kept) * 2 * shards_dr,
         "evaluate": cells * (vgg_methods + 1),  # + the baselines per checkpoint; none for the drift part
         "drift": (sources * (degrees - 1) + cells) + archs * (1 + kept + 2),  # pairs + cross-method per TL/FT
+        "beyond": sources * len(mri["beyond"]["faithfulness"]["degrees"]) + 1,  # one grid architecture
         "report": 1,
     }
+    assert "beyond" not in dr  # the drift study has no checks beyond it
     if (n_mri, n_dr, ft_epochs, kept, archs) == (2000, 1000, 15, 5, 3):  # today's file
-        assert list(expected.values()) == [2, 5, 15, 396, 168, 46, 1]
+        assert list(expected.values()) == [2, 5, 15, 396, 168, 46, 3, 1]
     study = load_study(studies_dir() / "demo.yaml")
     assert {p.stage: len(p.tasks) for p in plan_study(study)} == expected
     assert run(["sweep", str(studies_dir() / "demo.yaml"), "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert all(f"{stage}" in out for stage in STAGES)
+    assert [line.split()[:3] for line in out.splitlines() if line.startswith("beyond")] == [
+        ["beyond", str(expected["beyond"]), "0"]]
     # FT epochs apart from TL's: the predicted epoch checkpoints are the FT run's
     raw["parts"]["drift"]["models"]["training"].update(epochs=3, ft_epochs=2, save_every=1)
     plans = {p.stage: p for p in plan_study(parse_study(raw))}
@@ -88,11 +101,28 @@ def test_the_demo_study_plans_both_parts(workspace: Path, capsys: pytest.Capture
     ({"models": {"archs": ["vgg17"]}}, "tiny: parts.tiny.models.archs: unknown architecture 'vgg17'; allowed: densenet121"),
     ({"methods": {"colour": 1}}, "tiny: parts.tiny.methods.colour: unknown key; allowed keys here: names, params, split"),
     ({"selections": {"metrics": "some"}}, "tiny: parts.tiny.selections.metrics: 'some' is not allowed; allowed: 'correct', 'all' or 'incorrect'"),
+    ({"beyond": {"faithfulness": {"methods": ["saliency"], "colour": 1}}},
+     "tiny: parts.tiny.beyond.faithfulness.colour: unknown key; allowed keys here: degrees, methods, metrics, samples"),
+    ({"beyond": {"sanity": {"methods": ["salience"]}}},
+     "tiny: parts.tiny.beyond.sanity.methods: unknown attribution method 'salience'; allowed: saliency, "),
+    ({"beyond": {"faithfulness": {"methods": ["saliency"], "metrics": ["deletion"]}}},
+     "tiny: parts.tiny.beyond.faithfulness.metrics: unknown faithfulness metric 'deletion'; allowed: deletion_auc, "),
+    ({"beyond": {"sanity": {"methods": ["saliency"], "control": "sobel"}}},
+     "tiny: parts.tiny.beyond.sanity.control: unknown chance map 'sobel'; allowed: baseline_random, baseline_sobel"),
+    ({"beyond": {"faithfulness": {"methods": ["integrated_gradients"]}}},
+     "tiny: parts.tiny: beyond.faithfulness.methods: 'integrated_gradients' is not among the methods the part "
+     "explains (methods.names); allowed: saliency, gradcam"),
+    ({"beyond": {"faithfulness": {"methods": ["saliency"], "degrees": ["2conv"]}}},
+     "tiny: parts.tiny: beyond.faithfulness.degrees: '2conv' is not among the degrees the part trains; allowed: tl, all"),
+    ({"beyond": {"sanity": {"methods": ["saliency"], "pretrain": "mri"}}},
+     "tiny: parts.tiny: beyond.sanity.pretrain: 'mri' is not among the pre-training sources of the part; allowed: natural"),
+    ({"beyond": {"sanity": {"methods": ["saliency"], "layers": ["block9"]}}},
+     "tiny: parts.tiny: beyond.sanity.layers: unknown layer 'block9' of vgg16; choose from head, block5, "),
 ])
 def test_a_bad_study_names_the_key_and_the_allowed_values(change: dict, message: str) -> None:
     data = tiny_study()
     for key, value in change.items():
-        data[key] = {**data[key], **value}
+        data[key] = {**data.get(key, {}), **value}
     with pytest.raises(StudyError) as info:
         parse_study(data, "tiny")
     assert str(info.value).startswith(message) and "\n" not in str(info.value)
@@ -112,17 +142,46 @@ def test_the_cli_refuses_a_bad_file_and_ray_on_sqlite(workspace: Path, tmp_path:
     assert latest_run_id() is None and not (workspace / "datasets").exists()
 
 
+def _beyond_rows() -> tuple[dict[tuple, float], dict[tuple, float]]:
+    """The stored faithfulness values (checkpoint, method, sample, metric) and sanity values
+    (checkpoint, method, randomisation, sample, similarity)."""
+    with session_scope() as s:
+        faith = {tuple(r[:-1]): r[-1] for r in s.execute(select(
+            GroundTruthMetric.checkpoint_id, GroundTruthMetric.method, GroundTruthMetric.sample_pk,
+            GroundTruthMetric.metric, GroundTruthMetric.value).where(GroundTruthMetric.metric.in_(FAITH))).all()}
+        checked = {tuple(r[:-1]): r[-1] for r in s.execute(select(
+            DriftMetric.checkpoint_a_id, DriftMetric.method_a, DriftMetric.params_hash_b, DriftMetric.sample_pk,
+            DriftMetric.metric, DriftMetric.value).where(DriftMetric.selection == SELECTION)).all()}
+    return faith, checked
+
+
 @only_sqlite  # the PostgreSQL path runs in test_sweep_ray.py
 def test_a_local_sweep_then_a_second_run_skips_what_is_stored(workspace: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    study = parse_study(tiny_study())
+    study = parse_study({**tiny_study(), "beyond": TINY_BEYOND})
     first = run_sweep(study)
-    assert first.ok and [len(p.tasks) for p in first.stages] == [1, 1, 2, 8, 6, 3, 0]
+    assert first.ok and [len(p.tasks) for p in first.stages] == [1, 1, 2, 8, 6, 3, 2, 0]
     second = run_sweep(study)
-    assert second.ok and [len(p.tasks) for p in second.stages] == [0] * 7
-    assert [p.skipped for p in second.stages] == [1, 1, 2, 8, 6, 3, 0]
+    assert second.ok and [len(p.tasks) for p in second.stages] == [0] * 8
+    assert [p.skipped for p in second.stages] == [1, 1, 2, 8, 6, 3, 2, 0]
     assert run(["sweep", "status"]) == 0
     out = capsys.readouterr().out
     assert f"sweep run {second.run_id}: study tiny, executor local, done" in out
+    assert [line.split()[:3] for line in out.splitlines() if line.split()[:1] == ["beyond"]] == [["beyond", "0", "2"]]
+
+    # the beyond tasks stored what the jobs store when called directly with the file's values
+    faith, checked = _beyond_rows()
+    with session_scope() as session:
+        ckpt = session.scalar(select(Checkpoint.id).where(Checkpoint.phase == "ft", Checkpoint.degree == "all"))
+    assert {k[0] for k in faith} == {k[0] for k in checked} == {ckpt}
+    assert sorted({k[1] for k in faith}) == ["baseline_random", "baseline_sobel", "gradcam", "saliency"]
+    assert len(faith) == 4 * 3 * 2 and len(checked) == 2 * 2 * 2 * 3  # (methods x steps) x samples x similarities
+    assert {k[2] for k in checked} == {"sanity:cascading:head:s0", "sanity:cascading:block1:s0"}
+    with session_scope() as session:
+        session.execute(delete(GroundTruthMetric).where(GroundTruthMetric.metric.in_(FAITH)))
+        session.execute(delete(DriftMetric).where(DriftMetric.selection == SELECTION))
+    faithfulness([ckpt], ["saliency", "gradcam"], selection="all", baselines=True, metrics=FAITH, max_samples=3)
+    sanity(ckpt, ["saliency", "baseline_sobel"], mode="cascading", layers=["head", "block1"], limit=2)
+    assert _beyond_rows() == (faith, checked)
     # the plan of another seed: costs from this workspace's measured rates
     data = tiny_study()
     data["models"]["training"]["seed"] = 1

@@ -86,10 +86,10 @@ def test_sign_in_mode_and_demo_passwords_for_admins_only(workspace: Path) -> Non
 
 
 def test_the_newest_sweep_shows_its_stages_and_nodes(workspace: Path) -> None:
-    from xai_core.sweep import tracking
+    from xai_core.sweep import STAGES, tracking
 
-    run_id = tracking.start_run("tiny", "ray", {"data": {"tasks": 0, "skipped": 1}, "explain": {"tasks": 3, "skipped": 1}},
-                                address="10.0.0.1:6379")
+    run_id = tracking.start_run("tiny", "ray", {"data": {"tasks": 0, "skipped": 1}, "explain": {"tasks": 3, "skipped": 1},
+                                                "beyond": {"tasks": 2, "skipped": 0}}, address="10.0.0.1:6379")
     tracking.queue_tasks(run_id, "explain", ["explain:a", "explain:b", "explain:c"])
     for key in ("explain:a", "explain:b"):
         tracking.mark_running(run_id, key)
@@ -100,4 +100,5 @@ def test_the_newest_sweep_shows_its_stages_and_nodes(workspace: Path) -> None:
     sweep = at.table[0].value
     assert sweep.loc["explain", ["planned", "skipped", "queued", "running", "done", "failed"]].tolist() == [3, 1, 1, 1, 1, 0]
     assert sweep.loc["data", "skipped"] == 1 and sweep.loc["explain", "nodes"] == tracking.node_name()
+    assert list(sweep.index) == list(STAGES) and sweep.loc["beyond", "planned"] == 2  # every stage, beyond too
     assert "executor ray at 10.0.0.1:6379" in _captions(at)

@@ -62,7 +62,7 @@ def sweep(
     address: str = typer.Option(None, "--address", help="Ray cluster address (default: start Ray here)"),
     run: int = typer.Option(None, "--run", help="with `status`: the run id (default the newest)"),
 ) -> None:
-    """Run a study file stage by stage (data, pretrain, train, explain, evaluate, drift, report),
+    """Run a study file stage by stage (data, pretrain, train, explain, evaluate, drift, beyond, report),
     skipping what is stored; `xaudit sweep status` shows a run's progress."""
     if study == "status" and not Path(study).exists():
         _status(run)

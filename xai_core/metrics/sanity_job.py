@@ -191,6 +191,20 @@ def check_request(checkpoint: int | str, mode: str, layers: Sequence[str] | None
     return row, steps(row.arch, mode, layers)
 
 
+def pending(checkpoint: int | str, methods: Sequence[str], mode: str = "cascading",
+            layers: Sequence[str] | None = None, *, split: str = "test", limit: int | None = 16, seed: int = 0,
+            params: dict[str, dict[str, Any]] | None = None, target: str = "predicted") -> int:
+    """How many (step, method) pairs of a model-randomisation run (``cascading`` / ``independent``,
+    the arguments of :func:`sanity`) lack a stored value; 0: the run would compute nothing. Reads the
+    database and the split's sample keys; loads no model."""
+    row = models.resolve_checkpoint(checkpoint)
+    step_list = steps(row.arch, mode, layers)  # the data mode raises: it has no model steps
+    dataset = dataset_to_explain(None, int(row.id), None)
+    checked = _methods(methods, row.arch, params, dataset, target)
+    pks = np.asarray(select_samples(dataset, split, None, limit).sample_pks, dtype=np.int64)
+    return len(_plan(int(row.id), int(row.id), checked, step_list, mode, seed, pks, list_sanity_similarities()))
+
+
 def sanity(
     checkpoint: int | str,
     methods: Sequence[str],

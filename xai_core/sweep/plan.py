@@ -9,7 +9,9 @@ estimated from this machine's measured rates (:mod:`.rates`).
 Task kinds: ``data`` (build or import the dataset), ``pretrain`` (one source × architecture),
 ``train`` (one grid cell, or one TL→FT run), ``explain`` (checkpoint × method × shard of samples),
 ``evaluate`` (checkpoint × method; a checkpoint's chance-level baselines after its methods),
-``drift`` (one TL→FT or TL→epoch pair; one checkpoint's cross-method comparison), ``report``.
+``drift`` (one TL→FT or TL→epoch pair; one checkpoint's cross-method comparison), ``beyond`` (a
+part's ``beyond`` checks: faithfulness of one checkpoint's maps; the sanity check of one
+checkpoint), ``report``.
 """
 
 from __future__ import annotations
@@ -38,10 +40,11 @@ from xai_core.metrics.evaluate_job import select_samples as select_for_metrics
 from xai_core.metrics.registry import list_drift_metrics, list_ground_truth_metrics
 from xai_core.metrics.stored import map_groups, map_samples, missing, predictions, stored_metrics
 from xai_core.sweep import rates
+from xai_core.sweep.checks import faithfulness_methods, faithfulness_pending, sanity_pending
 from xai_core.sweep.study import Study, StudyPart
 
-STAGES = ("data", "pretrain", "train", "explain", "evaluate", "drift", "report")
-GPU_STAGES = frozenset({"pretrain", "train", "explain"})  # placed on GPU nodes when the cluster has GPUs
+STAGES = ("data", "pretrain", "train", "explain", "evaluate", "drift", "beyond", "report")
+GPU_STAGES = frozenset({"pretrain", "train", "explain", "beyond"})  # placed on GPU nodes when the cluster has GPUs
 
 
 @dataclass(frozen=True)
@@ -413,6 +416,46 @@ def _drift_todo(a: int, b: int, specs: list[str] | None, selection: str, names: 
     return False
 
 
+def degree_checkpoints(part: StudyPart, degrees: list[str]) -> list[tuple[str, str, str]]:
+    """(checkpoint name, arch, source) of the part's TL/FT checkpoints of ``degrees`` (``tl-ft``: the
+    ``-tl`` checkpoint is degree tl, the ``-ft`` one all)."""
+    out: list[tuple[str, str, str]] = []
+    for arch, source, degree, name in cells(part):
+        if degree == "tlft":
+            out += [(f"{name}-{phase}", arch, source) for phase, d in (("tl", "tl"), ("ft", "all")) if d in degrees]
+        elif degree in degrees:
+            out.append((name, arch, source))
+    return out
+
+
+def _beyond(study: Study) -> StagePlan:
+    plan = StagePlan("beyond")
+    for pname, part in study.parts.items():
+        if part.beyond is None:
+            continue
+        faith, check = part.beyond.faithfulness, part.beyond.sanity
+        if faith is not None:
+            names = [(n, a) for n, a, _ in degree_checkpoints(part, faith.degrees) if faithfulness_methods(faith, a)]
+            ids = _existing([n for n, _ in names])
+            for name, arch in names:
+                if name in ids and not faithfulness_pending(faith, ids[name], arch, part.selections.metrics,
+                                                            part.metrics.baselines):
+                    plan.skipped += 1
+                    continue
+                plan.tasks.append(Task("beyond", f"beyond:faithfulness:{name}",
+                                       {"part": pname, "check": "faithfulness", "checkpoint": name}, gpu=True))
+        if check is not None:
+            names = [(n, a) for n, a, src in degree_checkpoints(part, ["all"]) if src == part.sanity_source()]
+            ids = _existing([n for n, _ in names])
+            for name, arch in names:
+                if name in ids and not sanity_pending(check, ids[name], arch, part.methods.split, part.methods.params):
+                    plan.skipped += 1
+                    continue
+                plan.tasks.append(Task("beyond", f"beyond:sanity:{name}",
+                                       {"part": pname, "check": "sanity", "checkpoint": name}, gpu=True))
+    return plan
+
+
 def _report(study: Study) -> StagePlan:
     plan = StagePlan("report")
     if study.report:
@@ -435,6 +478,8 @@ def plan_stage(study: Study, stage: str, predicted: bool = False) -> StagePlan:
         return _evaluate(study, predicted)
     if stage == "drift":
         return _drift(study, predicted)
+    if stage == "beyond":
+        return _beyond(study)
     return _report(study)
 
 

@@ -4,7 +4,8 @@ A study has one or more *parts* (``parts: {name: part}``; a file with ``dataset:
 one part named after the study). A part names its dataset (generator build parameters or an
 imported folder), its models (architectures, width, pre-training sources, the ``grid`` of
 fine-tuning degrees or the ``tl-ft`` protocol, training settings), its attribution methods and
-their parameters, its ground-truth metrics, its drift comparisons and the sample selections.
+their parameters, its ground-truth metrics, its drift comparisons, the sample selections and,
+optionally, the checks beyond the two studies (``beyond``: faithfulness, sanity).
 :func:`load_study` reads and validates a file; a bad file raises :class:`StudyError` with one line
 naming the key path and the allowed values.
 """
@@ -24,9 +25,12 @@ from models.pretraining import list_pretraining_sources
 from xai_core.attribution.registry import get_method, list_methods
 from xai_core.data.params import KNOBS, make_params
 from xai_core.errors import ConfigError, XAuditError
+from xai_core.metrics import faithfulness as _faithfulness  # noqa: F401  (registers the faithfulness metrics)
+from xai_core.metrics.chance_maps import CHANCE_METHODS
 from xai_core.metrics.drift_job import CROSS_METHODS, DRIFT_SELECTIONS
 from xai_core.metrics.evaluate_job import GT_SELECTIONS
-from xai_core.metrics.registry import list_ground_truth_metrics
+from xai_core.metrics.registry import list_faithfulness_metrics, list_ground_truth_metrics
+from xai_core.metrics.sanity_randomise import check_layers
 
 PROTOCOLS = ("grid", "tl-ft")
 SPLITS = ("train", "val", "test")
@@ -229,6 +233,69 @@ class SelectionsSpec(_Strict):
     drift: Literal[DRIFT_SELECTIONS] = "true_positive"  # type: ignore[valid-type]
 
 
+def _known_methods(value: list[str]) -> list[str]:
+    return [_one_of(v, list_methods(), "attribution method") for v in value]
+
+
+class FaithfulnessCheck(_Strict):
+    """Faithfulness to the model (Petsiuk et al. 2018: deletion/insertion AUC, ...) of the stored maps
+    of ``methods`` and of the chance maps (with ``metrics.baselines``) on the checkpoints of
+    ``degrees`` (``tl-ft``: tl and all), on the first ``samples`` samples (by id) of each
+    (checkpoint, method) that ``selections.metrics`` selects among those with maps."""
+
+    degrees: list[str] = Field(default_factory=lambda: ["all"], min_length=1)
+    methods: list[str] = Field(min_length=1)
+    metrics: list[str] | None = None  # None: every registered faithfulness metric
+    samples: PositiveInt | None = None  # None: every selected sample
+
+    @field_validator("degrees")
+    @classmethod
+    def _degrees(cls, value: list[str]) -> list[str]:
+        return [_one_of(v, DEGREES, "fine-tuning degree") for v in value]
+
+    @field_validator("methods")
+    @classmethod
+    def _methods(cls, value: list[str]) -> list[str]:
+        return _known_methods(value)
+
+    @field_validator("metrics")
+    @classmethod
+    def _metrics(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return None
+        return [_one_of(v, list_faithfulness_metrics(), "faithfulness metric") for v in value]
+
+
+class SanityCheck(_Strict):
+    """Adebayo et al.'s cascading model-randomisation test of ``methods`` (and the ``control``, a
+    chance map that never looks at the model and must fail) on the first ``samples`` images of the
+    methods' split, on the all-layers FT checkpoint of ``pretrain`` (default: the part's first
+    source) of each architecture; ``layers``: the cascade steps (default every layer)."""
+
+    methods: list[str] = Field(min_length=1)
+    layers: list[str] | None = None
+    control: str | None = "baseline_sobel"
+    pretrain: str | None = None
+    samples: PositiveInt = 16
+
+    @field_validator("methods")
+    @classmethod
+    def _methods(cls, value: list[str]) -> list[str]:
+        return _known_methods(value)
+
+    @field_validator("control")
+    @classmethod
+    def _control(cls, value: str | None) -> str | None:
+        return None if value is None else _one_of(value, CHANCE_METHODS, "chance map")
+
+
+class BeyondSpec(_Strict):
+    """The checks beyond the two studies; an absent section runs none."""
+
+    faithfulness: FaithfulnessCheck | None = None
+    sanity: SanityCheck | None = None
+
+
 class StudyPart(_Strict):
     """One dataset and everything built on it."""
 
@@ -238,6 +305,46 @@ class StudyPart(_Strict):
     metrics: MetricsSpec = Field(default_factory=MetricsSpec)
     drift: DriftSpec = Field(default_factory=DriftSpec)
     selections: SelectionsSpec = Field(default_factory=SelectionsSpec)
+    beyond: BeyondSpec | None = None
+
+    def trained_degrees(self) -> list[str]:
+        """The degrees whose checkpoints the part trains: the grid's (``tl-ft``: tl and all)."""
+        return ["tl", "all"] if self.models.protocol == "tl-ft" else list(self.models.degrees)
+
+    def sanity_source(self) -> str | None:
+        """The pre-training source of the sanity check's checkpoint (None: no ``beyond.sanity``)."""
+        if self.beyond is None or self.beyond.sanity is None:
+            return None
+        return self.beyond.sanity.pretrain or self.models.pretrain.sources[0]
+
+    @model_validator(mode="after")
+    def _beyond(self) -> StudyPart:
+        """The checks name what the part makes: its degrees and explained methods, its sources and
+        the layers of its architectures."""
+        faith, sanity = (self.beyond.faithfulness, self.beyond.sanity) if self.beyond else (None, None)
+        if faith is not None:
+            for degree in faith.degrees:
+                _part_has(degree, self.trained_degrees(), "beyond.faithfulness.degrees", "degrees the part trains")
+            if self.methods.names != "all":
+                for method in faith.methods:
+                    _part_has(method, self.methods.names, "beyond.faithfulness.methods",
+                              "methods the part explains (methods.names)")
+        if sanity is not None:
+            _part_has(str(self.sanity_source()), self.models.pretrain.sources, "beyond.sanity.pretrain",
+                      "pre-training sources of the part")
+            _part_has("all", self.trained_degrees(), "beyond.sanity", "degrees the part trains (it checks the all "
+                      "checkpoint)")
+            for arch in self.models.archs:
+                try:
+                    check_layers(arch, sanity.layers)
+                except XAuditError as exc:
+                    raise ValueError(f"beyond.sanity.layers: {exc}") from None
+        return self
+
+
+def _part_has(value: str, allowed: list[str], key: str, what: str) -> None:
+    if value not in allowed:
+        raise ValueError(f"{key}: {value!r} is not among the {what}; allowed: {', '.join(allowed)}")
 
 
 PART_KEYS = tuple(StudyPart.model_fields)

@@ -16,6 +16,7 @@ from models.checkpoints import resolve_checkpoint
 from models.finetune import TrainConfig
 from xai_core.config import configure_threads, workspace_dir
 from xai_core.sweep import tracking
+from xai_core.sweep.checks import run_faithfulness, run_sanity
 from xai_core.sweep.plan import Task, grid_order, part_methods
 from xai_core.sweep.study import Study, StudyPart
 
@@ -99,6 +100,19 @@ def _drift(study: Study, part: StudyPart, args: dict[str, Any]) -> str:
     return f"{sum(r.rows for r in results)} samples compared"
 
 
+def _beyond(study: Study, part: StudyPart, args: dict[str, Any]) -> str:
+    ckpt = resolve_checkpoint(args["checkpoint"])
+    assert part.beyond is not None  # the planner makes beyond tasks of parts with the section only
+    if args["check"] == "faithfulness":
+        assert part.beyond.faithfulness is not None
+        results = run_faithfulness(part.beyond.faithfulness, [int(ckpt.id)], ckpt.arch, part.selections.metrics,
+                                   part.metrics.baselines)
+        return f"{sum(r.computed for r in results)} maps scored ({sum(r.skipped for r in results)} stored)"
+    assert part.beyond.sanity is not None
+    checked = run_sanity(part.beyond.sanity, int(ckpt.id), ckpt.arch, part.methods.split, part.methods.params)
+    return f"{sum(1 for r in checked if r.computed)} of {len(checked)} steps × methods computed"
+
+
 def _report(study: Study, part: StudyPart | None, args: dict[str, Any]) -> str:
     from xai_core.report import write_report
 
@@ -106,7 +120,7 @@ def _report(study: Study, part: StudyPart | None, args: dict[str, Any]) -> str:
 
 
 RUNNERS = {"data": _data, "pretrain": _pretrain, "train": _train, "explain": _explain, "evaluate": _evaluate,
-           "drift": _drift, "report": _report}
+           "drift": _drift, "beyond": _beyond, "report": _report}
 
 
 def run_task(study: Study, task: Task) -> str:
