@@ -5,10 +5,13 @@
 # (scripts/docker_base.sh, cached) with DEMO_FLAGS=--quick, passing this machine's pip configuration
 # in as a bind-mounted /etc/pip.conf plus the local folders it names (nothing of it lands in the
 # Dockerfile or the image). Then it starts the image's own CMD (chroot isolation shares the host
-# network: the dashboard answers on localhost:$PORT), waits for /_stcore/health, opens every page in
-# Chromium (signed in as the demo admin of the image's workspace) and checks that the Benchmark page
-# shows the means stored in the image's workspace, stops it (SIGTERM, as docker stop) and checks
-# nothing of it still runs, then starts the image with /data read-only and expects one error line.
+# network: the dashboard answers on localhost:$PORT), waits for /_stcore/health, checks that it gave
+# the demo accounts new passwords (the image's are marked as made at image build and were never in
+# the build log), opens every page in Chromium (signed in as the demo admin with the password the
+# container printed) and checks that the Benchmark page shows the means stored in the image's
+# workspace, stops it (SIGTERM, as docker stop) and checks nothing of it still runs, starts it again
+# (the same volume: no new passwords), then starts the image with /data read-only and expects one
+# error line.
 # Whatever it started is removed on exit; the base image and the built image stay (cache for the
 # next run).
 #
@@ -138,6 +141,16 @@ ctr=$(buildah from --quiet --name "xaudit-check-$$" "$IMAGE")
 root=$(buildah mount "$ctr")
 csv="$root/data/workspace/reports/demo/benchmark.csv"
 [[ -s "$csv" ]] || fail "the image holds no demo report ($csv): the build did not finish the workspace"
+# The image's demo passwords: marked to be replaced at a container's first start, and not in the build log.
+[[ -f "$root/data/workspace/review/demo-accounts.image-build" ]] \
+    || fail "the image's workspace has no review/demo-accounts.image-build: its demo passwords would be every container's"
+mapfile -t built_pw < <("$PYTHON" -c 'import json, sys
+print("\n".join(a["password"] for a in json.load(open(sys.argv[1]))["accounts"]))' \
+    "$root/data/workspace/review/demo-accounts.json")
+(( ${#built_pw[@]} == 3 )) || fail "the image keeps ${#built_pw[@]} demo passwords, expected 3"
+for pw in "${built_pw[@]}"; do
+    ! grep -qF -- "$pw" "$tmp/build.log" || fail "a demo password of the image is in its build log"
+done
 
 user=$(buildah run --isolation chroot "$ctr" -- id -un)
 [[ "$user" == xaudit ]] || fail "the image runs as '$user', expected the unprivileged user xaudit"
@@ -152,12 +165,24 @@ until curl -fsS -m 2 "http://127.0.0.1:$PORT/_stcore/health" 2>/dev/null | grep 
 done
 healthy_s=$((SECONDS - t0))
 say "healthy after ${healthy_s} s: http://127.0.0.1:$PORT"
+# The first start gave the demo accounts new passwords and printed them (before the dashboard
+# started); the walk signs in with the admin's printed one, the only place it is outside the
+# container's /data (buildah 1.28 keeps that volume apart from the mounted image, as Docker does).
+grep -q "the demo passwords made at image build no longer work" "$tmp/run.log" \
+    || { tail -n 30 "$tmp/run.log" >&2; fail "the first start did not replace the demo passwords made at image build"; }
+admin_pw=$(awk '$1 == "demo-admin" && $2 == "admin" && NF == 3 {print $3}' "$tmp/run.log" | tail -n1)
+[[ -n "$admin_pw" ]] || { tail -n 30 "$tmp/run.log" >&2; fail "the first start printed no demo-admin password"; }
+for pw in "${built_pw[@]}"; do [[ "$admin_pw" != "$pw" ]] || fail "the printed demo-admin password is the image's"; done
+mkdir -p "$tmp/signin/review"
+"$PYTHON" -c 'import json, sys
+json.dump({"accounts": [{"name": "demo-admin", "role": "admin", "password": sys.argv[2]}]}, open(sys.argv[1], "w"))' \
+    "$tmp/signin/review/demo-accounts.json" "$admin_pw"
 # The command resumes the workspace built into the image: nothing is left to build.
 for _ in $(seq 240); do grep -q "demo workspace complete" "$tmp/run.log" && break; sleep 0.5; done
 grep -q "demo workspace complete" "$tmp/run.log" \
     || { tail -c 2000 "$tmp/run.log" >&2; fail "the image's command is still building after 2 min: its workspace was not complete"; }
 
-timeout 600 "$PYTHON" tests/e2e/walk.py "http://127.0.0.1:$PORT" --benchmark-csv "$csv" --home "$root/data/workspace" \
+timeout 600 "$PYTHON" tests/e2e/walk.py "http://127.0.0.1:$PORT" --benchmark-csv "$csv" --home "$tmp/signin" \
     || { tail -n 30 "$tmp/run.log" >&2; fail "a page did not render in Chromium (see above)"; }
 
 # docker stop: SIGTERM to the container's main process only (xaudit, PID 1 in Docker); the dashboard
@@ -176,6 +201,16 @@ if curl -fsS -m 2 "http://127.0.0.1:$PORT/_stcore/health" >/dev/null 2>&1; then 
 wait "$run_pid" 2>/dev/null || true
 run_pid=""
 say "stopped by SIGTERM to xaudit: no process of the container left"
+
+# A second start of the same container (its /data volume as the first start left it): the demo
+# passwords are this volume's already, none is replaced or printed.
+code=0
+out=$(timeout 300 buildah run --isolation chroot "$ctr" -- sh -c 'exec xaudit demo --no-serve $XAUDIT_DEMO_FLAGS' 2>&1) || code=$?
+[[ $code == 0 ]] || { tail -n 30 <<< "$out" >&2; fail "the second start (--no-serve) exited $code"; }
+grep -q "demo accounts exist: " <<< "$out" && ! grep -qF -- "$admin_pw" <<< "$out" \
+    && ! grep -q "made at image build no longer work" <<< "$out" \
+    || { tail -n 30 <<< "$out" >&2; fail "the second start replaced or printed the demo passwords"; }
+say "second start: the demo passwords of the first are kept, none printed"
 
 # A read-only workspace (docker run -v xaudit-data:/data:ro): one error line, exit 2. buildah mounts
 # the image's VOLUME /data itself, so the built workspace goes read-only one level below it.

@@ -36,7 +36,8 @@ from xai_core.metrics.registry import list_faithfulness_metrics
 from xai_core.progress import Progress, silent
 from xai_core.report import write_report
 from xai_core.review import accounts, studies
-from xai_core.review.demo_accounts import DemoAccount, read_demo_accounts, save_demo_accounts
+from xai_core.review.demo_accounts import (DemoAccount, clear_image_mark, image_mark_path, read_demo_accounts,
+                                          save_demo_accounts)
 from xai_core.sweep.plan import ft_epochs
 from xai_core.sweep.checks import run_faithfulness, run_sanity, sanity_methods
 from xai_core.sweep.study import BeyondSpec, Study, StudyError, StudyPart, load_study, studies_dir
@@ -476,6 +477,36 @@ def ensure_demo_accounts() -> list[DemoAccount]:
     for account in sorted(created, key=lambda a: a.role == "admin"):  # the admin (sign-in on) last
         accounts.add_user(account.name, account.role, account.password, actor=accounts.LOCAL)
     return created
+
+
+def replace_image_build_passwords() -> list[DemoAccount]:
+    """A container's first start: new random passwords for the demo accounts whose password is still
+    the one made at image build (the workspace carries the mark of
+    :func:`~xai_core.review.demo_accounts.mark_image_build`; an account whose password was changed is
+    no longer kept and stays as it is). Returns the new ones; empty without the mark (a workspace
+    not built into an image, or a later start).
+
+    The kept file gets the new passwords first (a password the database accepts is always kept),
+    then every account's hash in one transaction (all or none; their sessions end), then the mark
+    goes. An error in the transaction puts the old file back (the old state); an interruption
+    (SIGTERM, a crash) before the mark goes leaves it, and the next start replaces the passwords
+    again."""
+    if not image_mark_path().exists():
+        return []
+    kept = read_demo_accounts()
+    existing = set(accounts.list_users()["name"])
+    new = [replace(a, password=secrets.token_urlsafe(12)) for a in kept if a.name in existing]
+    if new:
+        renewed = {a.name: a for a in new}
+        save_demo_accounts([renewed.get(a.name, a) for a in kept])
+        try:
+            accounts.replace_passwords({a.name: a.password for a in new}, actor=accounts.LOCAL,
+                                       reason="made at image build")
+        except Exception:  # rolled back: the old passwords still sign in, so the file keeps them
+            save_demo_accounts(kept)
+            raise
+    clear_image_mark()
+    return new
 
 
 def study_checkpoints(s: DemoSettings, degrees: tuple[str, ...] = ("tl", "all")) -> list[int]:

@@ -22,12 +22,17 @@ def serve(port: int = 8501) -> subprocess.Popen:
     return start_dashboard(home(), port)
 
 
-def announce_accounts(created: list) -> None:
-    """Print the demo accounts made by this run with their passwords (the only time they are
-    printed), or where an admin finds them when they already existed."""
+def announce_accounts(created: list, *, image_build: bool = False) -> None:
+    """Print the demo accounts made (or given new passwords) by this run with their passwords (the
+    only time they are printed), or where an admin finds them when they already existed. An image
+    build prints none: each container replaces them at its first start."""
     from xai_core.demo import ACCOUNTS
     from xai_core.review.demo_accounts import credentials_path
 
+    if image_build:
+        typer.echo("demo accounts made at image build; their passwords are not printed: each container "
+                   "replaces them at its first start and prints its own")
+        return
     if created:
         typer.echo("demo accounts (passwords printed this once; change them with "
                    "`xaudit users reset-password NAME`):")
@@ -50,18 +55,26 @@ def demo(
     quick: bool = typer.Option(False, "--quick", help="Small complete workspace (≈2 min) instead of the full demo."),
     no_serve: bool = typer.Option(False, "--no-serve", help="Build only; do not start the dashboard."),
     port: int = typer.Option(8501, "--port", envvar="XAUDIT_PORT", help="Dashboard port."),
+    image_build: bool = typer.Option(
+        False, "--image-build",
+        help="Building a container image (implies --no-serve): mark the demo passwords, which every container "
+             "of the image would share, to be replaced at each container's first start."),
 ) -> None:
     """Build the demo workspace stage by stage (resuming what exists) and serve the dashboard.
 
     The dashboard starts as soon as the benchmark data and the demo accounts (an admin and two
-    reviewers; their passwords are printed once) exist, and fills in as stages complete.
-    SIGTERM (``docker stop``, a supervisor) stops it like Ctrl-C: the dashboard process goes too.
+    reviewers; their passwords are printed once) exist, and fills in as stages complete. In a
+    workspace built with ``--image-build`` (the Docker image's) the first run replaces the demo
+    passwords made at image build first. SIGTERM (``docker stop``, a supervisor) stops it like
+    Ctrl-C: the dashboard process goes too.
     """
     # lazy: only this command's stack is imported (xaudit --help and other commands stay fast)
     from db import get_engine
     from ui.server import ensure_port_free, stop
-    from xai_core.demo import STAGES, build_demo, ensure_demo_accounts, settings_for
+    from xai_core.demo import STAGES, build_demo, ensure_demo_accounts, replace_image_build_passwords, settings_for
+    from xai_core.review.demo_accounts import mark_image_build
 
+    no_serve = no_serve or image_build
     settings_for(quick)  # a broken studies/demo.yaml is one line, before any work
     if not no_serve:
         ensure_port_free(port)
@@ -72,9 +85,15 @@ def demo(
     server = None
     try:
         build_demo(quick=quick, only=("data",), progress=bar)
-        created = ensure_demo_accounts()  # before the dashboard starts: it asks for a sign-in from its first page
+        # before the dashboard starts: it asks for a sign-in from its first page
+        renewed = [] if image_build else replace_image_build_passwords()  # a container's first start
+        created = ensure_demo_accounts()
+        if image_build:
+            mark_image_build()
         bar.close()
-        announce_accounts(created)
+        if renewed:
+            typer.echo("the demo passwords made at image build no longer work; this workspace has its own:")
+        announce_accounts(renewed + created, image_build=image_build)
         bar = TqdmProgress("demo")  # a closed tqdm bar draws nothing more
         if not no_serve:
             server = serve(port)

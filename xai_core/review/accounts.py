@@ -153,12 +153,30 @@ def reset_password(name: str, password: str, *, actor: Actor = LOCAL) -> None:
         require_admin(actor, "resetting another account's password")
     digest = HASHER.hash(check_password(password))
     with session_scope() as session:
-        user = _user(session, name)
-        user.password_hash = digest
-        _revoke_all(session, user.id)
-        _clear_throttle(session, name)
-        audit.record(session, actor.name, "user.reset-password", target=name)
+        _set_password(session, name, digest, actor)
     demo_accounts.forget(name)  # a demo password kept for admins to see is no longer the password
+
+
+def replace_passwords(passwords: dict[str, str], *, actor: Actor = LOCAL, **detail: str) -> None:
+    """Set new passwords of several accounts (name → password) in one transaction: all of them or,
+    on any error, none. Each account's sessions end, as with :func:`reset_password`; unlike it, kept
+    demo passwords are left to the caller (the demo keeps the new ones before calling this).
+    ``detail`` goes into each audit event."""
+    require_admin(actor, "replacing passwords")
+    digests = {name: HASHER.hash(check_password(password)) for name, password in passwords.items()}
+    with session_scope() as session:
+        for name, digest in digests.items():
+            _set_password(session, name, digest, actor, **detail)
+
+
+def _set_password(session: Session, name: str, digest: str, actor: Actor, **detail: str) -> None:
+    """Replace ``name``'s password hash with ``digest`` in ``session``'s transaction: its sessions
+    end and its failed-login count is cleared."""
+    user = _user(session, name)
+    user.password_hash = digest
+    _revoke_all(session, user.id)
+    _clear_throttle(session, name)
+    audit.record(session, actor.name, "user.reset-password", target=name, **detail)
 
 
 def _revoke_all(session: Session, user_id: int) -> None:
