@@ -32,15 +32,14 @@ from xai_core.config import workspace_dir
 from xai_core.data import build_dataset, dataset_exists
 from xai_core.data.params import GeneratorParams, make_params
 from xai_core.metrics import drift, evaluate
-from xai_core.metrics.registry import list_faithfulness_metrics
 from xai_core.progress import Progress, silent
 from xai_core.report import write_report
 from xai_core.review import accounts, studies
 from xai_core.review.demo_accounts import (DemoAccount, clear_image_mark, image_mark_path, read_demo_accounts,
                                           save_demo_accounts)
-from xai_core.sweep.plan import ft_epochs
 from xai_core.sweep.checks import run_faithfulness, run_sanity, sanity_methods
-from xai_core.sweep.study import BeyondSpec, Study, StudyError, StudyPart, load_study, studies_dir
+from xai_core.sweep.plan import ft_epochs
+from xai_core.sweep.study import BeyondSpec, Study, StudyError, StudyPart, load_study, pretrain_kwargs, studies_dir
 from xai_core.status import BuildStatus, StageStatus, StageTracker, read_status, write_status
 
 ACCOUNTS = (("demo-admin", "admin"), ("reader-1", "reviewer"), ("reader-2", "reviewer"))
@@ -73,8 +72,8 @@ class _Sizes:
     def size(self) -> int:
         return self.data.size
 
-    def pretrain_kwargs(self) -> dict[str, int]:
-        return _pretrain_kwargs(self.pretrain_steps, self.pretrain_size)
+    def pretrain_kwargs(self) -> dict[str, Any]:
+        return pretrain_kwargs(self.pretrain_steps, self.pretrain_size)
 
 
 @dataclass(frozen=True)
@@ -123,7 +122,7 @@ def describe_beyond(b: BeyondSpec, selection: str) -> str:
     """The demo's checks beyond the two studies (studies/demo.yaml's ``parts.mri.beyond``) in words."""
     said = []
     if (f := b.faithfulness) is not None:
-        said.append(f"{', '.join(f.metrics or list_faithfulness_metrics())} of {', '.join(f.methods)} and the chance "
+        said.append(f"{', '.join(f.metric_names())} of {', '.join(f.methods)} and the chance "
                     f"maps on the first {f.samples or 'all'} test images ({selection}) of the {'/'.join(f.degrees)} "
                     "checkpoint of each source")
     if (c := b.sanity) is not None:
@@ -175,11 +174,6 @@ class DemoSettings(_Sizes):
             "drift study": self.drift_study.describe(),
             "beyond the studies": describe_beyond(self.beyond, self.metrics_selection),
         }
-
-
-def _pretrain_kwargs(steps: int | None, size: int | None) -> dict[str, int]:
-    """``ensure_pretrained`` keyword arguments of the set values (as ``PretrainSpec.kwargs``)."""
-    return {k: v for k, v in (("steps", steps), ("size", size)) if v is not None}
 
 
 def _need(ok: bool, source: str, key: str, message: str) -> None:
@@ -445,7 +439,7 @@ def stage_beyond(s: DemoSettings, progress: Progress) -> str:
             return f"no checkpoints of {s.dataset} yet: run the grid stage first"
         scored = run_faithfulness(faith, checkpoints, s.arch, s.metrics_selection, s.baselines,
                                   progress=lambda d, t, m: progress(d, half * max(t, 1), f"faithfulness: {m}"))
-        said.append(f"{', '.join(faith.metrics or list_faithfulness_metrics())} of "
+        said.append(f"{', '.join(faith.metric_names())} of "
                     f"{sum(r.computed for r in scored)} new maps on {len(checkpoints)} checkpoints")
     if check is not None:
         checkpoint = sanity_checkpoint(s, str(check.pretrain))

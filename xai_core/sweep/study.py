@@ -102,7 +102,12 @@ class PretrainSpec(_Strict):
 
     def kwargs(self) -> dict[str, Any]:
         """``ensure_pretrained``/``train_grid`` pre-training keyword arguments."""
-        return {k: v for k, v in (("steps", self.steps), ("size", self.size)) if v is not None}
+        return pretrain_kwargs(self.steps, self.size)
+
+
+def pretrain_kwargs(steps: int | None, size: int | None) -> dict[str, Any]:
+    """``ensure_pretrained`` keyword arguments of the set values (None: the source's default)."""
+    return {k: v for k, v in (("steps", steps), ("size", size)) if v is not None}
 
 
 class TrainingSpec(_Strict):
@@ -264,6 +269,10 @@ class FaithfulnessCheck(_Strict):
         if value is None:
             return None
         return [_one_of(v, list_faithfulness_metrics(), "faithfulness metric") for v in value]
+
+    def metric_names(self) -> list[str]:
+        """The metrics scored: as listed, else every registered faithfulness metric."""
+        return self.metrics or list_faithfulness_metrics()
 
 
 class SanityCheck(_Strict):
